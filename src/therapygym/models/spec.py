@@ -1,0 +1,194 @@
+"""Model specs: the strings and YAML entries that pick a backend.
+
+Spec strings, for the command line:
+
+    openai:<model>[?base_url=...&api_key_env=...&concurrency=8&timeout_s=60&max_retries=4]
+    local:smollm2                      the embedded SmolLM2-135M-Instruct (offline)
+    gguf:/path/to/model.gguf           any GGUF file, run in-process by llama.cpp
+    python:package.module:function     a user's callable
+    <name>                             an entry of a models file (YAML)
+
+A models file names entries with the same fields, plus optional prices:
+
+    models:
+      qwen-judge:
+        backend: openai
+        model: Qwen/Qwen2.5-7B-Instruct
+        base_url: http://127.0.0.1:8000/v1
+        api_key_env: VLLM_API_KEY
+        concurrency: 32
+    prices:                # USD per million tokens, by model name; optional
+      gpt-4o-mini: {input_per_mtok: 0.15, output_per_mtok: 0.60}
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from therapygym.errors import ConfigError, ModelSpecError
+
+Backend = Literal["openai", "local", "gguf", "python"]
+BACKENDS: tuple[str, ...] = ("openai", "local", "gguf", "python")
+MODELS_FILE_ENV = "THERAPYGYM_MODELS"
+
+SPEC_HELP = (
+    "expected openai:<model>, local:smollm2, gguf:/path/file.gguf, "
+    "python:module:function, or a name from a models file"
+)
+
+_DEFAULT_CONCURRENCY: dict[str, int] = {"openai": 16, "local": 4, "gguf": 4, "python": 8}
+
+
+class Price(BaseModel):
+    """USD per million tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (
+            prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
+        ) / 1e6
+
+
+class ModelConfig(BaseModel):
+    """One model: which backend, which model, and how to call it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: Backend
+    model: str = Field(min_length=1)
+    base_url: str | None = None
+    api_key_env: str | None = None
+    concurrency: int | None = Field(None, ge=1, le=4096)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(4, ge=0, le=20)
+    backoff_initial_s: float = Field(0.5, ge=0)
+    backoff_max_s: float = Field(30.0, ge=0)
+    n_ctx: int = Field(8192, ge=512, description="Context per slot for local/gguf models.")
+    threads: int | None = Field(None, ge=1, description="CPU threads for local/gguf models.")
+    price: Price | None = None
+    name: str | None = Field(None, description="The models-file entry name, if any.")
+
+    @property
+    def max_concurrency(self) -> int:
+        return self.concurrency or _DEFAULT_CONCURRENCY[self.backend]
+
+    @property
+    def label(self) -> str:
+        """A short, secret-free name for tables and logs."""
+        if self.name:
+            return self.name
+        suffix = f"@{self.base_url}" if self.base_url else ""
+        return f"{self.backend}:{self.model}{suffix}"
+
+
+class ModelsFile(BaseModel):
+    """The YAML models file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    prices: dict[str, Price] = Field(default_factory=dict)
+
+
+def _one_line(err: ValidationError, where: str) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            parts.append(f"unknown field '{loc}'")
+        else:
+            parts.append(f"field '{loc}': {e['msg']}")
+    return f"{where}: " + "; ".join(parts)
+
+
+def parse_spec(spec: str) -> ModelConfig:
+    """Parse a spec string (not a models-file name) into a `ModelConfig`."""
+    text = spec.strip()
+    head, _, query = text.partition("?")
+    backend, sep, target = head.partition(":")
+    if not sep or backend not in BACKENDS or not target:
+        raise ModelSpecError(f"unknown model spec '{spec}': {SPEC_HELP}")
+    options: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=False))
+    if backend == "local" and target != "smollm2":
+        raise ModelSpecError(
+            f"unknown embedded model '{target}' in '{spec}': the embedded model is local:smollm2; "
+            "use gguf:/path/to/file.gguf for another local model"
+        )
+    if backend == "python" and ":" not in target:
+        raise ModelSpecError(f"model spec '{spec}': expected python:module:function")
+    allowed = set(ModelConfig.model_fields) - {"backend", "model", "name", "price"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ModelSpecError(
+            f"model spec '{spec}': unknown option(s) {', '.join(unknown)} "
+            f"(allowed: {', '.join(sorted(allowed))})"
+        )
+    try:
+        return ModelConfig(backend=backend, model=target, **options)  # type: ignore[arg-type]
+    except ValidationError as err:
+        raise ModelSpecError(_one_line(err, f"model spec '{spec}'")) from None
+
+
+def load_models_file(path: Path | str) -> ModelsFile:
+    """Read and validate a models file; every error names the file and field."""
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"models file {p} not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"models file {p}: cannot read ({err})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"models file {p}: invalid YAML{at}") from None
+    if raw is None:
+        raise ConfigError(f"models file {p} is empty: expected a 'models:' mapping")
+    try:
+        parsed = ModelsFile.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_one_line(err, f"models file {p}")) from None
+    for name, entry in parsed.models.items():
+        try:
+            ModelConfig.model_validate({**entry, "name": name})
+        except ValidationError as err:
+            raise ConfigError(_one_line(err, f"models file {p}, model '{name}'")) from None
+    return parsed
+
+
+def default_models_file() -> Path | None:
+    """The models file named by `$THERAPYGYM_MODELS`, if any."""
+    env = os.environ.get(MODELS_FILE_ENV)
+    return Path(env).expanduser() if env else None
+
+
+def resolve_spec(spec: str | ModelConfig, models_file: Path | str | None = None) -> ModelConfig:
+    """Turn a spec string, a models-file name or a ready config into a `ModelConfig`.
+
+    Prices from the models file apply to any spec whose model name they list.
+    """
+    if isinstance(spec, ModelConfig):
+        return spec
+    path = models_file if models_file is not None else default_models_file()
+    catalog = load_models_file(path) if path is not None else ModelsFile()
+    head = spec.partition("?")[0]
+    if spec in catalog.models:
+        config = ModelConfig.model_validate({**catalog.models[spec], "name": spec})
+    elif head.partition(":")[0] in BACKENDS:
+        config = parse_spec(spec)
+    else:
+        known = ", ".join(sorted(catalog.models)) or "none (no models file given)"
+        raise ModelSpecError(f"unknown model spec '{spec}': {SPEC_HELP}; named models: {known}")
+    if config.price is None and config.model in catalog.prices:
+        config = config.model_copy(update={"price": catalog.prices[config.model]})
+    return config

@@ -1,0 +1,58 @@
+"""Shared fixtures: an isolated cache and environment, and the local OpenAI-compatible server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from therapygym.models import ResponseCache
+from therapygym.testing.openai_server import FakeOpenAIServer
+
+SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads a developer's real cache, models file or API key."""
+    monkeypatch.setenv("THERAPYGYM_CACHE", str(tmp_path / "cache.sqlite"))
+    for var in ("THERAPYGYM_MODELS", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Iterator[ResponseCache]:
+    c = ResponseCache(tmp_path / "responses.sqlite")
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def openai_server() -> Iterator[Any]:
+    """A factory: `openai_server(replies, latency_s=..., fault_script=...)` starts a server
+    on 127.0.0.1 that is stopped at the end of the test."""
+    servers: list[FakeOpenAIServer] = []
+
+    def start(*args: Any, **kwargs: Any) -> FakeOpenAIServer:
+        server = FakeOpenAIServer(*args, **kwargs).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def spec_for(server: FakeOpenAIServer, **options: Any) -> str:
+    """An `openai:` spec string pointing at a local server, with fast retry settings."""
+    opts = {"base_url": server.base_url, "backoff_initial_s": 0.01, "backoff_max_s": 0.05}
+    opts.update(options)
+    return "openai:fake-model?" + "&".join(f"{k}={v}" for k, v in opts.items())
+
+
+@pytest.fixture
+def server_spec() -> Any:
+    """`server_spec(server, **options)` -> an `openai:` spec for that local server."""
+    return spec_for

@@ -1,0 +1,118 @@
+"""Spec strings and models files: what parses, and the one-line errors for what does not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from therapygym.errors import ConfigError, ModelSpecError
+from therapygym.models.spec import ModelConfig, Price, parse_spec, resolve_spec
+
+
+def test_openai_spec_with_options() -> None:
+    cfg = parse_spec(
+        "openai:llama3.1:8b?base_url=http://127.0.0.1:11434/v1&concurrency=3&timeout_s=9.5"
+    )
+    assert cfg.backend == "openai"
+    assert cfg.model == "llama3.1:8b"  # Ollama tags keep their colon
+    assert cfg.base_url == "http://127.0.0.1:11434/v1"
+    assert cfg.max_concurrency == 3
+    assert cfg.timeout_s == 9.5
+    assert cfg.label == "openai:llama3.1:8b@http://127.0.0.1:11434/v1"
+
+
+@pytest.mark.parametrize(
+    ("spec", "backend", "model", "concurrency"),
+    [
+        ("local:smollm2", "local", "smollm2", 4),
+        ("gguf:/models/q.gguf", "gguf", "/models/q.gguf", 4),
+        ("python:my.module:reply", "python", "my.module:reply", 8),
+        ("openai:gpt-4o-mini", "openai", "gpt-4o-mini", 16),
+    ],
+)
+def test_backends_and_default_concurrency(
+    spec: str, backend: str, model: str, concurrency: int
+) -> None:
+    cfg = parse_spec(spec)
+    assert (cfg.backend, cfg.model, cfg.max_concurrency) == (backend, model, concurrency)
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ("gpt4", "unknown model spec 'gpt4'"),
+        ("azure:gpt", "unknown model spec 'azure:gpt'"),
+        ("openai:", "unknown model spec 'openai:'"),
+        ("local:llama", "the embedded model is local:smollm2"),
+        ("python:justamodule", "expected python:module:function"),
+        ("openai:m?concurency=2", "unknown option(s) concurency"),
+        ("openai:m?timeout_s=fast", "field 'timeout_s'"),
+        ("openai:m?concurrency=0", "field 'concurrency'"),
+    ],
+)
+def test_bad_specs_name_the_problem(spec: str, fragment: str) -> None:
+    with pytest.raises(ModelSpecError) as err:
+        resolve_spec(spec)
+    message = str(err.value)
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_models_file_entries_and_prices(tmp_path: Path) -> None:
+    path = tmp_path / "models.yaml"
+    path.write_text(
+        "models:\n"
+        "  judge:\n"
+        "    backend: openai\n"
+        "    model: Qwen/Qwen2.5-7B-Instruct\n"
+        "    base_url: http://127.0.0.1:8000/v1\n"
+        "    api_key_env: VLLM_KEY\n"
+        "    concurrency: 32\n"
+        "prices:\n"
+        "  gpt-4o-mini: {input_per_mtok: 0.15, output_per_mtok: 0.6}\n"
+    )
+    judge = resolve_spec("judge", path)
+    assert judge.name == "judge" and judge.label == "judge"
+    assert judge.api_key_env == "VLLM_KEY" and judge.max_concurrency == 32
+    priced = resolve_spec("openai:gpt-4o-mini", path)
+    assert priced.price == Price(input_per_mtok=0.15, output_per_mtok=0.6)
+    assert priced.price.cost(1_000_000, 500_000) == pytest.approx(0.45)
+
+
+def test_models_file_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("models:\n  mine: {backend: local, model: smollm2, concurrency: 2}\n")
+    monkeypatch.setenv("THERAPYGYM_MODELS", str(path))
+    assert resolve_spec("mine").max_concurrency == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("", "is empty"),
+        ("models: [\n", "invalid YAML at line"),
+        ("modles: {}\n", "unknown field 'modles'"),
+        ("models:\n  j: {backend: openai}\n", "model 'j': field 'model': Field required"),
+        ("models:\n  j: {backend: azure, model: x}\n", "model 'j': field 'backend'"),
+        ("models:\n  j: {backend: openai, model: x, retries: 3}\n", "unknown field 'retries'"),
+        ("prices:\n  m: {input_per_mtok: -1}\n", "field 'prices.m.input_per_mtok'"),
+    ],
+)
+def test_bad_models_files_name_file_and_field(tmp_path: Path, content: str, fragment: str) -> None:
+    path = tmp_path / "models.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as err:
+        resolve_spec("anything", path)
+    assert str(path) in str(err.value)
+    assert fragment in str(err.value)
+
+
+def test_missing_models_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        resolve_spec("x", tmp_path / "nope.yaml")
+
+
+def test_config_passes_through() -> None:
+    cfg = ModelConfig(backend="local", model="smollm2")
+    assert resolve_spec(cfg) is cfg
