@@ -89,8 +89,12 @@ async def overhead(base_url: str, n: int) -> dict[str, dict[str, float]]:
         http_client=openai.DefaultAioHttpClient(),
     )
 
-    async def raw_call(i: int) -> None:
+    async def raw_create(i: int) -> None:
         await raw.chat.completions.create(model="fake-model", messages=messages(i), max_tokens=64)
+
+    async def raw_post(i: int) -> None:
+        body = {"model": "fake-model", "messages": messages(i), "max_tokens": 64}
+        await raw.post("/chat/completions", body=body, cast_to=dict[str, Any])
 
     spec = f"openai:fake-model?base_url={base_url}"
     plain = load_model(spec)
@@ -98,7 +102,8 @@ async def overhead(base_url: str, n: int) -> dict[str, dict[str, float]]:
         cached = load_model(spec, cache=ResponseCache(Path(tmp) / "c.sqlite"))
         results = {}
         for _ in range(2):  # the first pass warms connections and imports
-            results["raw openai client"] = await measure(n, 1, raw_call)
+            results["raw openai client, chat.completions.create"] = await measure(n, 1, raw_create)
+            results["raw openai client, post (what the layer uses)"] = await measure(n, 1, raw_post)
             results["therapygym, no cache"] = await measure(
                 n, 1, lambda i: plain.chat(messages(i), max_tokens=64)
             )

@@ -56,3 +56,31 @@ def spec_for(server: FakeOpenAIServer, **options: Any) -> str:
 def server_spec() -> Any:
     """`server_spec(server, **options)` -> an `openai:` spec for that local server."""
     return spec_for
+
+
+class RecordingModel:
+    """A `ChatModel` for unit tests of the layers above the model layer: replies from a
+    script (cycled) or a function, and records every request it was sent."""
+
+    def __init__(self, replies: Any = "ok", spec: str = "recording") -> None:
+        self.replies = replies
+        self.spec = spec
+        self.requests: list[dict[str, Any]] = []
+
+    async def chat(self, messages: list[Any], **params: Any) -> Any:
+        from therapygym.models import Completion
+
+        self.requests.append({"messages": list(messages), **params})
+        if callable(self.replies):
+            text = self.replies(messages)
+        elif isinstance(self.replies, str):
+            text = self.replies
+        else:
+            text = self.replies[(len(self.requests) - 1) % len(self.replies)]
+        return Completion(text=text, model=self.spec, prompt_tokens=3, completion_tokens=2)
+
+
+@pytest.fixture
+def recording_model() -> Any:
+    """`recording_model(replies)` -> a RecordingModel."""
+    return RecordingModel

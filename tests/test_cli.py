@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -97,9 +98,23 @@ def test_models_list_shows_embedded_and_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_demo_runs_offline_on_the_embedded_model(tmp_path: Path) -> None:
-    result = run_cli("demo", "--cache", str(tmp_path / "c.sqlite"))
+    """The README's main job, for real: sessions, judging and the summary, offline."""
+    result = subprocess.run(
+        [sys.executable, "-m", "therapygym", "demo", "--cache", str(tmp_path / "c.sqlite")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "200", "HF_HUB_OFFLINE": "1"},
+    )
     assert result.returncode == 0, result.stderr
     assert "not a clinical device" in result.stdout
-    assert result.stdout.count("therapist (") == 3
-    assert "Usage by role" in result.stdout and "therapist" in result.stdout
+    assert "4 sessions planned, 0 already done, 4 completed, 0 failed" in result.stdout
+    assert "judging: 8 units" in result.stdout
+    assert "Summary of demo" in result.stdout and "rule-based" in result.stdout
+    assert "carry no clinical meaning" in result.stdout
+    summary = json.loads((tmp_path / "results" / "demo-summary.json").read_text())
+    assert {t["therapist"] for t in summary["therapists"]} == {"local:smollm2", "rule-based"}
+    assert (tmp_path / "results" / "therapygym.sqlite").exists()

@@ -6,6 +6,7 @@ Errors a user can fix (`TherapygymError`) print one line and exit with status 2.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -29,11 +30,17 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="List model backends and check that a model answers.")
 cache_app = typer.Typer(help="Inspect or clear the response cache.")
+patients_app = typer.Typer(help="Browse and validate simulated-patient profiles.")
+runs_app = typer.Typer(help="List, show, export and import stored runs.")
 app.add_typer(models_app, name="models")
 app.add_typer(cache_app, name="cache")
+app.add_typer(patients_app, name="patients")
+app.add_typer(runs_app, name="runs")
 
-out = Console()
-err = Console(stderr=True)
+# Piped or logged output gets a readable width instead of rich's 80-column default.
+_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120
+out = Console(width=_WIDTH)
+err = Console(stderr=True, width=_WIDTH)
 
 ModelsFileOpt = Annotated[
     Path | None,
@@ -44,6 +51,10 @@ CachePathOpt = Annotated[
     typer.Option("--cache", help="Response cache file (default $THERAPYGYM_CACHE or ~/.cache)."),
 ]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the cache.")]
+StoreOpt = Annotated[
+    Path | None,
+    typer.Option("--store", help="Run store file (default $THERAPYGYM_STORE or results/)."),
+]
 
 
 def _cache(path: Path | None, disabled: bool = False) -> ResponseCache | None:
@@ -153,26 +164,544 @@ def cache_clear(
 
 @app.command()
 def demo(
-    model: Annotated[str, typer.Option(help="Therapist model spec.")] = "local:smollm2",
+    store: StoreOpt = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Summary JSON file.")] = Path(
+        "results/demo-summary.json"
+    ),
     cache_path: CachePathOpt = None,
     no_cache: NoCacheOpt = False,
 ) -> None:
-    """A short real chat with the embedded model, offline (the main job until judges land)."""
-    from therapygym.demo import run_demo
+    """The offline demo: evaluate two therapists on two patients with the embedded model."""
+    from therapygym.demo import demo_plans
+    from therapygym.evaluate import evaluate
+    from therapygym.store import RunStore
 
     out.print(
-        "[bold]therapygym demo[/bold]: research and evaluation tool, not a clinical "
-        "device. The embedded 135M model is a stand-in; its replies carry no clinical "
-        "meaning."
+        "[bold]therapygym demo[/bold]: a research and evaluation tool, not a clinical device. "
+        "Patient, therapist and judge are the embedded SmolLM2-135M: a stand-in for real "
+        "models, so these scores carry no clinical meaning."
     )
-    result = asyncio.run(run_demo(model, cache=_cache(cache_path, no_cache)))
-    for turn in result.turns:
-        out.print(f"\n[cyan]client[/cyan]: {turn.client}", markup=True, highlight=False)
-        tag = "cached" if turn.cached else f"{turn.latency_s:.1f} s"
-        out.print(f"[magenta]therapist[/magenta] ({tag}): ", end="")
-        out.print(turn.therapist, markup=False, highlight=False)
-    out.print()
-    out.print(_usage_table(result.usage))
+    plan, profiles, judges = demo_plans()
+    run_store = RunStore(store)
+    result = asyncio.run(
+        evaluate(
+            plan,
+            profiles,
+            judges,
+            run_store,
+            cache=_cache(cache_path, no_cache),
+            concurrency=4,
+            judge_concurrency=1,  # long judge prompts: one at a time is faster on 2 cores
+            console=err,
+        )
+    )
+    _print_eval(result, run_store.path, output)
+
+
+@patients_app.command("list")
+def patients_list(
+    selector: Annotated[str, typer.Option("--patients", help="Selector (see `run`).")] = "all",
+) -> None:
+    """The profiles in the library (or matching a selector)."""
+    from therapygym.patients.select import select_profiles
+
+    table = Table(title="Patient profiles")
+    for col in ("id", "conditions", "severity", "style", "resist.", "ambiv.", "risk cues (turn)"):
+        table.add_column(col)
+    for p in select_profiles(selector):
+        cues = ", ".join(f"{c.kind.value}({c.turn})" for c in p.risk_cues)
+        table.add_row(
+            p.id,
+            ", ".join(c.value for c in p.conditions),
+            p.severity.value,
+            p.style.value,
+            p.resistance,
+            p.ambivalence,
+            cues,
+        )
+    out.print(table)
+
+
+@patients_app.command("show")
+def patients_show(
+    profile_id: Annotated[str, typer.Argument(help="Profile id or YAML path.")],
+) -> None:
+    """One profile in full, as YAML."""
+    import yaml
+
+    from therapygym.patients.select import select_profiles
+
+    (profile,) = select_profiles(profile_id)[:1]
+    out.print(yaml.safe_dump(profile.model_dump(mode="json"), sort_keys=False, width=88))
+
+
+@patients_app.command("validate")
+def patients_validate(
+    paths: Annotated[list[Path], typer.Argument(help="Profile YAML files or folders.")],
+) -> None:
+    """Check profile files; every problem names the file, the field and what was expected."""
+    from therapygym.patients.library import ProfileError, load_profile
+
+    files = [f for p in paths for f in (sorted(p.glob("*.y*ml")) if p.is_dir() else [p])]
+    problems = 0
+    for f in files:
+        try:
+            load_profile(f)
+            out.print(f"[green]ok[/green] {f}", highlight=False)
+        except ProfileError as e:
+            problems += 1
+            err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+    if problems or not files:
+        if not files:
+            err.print("error: no profile files given", markup=False)
+        raise typer.Exit(2)
+
+
+TherapistOpt = Annotated[
+    list[str],
+    typer.Option("--therapist", help="Therapist spec (repeatable): rule-based or a model spec."),
+]
+PatientsOpt = Annotated[
+    str,
+    typer.Option(
+        help="Profiles: all, ids/globs, condition:X, severity:X, style:X, risk, or a path."
+    ),
+]
+PatientModelOpt = Annotated[str, typer.Option(help="Model spec for the patient.")]
+SamplesOpt = Annotated[int, typer.Option(min=1, help="Sessions per profile and therapist.")]
+RunIdOpt = Annotated[str | None, typer.Option(help="Name of the run; reuse it to resume.")]
+MaxTurnsOpt = Annotated[int, typer.Option(min=1, help="Turns per session, both sides.")]
+OpenerOpt = Annotated[str, typer.Option(help="Who speaks first: patient or therapist.")]
+TemperatureOpt = Annotated[float, typer.Option(min=0.0, max=2.0, help="Sampling temperature.")]
+MaxTokensOpt = Annotated[int, typer.Option(min=8, help="Per utterance.")]
+PromptOpt = Annotated[
+    str | None, typer.Option(help="System-prompt file for LLM therapists, or 'none'.")
+]
+ConcurrencyOpt = Annotated[int, typer.Option(min=1, help="Sessions (or judgements) in flight.")]
+JudgeOpt = Annotated[
+    list[str], typer.Option("--judge", help="Judge model spec (repeatable: a panel).")
+]
+RubricOpt = Annotated[
+    str, typer.Option("--rubric", help="Comma-separated: ctrs, safety, response.")
+]
+JudgeSamplesOpt = Annotated[int, typer.Option(min=1, help="Samples per judge (k).")]
+CTRSModeOpt = Annotated[str, typer.Option(help="CTRS judging: one_call or per_item.")]
+AggregationOpt = Annotated[str, typer.Option(help="Panel aggregation: mean, median, majority.")]
+
+
+def _validated(build, what: str):  # type: ignore[no-untyped-def]
+    """Build a pydantic plan, turning its first validation error into one line."""
+    from pydantic import ValidationError
+
+    try:
+        return build()
+    except ValidationError as e:
+        first = e.errors()[0]
+        field = ".".join(str(x) for x in first["loc"])
+        raise TherapygymError(f"{what} option '{field}': {first['msg']}") from None
+
+
+def _run_plan(
+    therapist: list[str],
+    patients: str,
+    patient_model: str,
+    samples: int,
+    run_id: str | None,
+    max_turns: int,
+    opener: str,
+    temperature: float,
+    max_tokens: int,
+    therapist_prompt: str | None,
+):  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from therapygym.patients.select import select_profiles
+    from therapygym.runner import RunPlan
+    from therapygym.session import SessionConfig
+
+    profiles = select_profiles(patients)
+    plan = _validated(
+        lambda: RunPlan(
+            run_id=run_id or datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S"),
+            therapists=tuple(therapist),
+            therapist_prompt=therapist_prompt,
+            patient_model=patient_model,
+            profiles=tuple(f"{p.id}@{p.version}" for p in profiles),
+            samples=samples,
+            session=SessionConfig(
+                max_turns=max_turns,
+                opener=opener,  # type: ignore[arg-type]
+                temperature=temperature,
+                max_tokens=max_tokens,
+            ),
+        ),
+        "run",
+    )
+    return plan, profiles
+
+
+def _judge_plan(judge: list[str], rubric: str, samples: int, ctrs_mode: str):  # type: ignore[no-untyped-def]
+    from therapygym.judges.judging import JudgePlan
+
+    kinds = tuple(k.strip() for k in rubric.split(",") if k.strip())
+    return _validated(
+        lambda: JudgePlan(judges=tuple(judge), rubrics=kinds, samples=samples, ctrs_mode=ctrs_mode),  # type: ignore[arg-type]
+        "judge",
+    )
+
+
+def _check_aggregation(aggregation: str) -> None:
+    if aggregation not in ("mean", "median", "majority"):
+        raise TherapygymError(f"--aggregation '{aggregation}': expected mean, median or majority")
+
+
+def _print_run(result, path: Path) -> None:  # type: ignore[no-untyped-def]
+    out.print(
+        f"run [bold]{result.run_id}[/bold]: {result.planned} sessions planned, "
+        f"{result.skipped} already done, {result.completed} completed, {result.failed} failed "
+        f"-> {path}"
+    )
+    for line in result.errors[:10]:
+        err.print(f"  failed {line}", markup=False, highlight=False)
+
+
+def _print_judging(result) -> None:  # type: ignore[no-untyped-def]
+    out.print(
+        f"judging: {result.units} units, {result.skipped} already done, {result.judged} judged, "
+        f"{result.failed} failed"
+    )
+    for line in result.errors[:10]:
+        err.print(f"  judge failure {line[:300]}", markup=False, highlight=False)
+
+
+def _ci(e, fmt: str = "{:.1f}") -> str:  # type: ignore[no-untyped-def]
+    if e.mean is None:
+        return "—"
+    if e.low is None:  # a single session: no interval
+        return fmt.format(e.mean)
+    return f"{fmt.format(e.mean)} [{fmt.format(e.low)}, {fmt.format(e.high)}]"
+
+
+def _print_summary(summary, output: Path | None) -> None:  # type: ignore[no-untyped-def]
+    table = Table(title=f"Summary of {summary.run_id} (95% bootstrap CIs over sessions)")
+    for col in (
+        "therapist",
+        "n",
+        "CTRS total /66",
+        "normalised",
+        "competent",
+        "violation rate",
+        "any violation",
+        "judge errors",
+    ):
+        table.add_column(col, justify="left" if col == "therapist" else "right")
+    for t in summary.therapists:
+        table.add_row(
+            t.therapist,
+            str(t.sessions),
+            _ci(t.ctrs_total),
+            _ci(t.ctrs_normalised, "{:.2f}"),
+            _ci(t.competence_rate, "{:.0%}"),
+            _ci(t.violation_rate, "{:.0%}"),
+            _ci(t.any_violation_rate, "{:.0%}"),
+            str(t.judge_errors),
+        )
+    out.print(table)
+    items = sorted({i for t in summary.therapists for i in t.ctrs_items})
+    if items:
+        per_item = Table(title="CTRS item means (0-6)")
+        per_item.add_column("item")
+        for t in summary.therapists:
+            per_item.add_column(t.therapist, justify="right")
+        for i in items:
+            per_item.add_row(
+                i, *(_ci(t.ctrs_items[i]) if i in t.ctrs_items else "—" for t in summary.therapists)
+            )
+        out.print(per_item)
+    labels = sorted({lb for t in summary.therapists for lb in t.label_violation_rate})
+    if labels:
+        per_label = Table(title="Safety violation rate per label (sessions where it applied)")
+        per_label.add_column("label")
+        for t in summary.therapists:
+            per_label.add_column(t.therapist, justify="right")
+        for lb in labels:
+            per_label.add_row(
+                lb,
+                *(
+                    _ci(t.label_violation_rate[lb], "{:.0%}")
+                    + f" (n={t.label_violation_rate[lb].n})"
+                    if lb in t.label_violation_rate
+                    else "—"
+                    for t in summary.therapists
+                ),
+            )
+        out.print(per_label)
+    if any("local:smollm2" in j for j in summary.judges):
+        out.print(
+            "[yellow]note:[/yellow] scores from the embedded 135M judge carry no clinical "
+            "meaning; it is a stand-in for plumbing and demos."
+        )
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(summary.to_json(), encoding="utf-8")
+        out.print(f"summary written to {output}")
+
+
+def _print_eval(result, path: Path, output: Path | None) -> None:  # type: ignore[no-untyped-def]
+    _print_run(result.run, path)
+    _print_judging(result.judging)
+    ledger = UsageLedger()
+    ledger.roles = {**result.run.usage.roles, **result.judging.usage.roles}
+    if ledger.roles:
+        out.print(_usage_table(ledger))
+    _print_summary(result.summary, output)
+
+
+@app.command()
+def run(
+    therapist: TherapistOpt,
+    patients: PatientsOpt = "all",
+    patient_model: PatientModelOpt = "local:smollm2",
+    samples: SamplesOpt = 1,
+    run_id: RunIdOpt = None,
+    max_turns: MaxTurnsOpt = 10,
+    opener: OpenerOpt = "patient",
+    temperature: TemperatureOpt = 0.7,
+    max_tokens: MaxTokensOpt = 256,
+    therapist_prompt: PromptOpt = None,
+    concurrency: ConcurrencyOpt = 8,
+    store: StoreOpt = None,
+    models_file: ModelsFileOpt = None,
+    cache_path: CachePathOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Run simulated sessions: profiles x therapists x samples, concurrently, resumably."""
+    from therapygym.runner import run_plan
+    from therapygym.store import RunStore
+
+    plan, profiles = _run_plan(
+        therapist,
+        patients,
+        patient_model,
+        samples,
+        run_id,
+        max_turns,
+        opener,
+        temperature,
+        max_tokens,
+        therapist_prompt,
+    )
+    run_store = RunStore(store)
+    result = asyncio.run(
+        run_plan(
+            plan,
+            profiles,
+            run_store,
+            cache=_cache(cache_path, no_cache),
+            concurrency=concurrency,
+            models_file=models_file,
+            console=err,
+        )
+    )
+    _print_run(result, run_store.path)
+    if result.usage.roles:
+        out.print(_usage_table(result.usage))
+
+
+@app.command()
+def judge(
+    run_id: Annotated[str, typer.Argument(help="The run to judge.")],
+    judge: JudgeOpt,
+    rubric: RubricOpt = "ctrs,safety,response",
+    judge_samples: JudgeSamplesOpt = 1,
+    ctrs_mode: CTRSModeOpt = "one_call",
+    aggregation: AggregationOpt = "mean",
+    concurrency: ConcurrencyOpt = 8,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Summary JSON file.")
+    ] = None,
+    store: StoreOpt = None,
+    models_file: ModelsFileOpt = None,
+    cache_path: CachePathOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Judge a stored run (CTRS, safety, response) and print the per-therapist summary."""
+    from therapygym.evaluate import summarise
+    from therapygym.judges.judging import judge_run
+    from therapygym.store import RunStore
+
+    _check_aggregation(aggregation)
+    plan = _judge_plan(judge, rubric, judge_samples, ctrs_mode)
+    run_store = RunStore(store)
+    result = asyncio.run(
+        judge_run(
+            run_store,
+            run_id,
+            plan,
+            cache=_cache(cache_path, no_cache),
+            models_file=models_file,
+            concurrency=concurrency,
+            console=err,
+        )
+    )
+    _print_judging(result)
+    if result.usage.roles:
+        out.print(_usage_table(result.usage))
+    _print_summary(summarise(run_store, run_id, aggregation), output)  # type: ignore[arg-type]
+
+
+@app.command("eval")
+def eval_(
+    therapist: TherapistOpt,
+    judge: JudgeOpt,
+    patients: PatientsOpt = "all",
+    patient_model: PatientModelOpt = "local:smollm2",
+    samples: SamplesOpt = 1,
+    run_id: RunIdOpt = None,
+    max_turns: MaxTurnsOpt = 10,
+    opener: OpenerOpt = "patient",
+    temperature: TemperatureOpt = 0.7,
+    max_tokens: MaxTokensOpt = 256,
+    therapist_prompt: PromptOpt = None,
+    rubric: RubricOpt = "ctrs,safety,response",
+    judge_samples: JudgeSamplesOpt = 1,
+    ctrs_mode: CTRSModeOpt = "one_call",
+    aggregation: AggregationOpt = "mean",
+    concurrency: ConcurrencyOpt = 8,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Summary JSON file.")
+    ] = None,
+    store: StoreOpt = None,
+    models_file: ModelsFileOpt = None,
+    cache_path: CachePathOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Run sessions, judge them and print the summary, in one resumable command."""
+    from therapygym.evaluate import evaluate
+    from therapygym.store import RunStore
+
+    _check_aggregation(aggregation)
+    plan, profiles = _run_plan(
+        therapist,
+        patients,
+        patient_model,
+        samples,
+        run_id,
+        max_turns,
+        opener,
+        temperature,
+        max_tokens,
+        therapist_prompt,
+    )
+    judge_plan = _judge_plan(judge, rubric, judge_samples, ctrs_mode)
+    run_store = RunStore(store)
+    result = asyncio.run(
+        evaluate(
+            plan,
+            profiles,
+            judge_plan,
+            run_store,
+            cache=_cache(cache_path, no_cache),
+            models_file=models_file,
+            concurrency=concurrency,
+            aggregation=aggregation,
+            console=err,
+        )  # type: ignore[arg-type]
+    )
+    _print_eval(result, run_store.path, output)
+
+
+@runs_app.command("list")
+def runs_list(store: StoreOpt = None) -> None:
+    """Every run in the store with its session counts."""
+    from therapygym.store import RunStore
+
+    table = Table(title="Runs")
+    for col in ("run id", "created", "therapists", "sessions", "finished", "failed"):
+        table.add_column(col)
+    for r in RunStore(store).runs():
+        table.add_row(
+            r.run_id,
+            r.created_at,
+            ", ".join(r.config.get("therapists", [])),
+            str(r.sessions),
+            str(r.finished),
+            str(r.failed),
+        )
+    out.print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument()],
+    session: Annotated[str | None, typer.Option(help="Print this session's transcript.")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """A run's sessions, or one session's transcript."""
+    from therapygym.store import RunStore
+
+    run_store = RunStore(store)
+    info = run_store.run(run_id)
+    if session is not None:
+        t = run_store.session(session)
+        out.print(f"[bold]{t.session_id}[/bold] {t.profile_id} x {t.therapist}: {t.status.value}")
+        for turn in t.turns:
+            cues = f" [red]cues: {', '.join(turn.cues)}[/red]" if turn.cues else ""
+            out.print(f"[cyan]{turn.id}[/cyan] [bold]{turn.speaker}[/bold]{cues}")
+            out.print(turn.text, markup=False, highlight=False)
+        return
+    out.print_json(data=info.config)
+    table = Table(title=f"Sessions of {run_id}")
+    for col in ("session", "profile", "therapist", "sample", "status", "turns", "error"):
+        table.add_column(col)
+    for t in run_store.sessions(run_id):
+        table.add_row(
+            t.session_id,
+            t.profile_id,
+            t.therapist,
+            str(t.sample),
+            t.status.value,
+            str(len(t.turns)),
+            (t.error or "")[:80],
+        )
+    out.print(table)
+
+
+@runs_app.command("export")
+def runs_export(
+    run_id: Annotated[str, typer.Argument()],
+    output: Annotated[Path, typer.Option("-o", "--output", help="File to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="jsonl, csv or parquet.")] = "jsonl",
+    store: StoreOpt = None,
+) -> None:
+    """Write a run's transcripts as JSONL (one transcript per line), CSV or Parquet (per turn)."""
+    from therapygym.report.exports import export_transcripts
+    from therapygym.store import RunStore
+
+    if fmt not in ("jsonl", "csv", "parquet"):
+        raise TherapygymError(f"--format '{fmt}': expected jsonl, csv or parquet")
+    run_store = RunStore(store)
+    run_store.run(run_id)
+    n = export_transcripts(run_store.sessions(run_id), output, fmt)  # type: ignore[arg-type]
+    out.print(f"wrote {n} sessions to {output}")
+
+
+@runs_app.command("import")
+def runs_import(
+    path: Annotated[Path, typer.Argument(help="JSONL file of transcripts.")],
+    run_id: Annotated[str, typer.Option(help="Run to import into (created if new).")],
+    store: StoreOpt = None,
+) -> None:
+    """Import transcripts produced elsewhere (JSONL), so they can be judged like any run."""
+    from therapygym.report.exports import read_transcripts_jsonl
+    from therapygym.store import RunStore
+
+    transcripts = read_transcripts_jsonl(path)
+    run_store = RunStore(store)
+    run_store.ensure_run(run_id, {"imported_from": path.name})
+    for t in transcripts:
+        run_store.save_session(t.model_copy(update={"run_id": run_id}))
+    out.print(f"imported {len(transcripts)} sessions into run {run_id}")
 
 
 def main() -> None:

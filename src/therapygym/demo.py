@@ -1,68 +1,36 @@
-"""The offline demo: a short real conversation with the embedded model.
+"""The offline demo (`make demo`): a whole evaluation on the embedded model.
 
-Until simulated patients and judges exist, `make demo` shows the model layer end to end:
-a scripted client (three lines written by us) talks to a CBT-prompted therapist on the
-embedded model, and the usage is accounted per role. The embedded 135M model is a
-stand-in for plumbing; nothing it says carries clinical meaning.
+Two therapists (the prompted embedded LLM and the rule-based baseline) meet two patients
+(one routine, one who discloses suicidal thoughts), played by the embedded model, which
+also judges the sessions on the CTRS and the safety labels. Everything runs offline on
+two CPU cores in a few minutes. The 135M model is a stand-in for plumbing: its scores
+carry no clinical meaning, and the summary says so.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from therapygym.judges.judging import JudgePlan
+from therapygym.patients.library import load_profiles
+from therapygym.patients.profile import PatientProfile
+from therapygym.runner import RunPlan
+from therapygym.session import SessionConfig
 
-from pydantic import BaseModel
-
-from therapygym.models import AccountedModel, ResponseCache, UsageLedger, load_model
-from therapygym.models.types import Message
-
-DEMO_SYSTEM_PROMPT = (
-    "You are a therapist trained in cognitive behavioural therapy. Reply in two to four "
-    "sentences: reflect what the client said, then ask one guiding question."
-)
-
-DEMO_CLIENT_LINES = (
-    "I keep lying awake before work, sure that my manager thinks I'm useless.",
-    "Last week she asked me to redo a report, and I haven't stopped thinking about it.",
-    "I suppose I could ask her what she actually meant, but that feels terrifying.",
-)
+DEMO_MODEL = "local:smollm2"
+DEMO_THERAPISTS = (DEMO_MODEL, "rule-based")
+DEMO_PATIENTS = ("gad-01-priya", "dep-02-emeka")
+DEMO_RUBRICS = ("ctrs", "safety")
 
 
-class DemoTurn(BaseModel):
-    client: str
-    therapist: str
-    latency_s: float
-    cached: bool
-
-
-@dataclass
-class DemoResult:
-    model: str
-    turns: list[DemoTurn]
-    usage: UsageLedger
-
-
-async def run_demo(
-    spec: str = "local:smollm2", *, cache: ResponseCache | None, max_tokens: int = 96
-) -> DemoResult:
-    """Run the scripted client against `spec` and return the turns and usage."""
-    ledger = UsageLedger()
-    base = load_model(spec, cache=cache)
-    therapist = AccountedModel(base, "therapist", ledger)
-    messages: list[Message] = [{"role": "system", "content": DEMO_SYSTEM_PROMPT}]
-    turns: list[DemoTurn] = []
-    try:
-        for line in DEMO_CLIENT_LINES:
-            messages.append({"role": "user", "content": line})
-            reply = await therapist.chat(messages, temperature=0.0, max_tokens=max_tokens, seed=0)
-            messages.append({"role": "assistant", "content": reply.text})
-            turns.append(
-                DemoTurn(
-                    client=line,
-                    therapist=reply.text,
-                    latency_s=reply.latency_s,
-                    cached=reply.cached,
-                )
-            )
-    finally:
-        await base.aclose()
-    return DemoResult(model=base.spec, turns=turns, usage=ledger)
+def demo_plans(run_id: str = "demo") -> tuple[RunPlan, list[PatientProfile], JudgePlan]:
+    """The demo's run and judge plans (the same every time, so reruns resume and cache)."""
+    profiles = [p for p in load_profiles() if p.id in DEMO_PATIENTS]
+    run = RunPlan(
+        run_id=run_id,
+        therapists=DEMO_THERAPISTS,
+        patient_model=DEMO_MODEL,
+        profiles=tuple(f"{p.id}@{p.version}" for p in profiles),
+        session=SessionConfig(max_turns=8, max_tokens=80),
+    )
+    # Short rationales: on two CPU cores decoding them is most of the judging time.
+    judges = JudgePlan(judges=(DEMO_MODEL,), rubrics=DEMO_RUBRICS, rationale_chars=60)
+    return run, profiles, judges

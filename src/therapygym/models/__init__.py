@@ -47,6 +47,10 @@ def load_model(
         from therapygym.models.llamacpp import LlamaCppModel
 
         return LlamaCppModel(config, cache)
+    if config.backend == "http":
+        from therapygym.models.http_chatbot import HttpChatbotModel
+
+        return HttpChatbotModel(config, cache)
     from therapygym.models.callable import CallableModel
 
     return CallableModel(config, cache)

@@ -122,10 +122,12 @@ class BaseChatModel(ABC):
     async def _attempt(self, request: ChatRequest) -> RawReply:
         async with self._semaphore:
             try:
-                async with asyncio.timeout(self.config.timeout_s):
+                async with asyncio.timeout(self.config.request_timeout_s):
                     return await self._complete(request)
             except TimeoutError:
-                raise TransientError(f"timed out after {self.config.timeout_s:g} s") from None
+                raise TransientError(
+                    f"timed out after {self.config.request_timeout_s:g} s"
+                ) from None
 
     async def _call_with_retries(self, request: ChatRequest) -> Completion:
         cfg = self.config

@@ -74,11 +74,29 @@ def _load_server(path: Path, n_ctx: int, n_parallel: int, threads: int) -> Any:
             params.verbosity = -1
             params.cpuparams.n_threads = threads
             params.cpuparams_batch.n_threads = threads
+            # Per-slot prefix reuse only: with llama.cpp's host-memory prompt cache on, a
+            # restored prefix decoded at 12-17 tokens/s instead of 31 on 2 cores (judge
+            # prompts, docs/benchmarks.md), while each slot's own cache gives the same hit.
+            params.cache_ram_mib = 0
             try:
                 _servers[key] = xllamacpp.Server(params)
             except Exception as err:  # llama.cpp reports load failures as plain exceptions
                 raise ModelNotInstalledError(f"cannot load GGUF file {path}: {err}") from None
         return _servers[key]
+
+
+def compact_json_grammar(schema: dict[str, Any]) -> str:
+    """The schema as a llama.cpp (llguidance) grammar that also forbids optional whitespace.
+
+    Left free, small models pretty-print their JSON; measured on judge outputs, compact
+    JSON needs about 45% fewer tokens for the same content, and decoding tokens is most
+    of a judge call's time on a CPU.
+    """
+    import xllamacpp
+
+    return xllamacpp.json_schema_to_grammar(
+        {**schema, "x-guidance": {"whitespace_flexible": False}}
+    )
 
 
 class LlamaCppModel(BaseChatModel):
@@ -116,10 +134,7 @@ class LlamaCppModel(BaseChatModel):
             "seed": request.seed,
         }
         if request.json_schema is not None:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "response", "schema": request.json_schema},
-            }
+            body["grammar"] = compact_json_grammar(request.json_schema)
         result = await asyncio.to_thread(self._generate, body)
         if "error" in result:
             error = result["error"]

@@ -6,6 +6,7 @@ Spec strings, for the command line:
     local:smollm2                      the embedded SmolLM2-135M-Instruct (offline)
     gguf:/path/to/model.gguf           any GGUF file, run in-process by llama.cpp
     python:package.module:function     a user's callable
+    http:/path/to/bot.yaml             any HTTP chatbot, mapped by a YAML file
     <name>                             an entry of a models file (YAML)
 
 A models file names entries with the same fields, plus optional prices:
@@ -33,16 +34,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from therapygym.errors import ConfigError, ModelSpecError
 
-Backend = Literal["openai", "local", "gguf", "python"]
-BACKENDS: tuple[str, ...] = ("openai", "local", "gguf", "python")
+Backend = Literal["openai", "local", "gguf", "python", "http"]
+BACKENDS: tuple[str, ...] = ("openai", "local", "gguf", "python", "http")
 MODELS_FILE_ENV = "THERAPYGYM_MODELS"
 
 SPEC_HELP = (
     "expected openai:<model>, local:smollm2, gguf:/path/file.gguf, "
-    "python:module:function, or a name from a models file"
+    "python:module:function, http:/path/to/bot.yaml, or a name from a models file"
 )
 
-_DEFAULT_CONCURRENCY: dict[str, int] = {"openai": 16, "local": 4, "gguf": 4, "python": 8}
+_DEFAULT_CONCURRENCY: dict[str, int] = {
+    "openai": 16,
+    "local": 4,
+    "gguf": 4,
+    "python": 8,
+    "http": 16,
+}
 
 
 class Price(BaseModel):
@@ -69,7 +76,9 @@ class ModelConfig(BaseModel):
     base_url: str | None = None
     api_key_env: str | None = None
     concurrency: int | None = Field(None, ge=1, le=4096)
-    timeout_s: float = Field(120.0, gt=0)
+    timeout_s: float | None = Field(
+        None, gt=0, description="Per attempt; default 120 s, or 1800 s for in-process models."
+    )
     max_retries: int = Field(4, ge=0, le=20)
     backoff_initial_s: float = Field(0.5, ge=0)
     backoff_max_s: float = Field(30.0, ge=0)
@@ -81,6 +90,14 @@ class ModelConfig(BaseModel):
     @property
     def max_concurrency(self) -> int:
         return self.concurrency or _DEFAULT_CONCURRENCY[self.backend]
+
+    @property
+    def request_timeout_s(self) -> float:
+        """In-process generation cannot be cancelled mid-way (a timed-out attempt keeps its
+        llama.cpp slot busy), so local models get a long timeout; servers get 120 s."""
+        if self.timeout_s is not None:
+            return self.timeout_s
+        return 1800.0 if self.backend in ("local", "gguf") else 120.0
 
     @property
     def label(self) -> str:
@@ -100,7 +117,7 @@ class ModelsFile(BaseModel):
     prices: dict[str, Price] = Field(default_factory=dict)
 
 
-def _one_line(err: ValidationError, where: str) -> str:
+def validation_summary(err: ValidationError, where: str) -> str:
     parts = []
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
@@ -136,7 +153,7 @@ def parse_spec(spec: str) -> ModelConfig:
     try:
         return ModelConfig(backend=backend, model=target, **options)  # type: ignore[arg-type]
     except ValidationError as err:
-        raise ModelSpecError(_one_line(err, f"model spec '{spec}'")) from None
+        raise ModelSpecError(validation_summary(err, f"model spec '{spec}'")) from None
 
 
 def load_models_file(path: Path | str) -> ModelsFile:
@@ -157,12 +174,12 @@ def load_models_file(path: Path | str) -> ModelsFile:
     try:
         parsed = ModelsFile.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_one_line(err, f"models file {p}")) from None
+        raise ConfigError(validation_summary(err, f"models file {p}")) from None
     for name, entry in parsed.models.items():
         try:
             ModelConfig.model_validate({**entry, "name": name})
         except ValidationError as err:
-            raise ConfigError(_one_line(err, f"models file {p}, model '{name}'")) from None
+            raise ConfigError(validation_summary(err, f"models file {p}, model '{name}'")) from None
     return parsed
 
 

@@ -1,0 +1,1 @@
+"""Judge calibration: agreement of LLM judges with expert ratings (statistics in `stats`)."""

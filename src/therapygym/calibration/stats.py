@@ -1,0 +1,426 @@
+"""Agreement statistics for calibrating LLM judges against expert ratings.
+
+A judge is only worth its numbers if it agrees with clinicians about as well as clinicians agree
+with each other. This module computes that agreement with the statistics an expert reviewer
+expects, delegating every estimator to a maintained library rather than re-deriving it:
+
+* ``krippendorff`` for Krippendorff's alpha (ordinal and interval; missing data allowed),
+* ``pingouin`` for the intraclass correlations of Shrout & Fleiss (1979): ICC(2,1), two-way
+  random effects, absolute agreement, single rater; and ICC(3,1), two-way mixed effects,
+  consistency, single rater,
+* ``scipy.stats.spearmanr`` for rank correlation,
+* ``sklearn.metrics`` for Cohen's kappa (quadratic weights for ordinal CTRS items, unweighted for
+  binary safety labels) and accuracy / precision / recall / F1,
+* ``statsmodels`` for Fleiss' kappa.
+
+Unit of analysis. ICC and every other statistic here are computed at the item level: one rating
+per dialogue per rater for a single CTRS item (``icc_at_item_level`` is the default and the only
+mode offered). Computing ICC on per-model *means* instead averages away the within-model,
+dialogue-to-dialogue disagreement and leaves a handful of well-separated points, which inflates
+ICC toward 1 and says nothing about whether the judge can be trusted on one transcript. Likewise,
+confidence intervals come from :func:`bootstrap`, which resamples whole dialogues, because several
+ratings of the same dialogue are not independent observations.
+
+Undefined values. Agreement coefficients are ratios of observed to expected disagreement; when
+the ratings do not vary (a constant vector, a single category, too few units) the ratio is 0/0.
+Those cases return ``nan`` instead of raising or warning, so a batch of items or a bootstrap run is
+never interrupted by one degenerate item; malformed input (mismatched lengths, ratings off the
+scale) still raises ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal, TypeVar
+
+import krippendorff
+import numpy as np
+import pandas as pd
+import pingouin
+from numpy.typing import ArrayLike
+from pydantic import BaseModel, ConfigDict
+from scipy.stats import spearmanr
+from sklearn.metrics import (
+    accuracy_score,
+    cohen_kappa_score,
+    f1_score,
+    precision_score,
+    recall_score,
+)
+from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
+
+Level = Literal["nominal", "ordinal", "interval", "ratio"]
+T = TypeVar("T")
+
+NAN = float("nan")
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ICC(_Result):
+    """Single-rater intraclass correlations (Shrout & Fleiss 1979) for a targets x raters table.
+
+    ``icc2_1`` (two-way random, absolute agreement) penalises a judge that is systematically
+    harsher or more lenient than the expert; ``icc3_1`` (two-way mixed, consistency) does not, so
+    the gap between them shows how much of the disagreement is a fixable offset.
+    """
+
+    n_targets: int
+    n_raters: int
+    icc2_1: float
+    icc3_1: float
+
+
+class ItemAgreement(_Result):
+    """Agreement of two raters (judge vs expert) on one ordinal item over aligned dialogues.
+
+    ``n`` counts complete pairs; ``n_missing`` the pairs dropped because either rating was
+    missing (report it: ratings a judge failed to give are not missing at random).
+    """
+
+    n: int
+    n_missing: int
+    krippendorff_alpha_ordinal: float
+    krippendorff_alpha_interval: float
+    icc2_1: float
+    icc3_1: float
+    spearman_rho: float
+    weighted_kappa: float
+    exact: float
+    within_1: float
+    mean_bias: float
+
+
+class LabelAgreement(_Result):
+    """Agreement of predicted binary labels with reference ones; ``n_positive`` counts positive
+    reference labels (prevalence matters when reading precision and kappa)."""
+
+    n: int
+    n_positive: int
+    accuracy: float
+    precision: float
+    recall: float
+    f1: float
+    cohen_kappa: float
+
+
+class CI(_Result):
+    """A point estimate with a percentile bootstrap interval; ``n_valid`` resamples were usable."""
+
+    point: float
+    low: float
+    high: float
+    level: float
+    n_resamples: int
+    n_valid: int
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the 0/0 warnings that libraries emit for degenerate data (we return nan instead),
+    and pingouin's pandas deprecation warnings, which are not the caller's to act on."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _finite(value: Any) -> float:
+    value = float(value)
+    return value if math.isfinite(value) else NAN
+
+
+def _as_float(values: ArrayLike) -> np.ndarray:
+    """Ratings as float, with None (a rating that was not given) as nan."""
+    return np.array([NAN if pd.isna(v) else v for v in values], dtype=float)
+
+
+def _as_matrix(matrix: ArrayLike) -> np.ndarray:
+    """A 2-d float matrix, with None as nan; an empty input gives a 0 x 0 matrix."""
+    arr = np.asarray(matrix, dtype=object)
+    if arr.size == 0:
+        return np.empty((0, 0))
+    if arr.ndim != 2:
+        raise ValueError(f"expected a 2-d matrix, got shape {arr.shape}")
+    return np.array([_as_float(row) for row in arr], dtype=float)
+
+
+# ---------------------------------------------------------------- Krippendorff's alpha
+
+
+def _alpha(data: np.ndarray, level: Level, value_domain: Sequence[Any] | None = None) -> float:
+    """Krippendorff's alpha of a raters x units float matrix, nan where it is undefined."""
+    if data.ndim != 2 or data.size == 0:
+        return NAN
+    observed = ~np.isnan(data)
+    pairable = observed.sum(axis=0) >= 2
+    if not pairable.any():  # no unit rated twice: no observed disagreement to speak of
+        return NAN
+    if np.unique(data[:, pairable][observed[:, pairable]]).size < 2:  # no expected disagreement
+        return NAN
+    with _quiet():
+        value = krippendorff.alpha(
+            reliability_data=data, level_of_measurement=level, value_domain=value_domain
+        )
+    return _finite(value)
+
+
+def multi_rater_alpha(matrix: ArrayLike, level: Level) -> float:
+    """Krippendorff's alpha for a raters x units matrix with nan (or None) for missing ratings.
+
+    This is the human-human ceiling: experts rate overlapping subsets of dialogues, so the design
+    is incomplete, and alpha (unlike ICC or Fleiss' kappa) uses every pairable rating without
+    listwise deletion. ``level`` is the metric: "ordinal" or "interval" for CTRS items, "nominal"
+    for numerically coded categories. Returns nan when no unit has two ratings or all values
+    are equal.
+    """
+    return _alpha(_as_matrix(matrix), level)
+
+
+# ---------------------------------------------------------------- ICC
+
+
+_ICC_LABELS = {  # pingouin >= 0.7 names the rows after McGraw & Wong; older releases ICC2/ICC3
+    "icc2_1": ("ICC(A,1)", "ICC2"),
+    "icc3_1": ("ICC(C,1)", "ICC3"),
+}
+
+
+def icc(matrix: ArrayLike) -> ICC:
+    """ICC(2,1) and ICC(3,1) for a targets x raters matrix (targets = dialogues).
+
+    Targets with any missing rating are dropped (the two-way ANOVA needs a complete design; use
+    :func:`multi_rater_alpha` for incomplete data). Returns nan when the ICC is undefined: fewer
+    than two targets or raters, fewer than five ratings (pingouin's minimum), or no variance.
+    """
+    data = _as_matrix(matrix)
+    if data.ndim != 2 or data.size == 0:
+        return ICC(n_targets=0, n_raters=0, icc2_1=NAN, icc3_1=NAN)
+    data = data[~np.isnan(data).any(axis=1)]
+    n_targets, n_raters = data.shape
+    undefined = ICC(n_targets=n_targets, n_raters=n_raters, icc2_1=NAN, icc3_1=NAN)
+    if n_targets < 2 or n_raters < 2 or data.size < 5 or np.ptp(data) == 0:
+        return undefined
+    target, rater = np.indices(data.shape)
+    long = pd.DataFrame({"target": target.ravel(), "rater": rater.ravel(), "rating": data.ravel()})
+    with _quiet():
+        table = pingouin.intraclass_corr(
+            data=long, targets="target", raters="rater", ratings="rating"
+        )
+    by_type = dict(zip(table["Type"], table["ICC"], strict=True))
+    values = {}
+    for field, names in _ICC_LABELS.items():
+        found = [by_type[name] for name in names if name in by_type]
+        if not found:
+            raise RuntimeError(f"unrecognised pingouin intraclass_corr rows: {list(by_type)}")
+        values[field] = _finite(found[0])
+    return ICC(n_targets=n_targets, n_raters=n_raters, **values)
+
+
+# ---------------------------------------------------------------- two raters, one ordinal item
+
+
+def _check_scale(values: np.ndarray, scale: tuple[int, int], name: str) -> None:
+    lo, hi = scale
+    if not (isinstance(lo, int | np.integer) and isinstance(hi, int | np.integer) and lo < hi):
+        raise ValueError(f"scale must be two integers (low, high) with low < high, got {scale}")
+    off = values[(values < lo) | (values > hi) | (values != np.round(values))]
+    if off.size:
+        raise ValueError(
+            f"{name}: ratings must be integers in [{lo}, {hi}], got {off[:5].tolist()}"
+        )
+
+
+def item_agreement(
+    a: Sequence[float | None] | ArrayLike,
+    b: Sequence[float | None] | ArrayLike,
+    *,
+    scale: tuple[int, int] = (0, 6),
+) -> ItemAgreement:
+    """Agreement of two aligned rating vectors for one item (e.g. judge ``a`` vs expert ``b``).
+
+    Position i of both vectors is the same dialogue. Pairs where either rating is missing (None
+    or nan) are dropped. Ratings must be integers on ``scale`` (CTRS items: 0-6). The quadratic
+    weighted kappa is given every category of the scale as a label: sklearn otherwise weights by
+    position among the categories observed, so if nobody used 2 to 5, "1 vs 6" would weigh as
+    one step, like "0 vs 1". ``mean_bias`` is mean(a - b): positive means ``a`` rates higher.
+
+    Several coefficients are reported because each answers a different question: alpha and
+    weighted kappa are chance-corrected agreement (ordinal distances), ICC(2,1) is absolute
+    agreement and ICC(3,1) consistency, Spearman's rho is rank order only, and exact / within-1
+    are the shares a clinician reads directly.
+    """
+    x_all, y_all = _as_float(a), _as_float(b)
+    if x_all.shape != y_all.shape or x_all.ndim != 1:
+        raise ValueError(
+            f"a and b must be aligned 1-d vectors, got {x_all.shape} and {y_all.shape}"
+        )
+    keep = ~(np.isnan(x_all) | np.isnan(y_all))
+    x, y = x_all[keep], y_all[keep]
+    _check_scale(x, scale, "a")
+    _check_scale(y, scale, "b")
+    n = int(x.size)
+    lo, hi = int(scale[0]), int(scale[1])
+    domain = list(range(lo, hi + 1))
+    pair = np.vstack([x, y])  # raters x units, the layout krippendorff expects
+    two = icc(np.column_stack([x, y]))  # targets x raters
+
+    if n >= 2 and np.ptp(x) > 0 and np.ptp(y) > 0:
+        with _quiet():
+            rho = _finite(spearmanr(x, y).statistic)
+    else:
+        rho = NAN
+    if n:
+        with _quiet():
+            kappa = _finite(
+                cohen_kappa_score(x.astype(int), y.astype(int), labels=domain, weights="quadratic")
+            )
+        diff = x - y
+        exact, within_1, bias = (
+            float(np.mean(diff == 0)),
+            float(np.mean(np.abs(diff) <= 1)),
+            float(np.mean(diff)),
+        )
+    else:
+        kappa = exact = within_1 = bias = NAN
+
+    return ItemAgreement(
+        n=n,
+        n_missing=int((~keep).sum()),
+        krippendorff_alpha_ordinal=_alpha(pair, "ordinal", domain),
+        krippendorff_alpha_interval=_alpha(pair, "interval"),
+        icc2_1=two.icc2_1,
+        icc3_1=two.icc3_1,
+        spearman_rho=rho,
+        weighted_kappa=kappa,
+        exact=exact,
+        within_1=within_1,
+        mean_bias=bias,
+    )
+
+
+# ---------------------------------------------------------------- binary labels
+
+
+def _binary(values: Sequence[bool | int | None] | ArrayLike, name: str) -> np.ndarray:
+    arr = _as_float(values)
+    bad = arr[~np.isnan(arr) & (arr != 0) & (arr != 1)]
+    if bad.size:
+        raise ValueError(f"{name}: labels must be bool or 0/1, got {bad[:5].tolist()}")
+    return arr
+
+
+def label_agreement(
+    pred: Sequence[bool | int | None] | ArrayLike,
+    truth: Sequence[bool | int | None] | ArrayLike,
+) -> LabelAgreement:
+    """Agreement of binary predictions (e.g. a judge's safety flag) with reference labels.
+
+    Positive = True/1 (a violation). Pairs with a missing label (None) are dropped. Precision,
+    recall and F1 are nan, not 0 with a warning, when their denominator is empty (no predicted or
+    no true positives): "undefined" must not read as "the judge misses everything". Cohen's kappa
+    (unweighted) corrects accuracy for chance, which matters because violations are rare.
+    """
+    p_all, t_all = _binary(pred, "pred"), _binary(truth, "truth")
+    if p_all.shape != t_all.shape or p_all.ndim != 1:
+        raise ValueError(
+            f"pred and truth must be aligned 1-d vectors, got {p_all.shape} and {t_all.shape}"
+        )
+    keep = ~(np.isnan(p_all) | np.isnan(t_all))
+    p, t = p_all[keep].astype(int), t_all[keep].astype(int)
+    n = int(p.size)
+    if not n:
+        return LabelAgreement(
+            n=0, n_positive=0, accuracy=NAN, precision=NAN, recall=NAN, f1=NAN, cohen_kappa=NAN
+        )
+    with _quiet():
+        return LabelAgreement(
+            n=n,
+            n_positive=int(t.sum()),
+            accuracy=_finite(accuracy_score(t, p)),
+            precision=_finite(precision_score(t, p, labels=[0, 1], zero_division=np.nan)),
+            recall=_finite(recall_score(t, p, labels=[0, 1], zero_division=np.nan)),
+            f1=_finite(f1_score(t, p, labels=[0, 1], zero_division=np.nan)),
+            cohen_kappa=_finite(cohen_kappa_score(t, p, labels=[0, 1])),
+        )
+
+
+# ---------------------------------------------------------------- Fleiss' kappa
+
+
+def fleiss(matrix: ArrayLike) -> float:
+    """Fleiss' kappa for a units x raters matrix of categorical labels (bool, int or str).
+
+    For several raters labelling every unit (e.g. a panel of judges, or experts, flagging safety
+    violations). Each unit must have the same number of ratings; raters need not be the same
+    people. With missing ratings use ``multi_rater_alpha(matrix.T, "nominal")`` instead. Returns
+    nan when kappa is undefined (no units, fewer than two raters, a single category used).
+    """
+    data = np.asarray(matrix, dtype=object)
+    if data.size == 0:
+        return NAN
+    if data.ndim != 2:
+        raise ValueError(f"matrix must be units x raters (2-d), got shape {data.shape}")
+    if pd.isna(data).any():
+        raise ValueError("fleiss() needs every unit rated by all raters; use multi_rater_alpha")
+    if data.shape[1] < 2:
+        return NAN
+    labels = np.asarray(data.tolist())  # a plain dtype again, for np.unique
+    counts, categories = aggregate_raters(labels)
+    if len(categories) < 2:
+        return NAN
+    with _quiet():
+        return _finite(fleiss_kappa(counts, method="fleiss"))
+
+
+# ---------------------------------------------------------------- bootstrap over dialogues
+
+
+def bootstrap(
+    metric: Callable[[list[T]], float],
+    units: Sequence[T],
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> CI:
+    """Percentile bootstrap CI for ``metric`` by resampling whole units (dialogues).
+
+    ``units`` holds one record per dialogue (e.g. a tuple of judge and expert ratings) and
+    ``metric`` maps a list of records to a float, e.g.
+    ``lambda rs: item_agreement([r[0] for r in rs], [r[1] for r in rs]).icc2_1``. Resampling
+    dialogues rather than single ratings keeps the dependence among ratings of one dialogue, which
+    an item-level resample would ignore, giving intervals that are too narrow. Resamples where the
+    metric is nan (e.g. a resample with no variance) are skipped; ``n_valid`` says how many
+    remained. Deterministic for a given ``seed`` (numpy ``Generator``).
+    """
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    records = list(units)
+    n = len(records)
+    if not n:
+        return CI(point=NAN, low=NAN, high=NAN, level=level, n_resamples=n_resamples, n_valid=0)
+    point = _finite(metric(records))
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n, size=(n_resamples, n))
+    values = np.array([_finite(metric([records[i] for i in row])) for row in draws])
+    values = values[~np.isnan(values)]
+    if values.size:
+        tail = (1.0 - level) / 2.0
+        low, high = (float(v) for v in np.quantile(values, [tail, 1.0 - tail]))
+    else:
+        low = high = NAN
+    return CI(
+        point=point,
+        low=low,
+        high=high,
+        level=level,
+        n_resamples=n_resamples,
+        n_valid=int(values.size),
+    )

@@ -1,0 +1,1 @@
+"""Judges: CTRS fidelity, multi-label safety, response quality; panels; aggregates."""

@@ -1,0 +1,113 @@
+"""What every judge shares: prompt templates, fingerprints, and the score record."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+from jinja2 import Environment, StrictUndefined
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from therapygym.judges.parsing import Structured
+from therapygym.judges.rubric import Rubric
+
+RubricKind = Literal["ctrs", "safety", "response"]
+
+
+class ScoreRecord(BaseModel):
+    """One judgement as stored: traceable to rubric, judge, prompt, sample and raw output."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    score_id: str
+    session_id: str
+    judge: str
+    rubric_id: str
+    rubric_version: str
+    prompt_fingerprint: str
+    sample: int
+    target: str = Field("", description="The judged turn id (response judge) or '' (session).")
+    result: dict[str, Any] | None = None
+    raw_outputs: list[str] = Field(default_factory=list)
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@cache
+def _env() -> Environment:
+    return Environment(undefined=StrictUndefined, autoescape=False, trim_blocks=False)
+
+
+@cache
+def template_source(name: str) -> str:
+    path = resources.files("therapygym.judges") / "prompts" / f"{name}.j2"
+    return path.read_text(encoding="utf-8")
+
+
+def render(name: str, **context: Any) -> str:
+    return _env().from_string(template_source(name)).render(**context).strip()
+
+
+def prompt_fingerprint(rubric: Rubric, template: str, **settings: Any) -> str:
+    """Changes whenever the rubric, the system or task template, or a setting changes."""
+    parts = [rubric.fingerprint, template_source("system"), template_source(template)]
+    parts += [f"{k}={v}" for k, v in sorted(settings.items())]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
+def score_id(*parts: object) -> str:
+    return "j-" + hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:20]
+
+
+def rationale_field(max_chars: int) -> Any:
+    """A short rationale. The length cap is part of the schema, so constrained decoding
+    stops a small model's rationale from running on until max_tokens cuts the JSON (and
+    on a slow CPU the rationales are most of the judge's decoding time)."""
+    return (str, Field(max_length=max_chars, description="One or two sentences."))
+
+
+def evidence_field(labels: tuple[str, ...]) -> Any:
+    """Evidence as a list of turn labels; the schema's enum keeps it to real labels."""
+    if not labels:
+        return (list[str], Field(max_length=0))
+    return (list[Literal[labels]], Field(max_length=3))  # type: ignore[valid-type]
+
+
+def strict_model(name: str, **fields: Any) -> type[BaseModel]:
+    """A pydantic model that forbids extra keys (so its JSON schema is closed)."""
+    return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
+
+
+def record(
+    *,
+    structured: Structured[Any] | None,
+    result: dict[str, Any] | None,
+    error: str | None,
+    session_id: str,
+    judge: str,
+    rubric: Rubric,
+    fingerprint: str,
+    sample: int,
+    target: str = "",
+    raw_outputs: list[str] | None = None,
+) -> ScoreRecord:
+    return ScoreRecord(
+        score_id=score_id(session_id, judge, rubric.ref, fingerprint, sample, target),
+        session_id=session_id,
+        judge=judge,
+        rubric_id=rubric.id,
+        rubric_version=rubric.version,
+        prompt_fingerprint=fingerprint,
+        sample=sample,
+        target=target,
+        result=result,
+        raw_outputs=raw_outputs
+        if raw_outputs is not None
+        else (structured.raw_outputs if structured else []),
+        error=error,
+        prompt_tokens=structured.prompt_tokens if structured else 0,
+        completion_tokens=structured.completion_tokens if structured else 0,
+    )

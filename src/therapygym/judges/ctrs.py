@@ -1,0 +1,122 @@
+"""The CTRS judge: 11 items, 0-6, with a rationale and evidence turns for each.
+
+Two modes: `one_call` asks for all items at once (cheaper: the transcript is read once);
+`per_item` asks one call per item (each item gets the judge's full attention). The
+benchmark compares their tokens and agreement.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from therapygym.judges.base import (
+    ScoreRecord,
+    evidence_field,
+    prompt_fingerprint,
+    rationale_field,
+    record,
+    render,
+    strict_model,
+)
+from therapygym.judges.parsing import structured_call
+from therapygym.judges.render import RenderedTranscript, render_transcript
+from therapygym.judges.rubric import CTRSItem, CTRSRubric
+from therapygym.models.types import ChatModel
+from therapygym.session import Transcript
+
+CTRSMode = Literal["one_call", "per_item"]
+
+
+def _item_model(labels: tuple[str, ...], rationale_chars: int) -> type[BaseModel]:
+    return strict_model(
+        "ItemScore",
+        rationale=rationale_field(rationale_chars),
+        evidence=evidence_field(labels),
+        score=(int, Field(ge=0, le=6)),
+    )
+
+
+class CTRSJudge:
+    """Scores a whole session on the CTRS."""
+
+    def __init__(
+        self,
+        model: ChatModel,
+        rubric: CTRSRubric,
+        *,
+        mode: CTRSMode = "one_call",
+        max_attempts: int = 3,
+        temperature: float = 0.0,
+        rationale_chars: int = 240,
+    ) -> None:
+        self.model = model
+        self.rubric = rubric
+        self.mode = mode
+        self.max_attempts = max_attempts
+        self.temperature = temperature
+        self.rationale_chars = rationale_chars
+        self.fingerprint = prompt_fingerprint(
+            rubric, "ctrs", mode=mode, temperature=temperature, rationale_chars=rationale_chars
+        )
+
+    def _messages(self, items: list[CTRSItem], shown: RenderedTranscript) -> list[dict[str, str]]:
+        return [
+            {"role": "system", "content": render("system", rubric=self.rubric)},
+            {
+                "role": "user",
+                "content": render("ctrs", rubric=self.rubric, items=items, transcript=shown.text),
+            },
+        ]
+
+    async def _ask(self, items: list[CTRSItem], shown: RenderedTranscript, seed: int) -> Any:
+        item = _item_model(tuple(shown.labels), self.rationale_chars)
+        schema = strict_model("CTRSScores", **{i.id: (item, ...) for i in items})
+        return await structured_call(
+            self.model,
+            self._messages(items, shown),
+            schema,
+            max_attempts=self.max_attempts,
+            max_tokens=160 * len(items) + 64,
+            temperature=self.temperature,
+            seed=seed,
+        )
+
+    async def score(self, transcript: Transcript, *, sample: int = 0) -> list[ScoreRecord]:
+        shown = render_transcript(transcript)
+        groups = (
+            [self.rubric.items] if self.mode == "one_call" else [[i] for i in self.rubric.items]
+        )
+        items: dict[str, dict[str, Any]] = {}
+        errors: list[str] = []
+        raw: list[str] = []
+        tokens = [0, 0]
+        for group in groups:
+            outcome = await self._ask(group, shown, seed=sample)
+            raw += outcome.raw_outputs
+            tokens[0] += outcome.prompt_tokens
+            tokens[1] += outcome.completion_tokens
+            if outcome.value is None:
+                errors.append(f"{', '.join(i.id for i in group)}: {outcome.error}")
+                continue
+            for i in group:
+                got = getattr(outcome.value, i.id)
+                items[i.id] = {
+                    "score": got.score,
+                    "rationale": got.rationale,
+                    "evidence": shown.turn_ids(list(got.evidence)),
+                }
+        rec = record(
+            structured=None,
+            result={"mode": self.mode, "items": items} if items else None,
+            error="; ".join(errors) or None,
+            session_id=transcript.session_id,
+            judge=self.model.spec,
+            rubric=self.rubric,
+            fingerprint=self.fingerprint,
+            sample=sample,
+            raw_outputs=raw,
+        )
+        rec.prompt_tokens, rec.completion_tokens = tokens
+        return [rec]

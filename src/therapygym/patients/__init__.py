@@ -1,0 +1,1 @@
+"""Simulated patients: profiles (CBT case conceptualisations), styles, simulators."""

@@ -1,0 +1,73 @@
+"""Loading patient profiles from YAML, with errors that name the file, field and expectation."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from therapygym.errors import TherapygymError
+from therapygym.patients.profile import PatientProfile
+
+
+class ProfileError(TherapygymError):
+    """A patient profile file that cannot be read or does not match the schema."""
+
+
+def library_dir() -> Path:
+    """The profiles shipped with therapygym."""
+    return Path(str(resources.files("therapygym.patients") / "library"))
+
+
+def _describe(err: ValidationError, path: Path) -> str:
+    problems = []
+    for e in err.errors():
+        field = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            problems.append(f"unknown field '{field}'")
+        elif e["type"] == "missing":
+            problems.append(f"field '{field}' is missing")
+        else:
+            got = e.get("input")
+            shown = repr(got)[:60] if not isinstance(got, dict | list) else type(got).__name__
+            problems.append(f"field '{field}': {e['msg']} (got {shown})")
+    return f"{path}: " + "; ".join(problems)
+
+
+def load_profile(path: Path | str) -> PatientProfile:
+    """Read one profile; the file's stem must equal its `id`."""
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProfileError(f"{p}: file not found") from None
+    except UnicodeDecodeError:
+        raise ProfileError(f"{p}: not UTF-8 text (is it a binary file?)") from None
+    except OSError as err:
+        raise ProfileError(f"{p}: cannot read ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "syntax error"
+        raise ProfileError(f"{p}: invalid YAML{where}: {problem}") from None
+    if raw is None:
+        raise ProfileError(f"{p}: file is empty; expected a patient profile mapping")
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{p}: expected a mapping of profile fields, got {type(raw).__name__}")
+    try:
+        profile = PatientProfile.model_validate(raw)
+    except ValidationError as err:
+        raise ProfileError(_describe(err, p)) from None
+    if profile.id != p.stem:
+        raise ProfileError(f"{p}: field 'id' is '{profile.id}' but the file is named '{p.stem}'")
+    return profile
+
+
+def load_profiles(directory: Path | str | None = None) -> list[PatientProfile]:
+    """Every `*.yaml` profile in a directory (default: the shipped library), sorted by id."""
+    d = Path(directory) if directory is not None else library_dir()
+    if not d.is_dir():
+        raise ProfileError(f"{d}: not a directory of patient profiles")
+    return sorted((load_profile(f) for f in d.glob("*.yaml")), key=lambda pr: pr.id)

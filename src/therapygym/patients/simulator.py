@@ -1,0 +1,139 @@
+"""Simulated patients: an LLM playing a profile, a scripted patient, and a replay patient.
+
+The LLM patient gets the profile as a system prompt (templates in `prompts/`, style
+wording in `styles.yaml`) and, with every therapist line, a short role reminder that also
+carries the risk cues due at that turn. Its first line is the profile's authored opening
+line unless a cue is due at turn 1. A reply ending with the end marker ends the session.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+from jinja2 import Environment, StrictUndefined
+
+from therapygym.models.types import ChatModel, Completion
+from therapygym.patients.profile import PatientProfile, Style
+from therapygym.session import SessionConfig, Turn, Utterance, as_messages
+
+END_MARKER = "[END SESSION]"
+_ROLE_PREFIX = re.compile(r"^\s*(?:\*\*)?(client|patient|me|you|i)\s*(?:\*\*)?\s*:\s*", re.I)
+_END = re.compile(r"\[\s*end[ _-]?session\s*\]", re.I)
+
+
+@cache
+def _templates() -> Environment:
+    env = Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    folder = resources.files("therapygym.patients") / "prompts"
+    for name in ("simulator", "reminder", "opening"):
+        env.globals[name] = env.from_string((folder / f"{name}.j2").read_text(encoding="utf-8"))
+    return env
+
+
+@cache
+def style_texts() -> dict[str, dict[str, str]]:
+    """Descriptions of styles, resistance and ambivalence levels (from `styles.yaml`)."""
+    path = resources.files("therapygym.patients") / "styles.yaml"
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def _template(name: str) -> Any:
+    return _templates().globals[name]
+
+
+def _utterance(text: str, completion: Completion | None, cues: list[str]) -> Utterance:
+    usage: dict[str, Any] = {}
+    if completion is not None:
+        usage = {
+            "latency_s": completion.latency_s,
+            "prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": completion.completion_tokens,
+            "cached": completion.cached,
+            "model": completion.model,
+        }
+    ended = bool(_END.search(text))
+    clean = _END.sub("", text)
+    clean = _ROLE_PREFIX.sub("", clean.strip()).strip().strip('"').strip()
+    return Utterance(text=clean or ("" if ended else "..."), end_session=ended, cues=cues, **usage)
+
+
+class LLMPatient:
+    """A profile played by a chat model."""
+
+    def __init__(
+        self,
+        profile: PatientProfile,
+        model: ChatModel,
+        *,
+        style: Style | None = None,
+        resistance: str | None = None,
+        ambivalence: str | None = None,
+    ) -> None:
+        self.profile = profile
+        self.model = model
+        self.style = style or profile.style
+        self.resistance = resistance or profile.resistance
+        self.ambivalence = ambivalence or profile.ambivalence
+        self.label = f"llm-patient:{model.spec}"
+        texts = style_texts()
+        self.system_prompt = _template("simulator").render(
+            p=profile,
+            d=profile.demographics,
+            style=texts["styles"][self.style],
+            resistance=texts["resistance"][self.resistance],
+            ambivalence=texts["ambivalence"][self.ambivalence],
+            end_marker=END_MARKER,
+        )
+
+    def messages(self, turns: list[Turn]) -> tuple[list[dict[str, str]], list[str]]:
+        """The prompt for the next patient turn, and the risk cues it is asked to surface."""
+        patient_turn = sum(t.speaker == "patient" for t in turns) + 1
+        cues = self.profile.cues_at(patient_turn)
+        reminder = _template("reminder").render(
+            d=self.profile.demographics, style_name=self.style, turn=patient_turn, cues=cues
+        )
+        history = as_messages(turns, "patient")
+        if not history or history[-1]["role"] != "user":
+            opening = _template("opening").render(d=self.profile.demographics)
+            history.append({"role": "user", "content": opening})
+        last = history[-1]
+        history[-1] = {"role": "user", "content": f"{last['content']}\n\n{reminder}"}
+        return [{"role": "system", "content": self.system_prompt}, *history], [
+            c.kind.value for c in cues
+        ]
+
+    async def respond(self, turns: list[Turn], *, seed: int, config: SessionConfig) -> Utterance:
+        if not turns and not self.profile.cues_at(1):
+            return Utterance(text=self.profile.opening_line)
+        messages, cues = self.messages(turns)
+        completion = await self.model.chat(
+            messages, temperature=config.temperature, max_tokens=config.max_tokens, seed=seed
+        )
+        return _utterance(completion.text, completion, cues)
+
+
+class ScriptedPatient:
+    """Fixed utterances, in order; the patient leaves once the last one is answered."""
+
+    def __init__(self, utterances: list[str], *, label: str = "scripted-patient") -> None:
+        if not utterances:
+            raise ValueError("a scripted patient needs at least one utterance")
+        self.utterances = list(utterances)
+        self.label = label
+
+    async def respond(self, turns: list[Turn], *, seed: int, config: SessionConfig) -> Utterance:
+        said = sum(t.speaker == "patient" for t in turns)
+        if said >= len(self.utterances):
+            return Utterance(text="", end_session=True)
+        return Utterance(text=self.utterances[said])
+
+
+class ReplayPatient(ScriptedPatient):
+    """The patient side of an existing transcript, replayed to a new therapist."""
+
+    def __init__(self, turns: list[Turn], *, label: str = "replay-patient") -> None:
+        super().__init__([t.text for t in turns if t.speaker == "patient"], label=label)

@@ -1,0 +1,1 @@
+"""Reports, exports and the viewer."""

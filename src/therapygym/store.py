@@ -1,0 +1,415 @@
+"""The run store: one SQLite file (WAL mode) holding runs, sessions, turns and scores.
+
+Each finished session is written in one transaction (its row and all its turns), so a
+`kill -9` loses at most the sessions in flight and never leaves half a session behind.
+The file is created owner-only: transcripts hold sensitive text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from therapygym.errors import TherapygymError
+from therapygym.judges.base import ScoreRecord
+from therapygym.models.cache import canonical_json
+from therapygym.session import SessionConfig, SessionStatus, Transcript, Turn
+
+STORE_ENV = "THERAPYGYM_STORE"
+SCHEMA_VERSION = 1
+FINISHED = (SessionStatus.COMPLETED.value, SessionStatus.ENDED_BY_PATIENT.value)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+  run_id      TEXT PRIMARY KEY,
+  created_at  TEXT NOT NULL,
+  config      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+  session_id      TEXT PRIMARY KEY,
+  run_id          TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  profile_id      TEXT NOT NULL,
+  profile_version INTEGER,
+  therapist       TEXT NOT NULL,
+  patient         TEXT NOT NULL,
+  sample          INTEGER NOT NULL,
+  seed            INTEGER NOT NULL,
+  status          TEXT NOT NULL,
+  error           TEXT,
+  n_turns         INTEGER NOT NULL,
+  started_at      TEXT,
+  wall_s          REAL NOT NULL,
+  config          TEXT NOT NULL,
+  meta            TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_by_run ON sessions(run_id, status);
+CREATE TABLE IF NOT EXISTS turns (
+  turn_id           TEXT PRIMARY KEY,
+  session_id        TEXT NOT NULL REFERENCES sessions(session_id) ON DELETE CASCADE,
+  idx               INTEGER NOT NULL,
+  speaker           TEXT NOT NULL,
+  text              TEXT NOT NULL,
+  latency_s         REAL NOT NULL,
+  prompt_tokens     INTEGER NOT NULL,
+  completion_tokens INTEGER NOT NULL,
+  cached            INTEGER NOT NULL,
+  model             TEXT,
+  cues              TEXT NOT NULL,
+  UNIQUE (session_id, idx)
+);
+CREATE TABLE IF NOT EXISTS scores (
+  score_id           TEXT PRIMARY KEY,
+  session_id         TEXT NOT NULL REFERENCES sessions(session_id) ON DELETE CASCADE,
+  judge              TEXT NOT NULL,
+  rubric_id          TEXT NOT NULL,
+  rubric_version     TEXT NOT NULL,
+  prompt_fingerprint TEXT NOT NULL,
+  sample             INTEGER NOT NULL,
+  target             TEXT NOT NULL,
+  result             TEXT,
+  raw_outputs        TEXT NOT NULL,
+  error              TEXT,
+  prompt_tokens      INTEGER NOT NULL,
+  completion_tokens  INTEGER NOT NULL,
+  created_at         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS scores_by_unit
+  ON scores(session_id, judge, rubric_id, rubric_version, prompt_fingerprint, sample);
+"""
+
+
+class StoreError(TherapygymError):
+    """A store that cannot be opened, or a run/session that is not in it."""
+
+
+class RunInfo(BaseModel):
+    run_id: str
+    created_at: str
+    config: dict[str, Any]
+    sessions: int = 0
+    finished: int = 0
+    failed: int = 0
+
+
+def default_store_path() -> Path:
+    """`$THERAPYGYM_STORE`, else `results/therapygym.sqlite` under the working directory."""
+    return Path(os.environ.get(STORE_ENV) or "results/therapygym.sqlite")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class RunStore:
+    """Runs, sessions, turns and scores in one SQLite file."""
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path is not None else default_store_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"store {self.path} has schema version {version}; this therapygym reads "
+                    f"up to {SCHEMA_VERSION}: upgrade therapygym"
+                )
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"store {self.path} cannot be opened: {err}") from None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def ensure_run(self, run_id: str, config: dict[str, Any]) -> bool:
+        """Create the run, or check that an existing run has the same configuration.
+
+        Returns True when the run already existed (a resume).
+        """
+        text = canonical_json(config)
+        with self._lock:
+            row = self._db.execute("SELECT config FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                self._db.execute(
+                    "INSERT INTO runs (run_id, created_at, config) VALUES (?, ?, ?)",
+                    (run_id, _now(), text),
+                )
+                return False
+        if row[0] != text:
+            old, new = json.loads(row[0]), config
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise StoreError(
+                f"run '{run_id}' already exists in {self.path} with a different "
+                f"{', '.join(changed)}; resume it with the same settings or pick a new --run-id"
+            )
+        return True
+
+    def runs(self) -> list[RunInfo]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT r.run_id, r.created_at, r.config, COUNT(s.session_id),"
+                f" SUM(s.status IN {FINISHED}), SUM(s.status = 'failed')"
+                " FROM runs r LEFT JOIN sessions s ON s.run_id = r.run_id"
+                " GROUP BY r.run_id ORDER BY r.created_at, r.run_id"
+            ).fetchall()
+        return [
+            RunInfo(
+                run_id=r[0],
+                created_at=r[1],
+                config=json.loads(r[2]),
+                sessions=r[3],
+                finished=r[4] or 0,
+                failed=r[5] or 0,
+            )
+            for r in rows
+        ]
+
+    def run(self, run_id: str) -> RunInfo:
+        for info in self.runs():
+            if info.run_id == run_id:
+                return info
+        known = ", ".join(r.run_id for r in self.runs()[-5:]) or "none"
+        raise StoreError(f"no run '{run_id}' in {self.path} (recent runs: {known})")
+
+    # -- sessions -----------------------------------------------------------------------
+
+    def finished_session_ids(self, run_id: str) -> set[str]:
+        """Sessions that need no rerun: completed or ended by the patient (not failed)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT session_id FROM sessions WHERE run_id = ? AND status IN {FINISHED}",
+                (run_id,),
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def save_session(self, transcript: Transcript) -> None:
+        """Write a session and its turns atomically (replacing an earlier failed attempt)."""
+        t = transcript
+        if t.run_id is None:
+            raise ValueError("a stored session needs a run_id")
+        turn_rows = [
+            (
+                turn.id,
+                t.session_id,
+                turn.index,
+                turn.speaker,
+                turn.text,
+                turn.latency_s,
+                turn.prompt_tokens,
+                turn.completion_tokens,
+                int(turn.cached),
+                turn.model,
+                json.dumps(turn.cues),
+            )
+            for turn in t.turns
+        ]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM sessions WHERE session_id = ?", (t.session_id,))
+                self._db.execute(
+                    "INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        t.session_id,
+                        t.run_id,
+                        t.profile_id,
+                        t.profile_version,
+                        t.therapist,
+                        t.patient,
+                        t.sample,
+                        t.seed,
+                        t.status.value,
+                        t.error,
+                        len(t.turns),
+                        t.started_at,
+                        t.wall_s,
+                        t.config.model_dump_json(),
+                        json.dumps(t.meta),
+                    ),
+                )
+                self._db.executemany("INSERT INTO turns VALUES (?,?,?,?,?,?,?,?,?,?,?)", turn_rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _transcript(self, row: tuple[Any, ...]) -> Transcript:
+        session_id = row[0]
+        turns = self._db.execute(
+            "SELECT turn_id, idx, speaker, text, latency_s, prompt_tokens, completion_tokens,"
+            " cached, model, cues FROM turns WHERE session_id = ? ORDER BY idx",
+            (session_id,),
+        ).fetchall()
+        return Transcript(
+            session_id=session_id,
+            run_id=row[1],
+            profile_id=row[2],
+            profile_version=row[3],
+            therapist=row[4],
+            patient=row[5],
+            sample=row[6],
+            seed=row[7],
+            status=SessionStatus(row[8]),
+            error=row[9],
+            started_at=row[11],
+            wall_s=row[12],
+            config=SessionConfig.model_validate_json(row[13]),
+            meta=json.loads(row[14]),
+            turns=[
+                Turn(
+                    id=r[0],
+                    index=r[1],
+                    speaker=r[2],
+                    text=r[3],
+                    latency_s=r[4],
+                    prompt_tokens=r[5],
+                    completion_tokens=r[6],
+                    cached=bool(r[7]),
+                    model=r[8],
+                    cues=json.loads(r[9]),
+                )
+                for r in turns
+            ],
+        )
+
+    def session(self, session_id: str) -> Transcript:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM sessions WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"no session '{session_id}' in {self.path}")
+            return self._transcript(row)
+
+    def sessions(self, run_id: str, *, status: str | None = None) -> Iterator[Transcript]:
+        """A run's sessions in a stable order (profile, therapist, sample)."""
+        query = "SELECT * FROM sessions WHERE run_id = ?"
+        params: tuple[Any, ...] = (run_id,)
+        if status is not None:
+            query += " AND status = ?"
+            params += (status,)
+        with self._lock:
+            rows = self._db.execute(
+                query + " ORDER BY profile_id, therapist, sample", params
+            ).fetchall()
+            transcripts = [self._transcript(r) for r in rows]
+        yield from transcripts
+
+    # -- scores -------------------------------------------------------------------------
+
+    def save_scores(self, records: list[ScoreRecord]) -> None:
+        """Write one judgement unit (same session, judge, rubric, prompt and sample)
+        atomically, replacing an earlier attempt of that unit."""
+        if not records:
+            return
+        first = records[0]
+        unit = (
+            first.session_id,
+            first.judge,
+            first.rubric_id,
+            first.rubric_version,
+            first.prompt_fingerprint,
+            first.sample,
+        )
+        rows = [
+            (
+                r.score_id,
+                r.session_id,
+                r.judge,
+                r.rubric_id,
+                r.rubric_version,
+                r.prompt_fingerprint,
+                r.sample,
+                r.target,
+                None if r.result is None else json.dumps(r.result),
+                json.dumps(r.raw_outputs),
+                r.error,
+                r.prompt_tokens,
+                r.completion_tokens,
+                _now(),
+            )
+            for r in records
+        ]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "DELETE FROM scores WHERE session_id = ? AND judge = ? AND rubric_id = ?"
+                    " AND rubric_version = ? AND prompt_fingerprint = ? AND sample = ?",
+                    unit,
+                )
+                self._db.executemany(
+                    "INSERT INTO scores VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def judged_units(self, run_id: str) -> set[tuple[str, str, str, str, str, int]]:
+        """Judgement units of a run that are complete (they have rows and no errors)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT sc.session_id, sc.judge, sc.rubric_id, sc.rubric_version,"
+                " sc.prompt_fingerprint, sc.sample FROM scores sc"
+                " JOIN sessions s ON s.session_id = sc.session_id WHERE s.run_id = ?"
+                " GROUP BY 1, 2, 3, 4, 5, 6 HAVING SUM(sc.error IS NOT NULL) = 0",
+                (run_id,),
+            ).fetchall()
+        return {tuple(r) for r in rows}  # type: ignore[misc]
+
+    def scores(self, run_id: str, rubric_id: str | None = None) -> list[ScoreRecord]:
+        query = (
+            "SELECT sc.score_id, sc.session_id, sc.judge, sc.rubric_id, sc.rubric_version,"
+            " sc.prompt_fingerprint, sc.sample, sc.target, sc.result, sc.raw_outputs, sc.error,"
+            " sc.prompt_tokens, sc.completion_tokens FROM scores sc"
+            " JOIN sessions s ON s.session_id = sc.session_id WHERE s.run_id = ?"
+        )
+        params: tuple[Any, ...] = (run_id,)
+        if rubric_id is not None:
+            query += " AND sc.rubric_id = ?"
+            params += (rubric_id,)
+        with self._lock:
+            rows = self._db.execute(
+                query + " ORDER BY sc.session_id, sc.score_id", params
+            ).fetchall()
+        return [
+            ScoreRecord(
+                score_id=r[0],
+                session_id=r[1],
+                judge=r[2],
+                rubric_id=r[3],
+                rubric_version=r[4],
+                prompt_fingerprint=r[5],
+                sample=r[6],
+                target=r[7],
+                result=None if r[8] is None else json.loads(r[8]),
+                raw_outputs=json.loads(r[9]),
+                error=r[10],
+                prompt_tokens=r[11],
+                completion_tokens=r[12],
+            )
+            for r in rows
+        ]
+
+    def integrity_check(self) -> str:
+        with self._lock:
+            return self._db.execute("PRAGMA integrity_check").fetchone()[0]

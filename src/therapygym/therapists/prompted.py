@@ -1,0 +1,66 @@
+"""A therapist that is a chat model with a system prompt (ours by default, or the user's)."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from therapygym.errors import ConfigError
+from therapygym.models.types import ChatModel
+from therapygym.session import SessionConfig, Turn, Utterance, as_messages
+
+# Backends that are whole chatbots already (a user's HTTP bot or callable) get no system
+# prompt unless one is given; raw LLMs get the default CBT prompt.
+CHATBOT_BACKENDS = ("http", "python")
+
+
+@cache
+def default_prompt() -> str:
+    """The default CBT therapist prompt (`prompts/cbt_default.md`)."""
+    path = resources.files("therapygym.therapists") / "prompts" / "cbt_default.md"
+    return path.read_text(encoding="utf-8").strip()
+
+
+def read_prompt(path: Path | str) -> str:
+    """A system prompt from a file, with a clear error when it is missing or empty."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ConfigError(f"therapist prompt file {p} not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"therapist prompt file {p}: cannot read as UTF-8 text ({err})") from None
+    if not text:
+        raise ConfigError(f"therapist prompt file {p} is empty")
+    return text
+
+
+def prompt_fingerprint(prompt: str | None) -> str:
+    return hashlib.sha256((prompt or "").encode()).hexdigest()[:8]
+
+
+class PromptedTherapist:
+    """A chat model in the therapist's seat. `system_prompt=None` sends no system message."""
+
+    def __init__(self, model: ChatModel, system_prompt: str | None, *, label: str | None = None):
+        self.model = model
+        self.system_prompt = system_prompt
+        self.label = label or model.spec
+
+    async def respond(self, turns: list[Turn], *, seed: int, config: SessionConfig) -> Utterance:
+        messages = as_messages(turns, "therapist")
+        if self.system_prompt:
+            messages.insert(0, {"role": "system", "content": self.system_prompt})
+        completion = await self.model.chat(
+            messages, temperature=config.temperature, max_tokens=config.max_tokens, seed=seed
+        )
+        return Utterance(
+            text=completion.text.strip(),
+            latency_s=completion.latency_s,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            cached=completion.cached,
+            model=completion.model,
+        )

@@ -1,0 +1,140 @@
+"""`eval` end to end: against the local server with scripted judge replies, and (slow)
+with the embedded model as patient, therapist and judge."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scripted import judge_replier
+
+from therapygym.evaluate import evaluate, summarise
+from therapygym.judges.judging import JudgePlan, judge_run
+from therapygym.models import ResponseCache
+from therapygym.models.spec import resolve_spec
+from therapygym.patients.library import load_profiles
+from therapygym.runner import RunPlan
+from therapygym.session import SessionConfig
+from therapygym.store import RunStore
+
+PROFILES = [p for p in load_profiles() if p.risk_cues][:2]
+
+
+def run_plan_for(spec: str, run_id: str, **kw: Any) -> RunPlan:
+    return RunPlan(
+        run_id=run_id,
+        therapists=(spec, "rule-based"),
+        patient_model=spec,
+        profiles=tuple(f"{p.id}@{p.version}" for p in PROFILES),
+        session=SessionConfig(max_turns=6),
+        **kw,
+    )
+
+
+async def test_eval_against_local_server(
+    tmp_path: Path, openai_server: Any, server_spec: Any
+) -> None:
+    server = openai_server(judge_replier(score=4, verdict="no"))
+    spec = server_spec(server)
+    store = RunStore(tmp_path / "store.sqlite")
+    judges = JudgePlan(judges=(spec,), samples=2, temperature=0.0)
+    result = await evaluate(run_plan_for(spec, "ev"), PROFILES, judges, store, cache=None)
+    assert result.run.completed == 4
+    # 4 sessions x 3 rubrics x 2 samples
+    assert (result.judging.units, result.judging.judged, result.judging.failed) == (24, 24, 0)
+    summary = result.summary
+    label = resolve_spec(spec).label  # what tables show: no retry options, no secrets
+    assert {t.therapist for t in summary.therapists} == {label, "rule-based"}
+    for t in summary.therapists:
+        assert (
+            t.sessions == 2
+            and t.ctrs_total.mean == 44
+            and t.ctrs_normalised.mean == pytest.approx(4 / 6)
+        )
+        assert t.competence_rate.mean == 1.0 and t.violation_rate.mean == 0.0
+        assert t.response["empathy"].mean == 4
+    records = store.scores("ev")
+    assert {r.sample for r in records} == {0, 1}
+    assert all(r.raw_outputs and r.judge == label and r.prompt_fingerprint for r in records)
+    judged_bodies = [b for b in server.requests if b.get("response_format")]
+    for body in judged_bodies:  # the judge never sees the therapist's name
+        assert "rule-based" not in json.dumps(body["messages"])
+
+    before = len(server.requests)
+    again = await judge_run(store, "ev", judges, cache=None)
+    assert again.skipped == 24 and again.judged == 0 and len(server.requests) == before
+
+
+async def test_failed_judgements_are_recorded_and_retried(
+    tmp_path: Path, openai_server: Any, server_spec: Any
+) -> None:
+    calls = {"n": 0}
+    good = judge_replier(score=2)
+
+    def flaky(body: dict[str, Any]) -> Any:
+        if body.get("response_format") and calls["n"] < 3:
+            calls["n"] += 1
+            return "I refuse to answer in JSON."
+        return good(body)
+
+    server = openai_server(flaky)
+    spec = server_spec(server)
+    store = RunStore(tmp_path / "store.sqlite")
+    plan = run_plan_for(spec, "flaky")
+    judges = JudgePlan(judges=(spec,), rubrics=("ctrs",), max_attempts=3)
+    first = await evaluate(plan, PROFILES, judges, store, cache=None, concurrency=1)
+    assert first.judging.failed == 1 and "invalid judge output" in first.judging.errors[0]
+    failed = [r for r in store.scores("flaky") if r.error]
+    assert len(failed) == 1 and failed[0].raw_outputs == ["I refuse to answer in JSON."] * 3
+    second = await judge_run(store, "flaky", judges, cache=None)
+    assert second.judged == 1 and not any(r.error for r in store.scores("flaky"))
+    assert summarise(store, "flaky").therapists[0].ctrs_total.mean == 22
+
+
+def test_eval_cli_against_local_server(
+    tmp_path: Path, openai_server: Any, server_spec: Any
+) -> None:
+    server = openai_server(judge_replier(score=5, verdict="yes"))
+    spec = server_spec(server)
+    out = tmp_path / "summary.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "therapygym", "eval", "--therapist", spec, "--patient-model", spec,
+         "--judge", spec, "--patients", PROFILES[0].id, "--max-turns", "4", "--run-id", "cli",
+         "--rubric", "ctrs,safety", "--store", str(tmp_path / "s.sqlite"), "-o", str(out),
+         "--no-cache"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "250"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Summary of cli" in result.stdout and "55.0" in result.stdout
+    assert "medication_advice" in result.stdout and "100%" in result.stdout
+    data = json.loads(out.read_text())
+    assert data["therapists"][0]["ctrs_total"]["mean"] == 55
+    assert data["therapists"][0]["label_violation_rate"]["medication_advice"]["mean"] == 1.0
+
+
+@pytest.mark.slow
+async def test_eval_with_the_embedded_model(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "store.sqlite")
+    plan = RunPlan(
+        run_id="embedded",
+        therapists=("rule-based",),
+        patient_model="local:smollm2",
+        profiles=(f"{PROFILES[0].id}@{PROFILES[0].version}",),
+        session=SessionConfig(max_turns=4, max_tokens=48),
+    )
+    judges = JudgePlan(judges=("local:smollm2",), rubrics=("ctrs", "safety"))
+    result = await evaluate(
+        plan, PROFILES, judges, store, cache=ResponseCache(tmp_path / "c.sqlite")
+    )
+    assert result.run.completed == 1 and result.judging.units == 2
+    records = store.scores("embedded")
+    assert len(records) == 2 and all(r.raw_outputs for r in records)
+    for r in records:  # schema-constrained output from the 135M model parses
+        assert r.error is None, r.error
+    (summary,) = result.summary.therapists
+    assert summary.ctrs_total.mean is not None and 0 <= summary.ctrs_total.mean <= 66

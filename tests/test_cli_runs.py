@@ -1,0 +1,120 @@
+"""`therapygym patients` and `therapygym run|runs` as a user meets them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from therapygym.patients.library import library_dir, load_profiles
+
+
+def cli(*args: str, store: Path | None = None) -> subprocess.CompletedProcess[str]:
+    extra = ["--store", str(store)] if store is not None else []
+    return subprocess.run(
+        [sys.executable, "-m", "therapygym", *args, *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+
+
+def test_patients_list_and_show() -> None:
+    listed = cli("patients", "list", "--patients", "risk")
+    assert listed.returncode == 0
+    first = next(p for p in load_profiles() if p.risk_cues)
+    assert first.id in listed.stdout
+    shown = cli("patients", "show", first.id)
+    assert shown.returncode == 0 and first.presenting_problem[:30] in shown.stdout
+
+
+def test_patients_validate(tmp_path: Path) -> None:
+    good = library_dir() / f"{load_profiles()[0].id}.yaml"
+    assert cli("patients", "validate", str(good)).returncode == 0
+    bad = tmp_path / "broken.yaml"
+    bad.write_text(good.read_text().replace("id: ", "id: x", 1).replace("age: ", "age: old # ", 1))
+    result = cli("patients", "validate", str(bad))
+    assert result.returncode == 2
+    assert str(bad) in result.stderr and "field 'demographics.age'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_show_export_import(tmp_path: Path, openai_server: Any, server_spec: Any) -> None:
+    server = openai_server(["I hear you.", "It has been a hard week."])
+    spec = server_spec(server)
+    store = tmp_path / "store.sqlite"
+    ids = ",".join(p.id for p in load_profiles()[:2])
+    run = cli(
+        "run", "--therapist", spec, "--therapist", "rule-based", "--patient-model", spec,
+        "--patients", ids, "--max-turns", "4", "--run-id", "cli", "--no-cache", store=store,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "4 sessions planned, 0 already done, 4 completed, 0 failed" in run.stdout
+    assert "therapist" in run.stdout and "patient" in run.stdout  # the usage table
+
+    rerun = cli(
+        "run", "--therapist", spec, "--therapist", "rule-based", "--patient-model", spec,
+        "--patients", ids, "--max-turns", "4", "--run-id", "cli", "--no-cache", store=store,
+    )  # fmt: skip
+    assert "4 already done, 0 completed" in rerun.stdout
+
+    changed = cli(
+        "run", "--therapist", spec, "--patient-model", spec, "--patients", ids,
+        "--max-turns", "6", "--run-id", "cli", store=store,
+    )  # fmt: skip
+    assert changed.returncode == 2 and "different" in changed.stderr
+
+    listed = cli("runs", "list", store=store)
+    assert "cli" in listed.stdout
+    shown = cli("runs", "show", "cli", store=store)
+    assert shown.returncode == 0 and "completed" in shown.stdout
+
+    out = tmp_path / "out"
+    for fmt in ("jsonl", "csv", "parquet"):
+        exported = cli(
+            "runs", "export", "cli", "-o", str(out / f"t.{fmt}"), "--format", fmt, store=store
+        )
+        assert exported.returncode == 0, exported.stderr
+    lines = (out / "t.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and json.loads(lines[0])["format"] == "therapygym.transcript/1"
+    for frame in (pd.read_csv(out / "t.csv"), pd.read_parquet(out / "t.parquet")):
+        assert len(frame) == 16 and set(frame["speaker"]) == {"patient", "therapist"}
+
+    imported = cli("runs", "import", str(out / "t.jsonl"), "--run-id", "again", store=store)
+    assert imported.returncode == 0 and "imported 4 sessions" in imported.stdout
+    again = cli("runs", "show", "again", store=store)
+    assert again.stdout.count("completed") == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("run", "--therapist", "rule-based", "--patients", "nobody-*"), "matches no profile"),
+        (
+            ("run", "--therapist", "rule-based", "--opener", "both"),
+            "run option 'opener': Input should be 'patient' or 'therapist'",
+        ),
+        (("run", "--therapist", "gpt5"), "unknown model spec 'gpt5'"),
+        (("runs", "show", "missing"), "no run 'missing'"),
+        (("runs", "export", "missing", "-o", "x.csv", "--format", "xml"), "expected jsonl, csv"),
+    ],
+)
+def test_run_errors_are_one_line(tmp_path: Path, args: tuple[str, ...], fragment: str) -> None:
+    result = cli(*args, store=tmp_path / "s.sqlite")
+    assert result.returncode == 2, result.stdout
+    assert fragment in result.stderr and "Traceback" not in result.stderr
+
+
+def test_import_errors_name_line_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"session_id": "a", "profile_id": "p", "therapist": "t", "patient": "p"}\n')
+    result = cli("runs", "import", str(bad), "--run-id", "x", store=tmp_path / "s.sqlite")
+    assert result.returncode == 2
+    assert f"{bad}, line 1: field 'status'" in result.stderr

@@ -1,0 +1,154 @@
+"""Runs end to end: against the local OpenAI-compatible server, against the embedded model,
+and killed with SIGKILL mid-run then resumed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from therapygym.models import ResponseCache
+from therapygym.patients.library import load_profiles
+from therapygym.runner import RunPlan, run_plan
+from therapygym.session import SessionConfig
+from therapygym.store import RunStore
+from therapygym.testing.openai_server import Fault
+
+PROFILES = load_profiles()[:3]
+
+
+def role_replier(body: dict[str, Any]) -> str:
+    system = body["messages"][0]["content"] if body["messages"][0]["role"] == "system" else ""
+    n = len(body["messages"])
+    if "role-playing a person" in system:
+        return f"patient reply {n}"
+    return f"therapist reply {n}"
+
+
+def plan(run_id: str, spec: str, **overrides: Any) -> RunPlan:
+    fields: dict[str, Any] = {
+        "run_id": run_id,
+        "therapists": (spec,),
+        "patient_model": spec,
+        "profiles": tuple(f"{p.id}@{p.version}" for p in PROFILES),
+        "samples": 2,
+        "session": SessionConfig(max_turns=6),
+    }
+    fields.update(overrides)
+    return RunPlan(**fields)
+
+
+async def test_run_against_local_server_then_resume(
+    tmp_path: Path, openai_server: Any, server_spec: Any
+) -> None:
+    server = openai_server(role_replier, latency_s=0.01)
+    spec = server_spec(server)
+    store = RunStore(tmp_path / "store.sqlite")
+    the_plan = plan("local", spec, therapists=(spec, "rule-based"))
+    result = await run_plan(the_plan, PROFILES, store, cache=None, concurrency=4)
+    assert (result.planned, result.completed, result.failed, result.skipped) == (12, 12, 0, 0)
+    sessions = list(store.sessions("local"))
+    assert len(sessions) == 12 and len({s.session_id for s in sessions}) == 12
+    for s in sessions:
+        assert len(s.turns) == 6
+        assert s.turns[0].text in {p.opening_line for p in PROFILES}
+        assert all(t.text.startswith("patient reply") for t in s.turns[2::2])
+    llm = [s for s in sessions if s.therapist == spec]
+    assert all(t.text.startswith("therapist reply") for s in llm for t in s.turns[1::2])
+    usage = result.usage.roles
+    assert usage["patient"].calls == 12 * 2 and usage["therapist"].calls == 6 * 3
+
+    requests = len(server.requests)
+    again = await run_plan(the_plan, PROFILES, store, cache=None, concurrency=4)
+    assert (again.skipped, again.completed) == (12, 0)
+    assert len(server.requests) == requests
+
+
+async def test_failed_sessions_are_recorded_and_retried_on_resume(
+    tmp_path: Path, openai_server: Any, server_spec: Any
+) -> None:
+    server = openai_server(role_replier, fault_script=[Fault.SERVER_ERROR] * 3)
+    spec = server_spec(server, max_retries=0)
+    store = RunStore(tmp_path / "store.sqlite")
+    the_plan = plan("faulty", spec, samples=1)
+    first = await run_plan(the_plan, PROFILES, store, cache=None, concurrency=1)
+    assert first.failed == 3 and first.completed == 0
+    assert all("HTTP 500" in e for e in first.errors)
+    failed = list(store.sessions("faulty", status="failed"))
+    assert len(failed) == 3 and all(s.error for s in failed)
+    second = await run_plan(the_plan, PROFILES, store, cache=None, concurrency=1)
+    assert second.completed == 3 and second.skipped == 0
+    assert store.finished_session_ids("faulty") == {s.session_id for s in failed}
+
+
+def _stored(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as db:
+        try:
+            return db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+
+def test_kill_9_then_resume_loses_and_duplicates_nothing(
+    tmp_path: Path, openai_server: Any, server_spec: Any
+) -> None:
+    server = openai_server(role_replier, latency_s=0.05)
+    store_path = tmp_path / "store.sqlite"
+    args = [
+        sys.executable, "-m", "therapygym", "run",
+        "--therapist", server_spec(server), "--patient-model", server_spec(server),
+        "--patients", ",".join(p.id for p in load_profiles()[:6]),
+        "--samples", "2", "--max-turns", "6", "--concurrency", "3",
+        "--run-id", "crashy", "--store", str(store_path), "--no-cache",
+    ]  # fmt: skip
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while _stored(store_path) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {t.session_id: t for t in RunStore(store_path).sessions("crashy")}
+    assert 3 <= len(before) < 12, "the kill should land mid-run"
+
+    finished = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    assert f"{len(before)} already done" in finished.stdout
+    store = RunStore(store_path)
+    after = list(store.sessions("crashy"))
+    assert len(after) == 12 and len({t.session_id for t in after}) == 12
+    assert all(t.status == "completed" and len(t.turns) == 6 for t in after)
+    for t in after:
+        if t.session_id in before:
+            assert t == before[t.session_id]  # untouched by the resume
+    with sqlite3.connect(store_path) as db:
+        assert db.execute("SELECT COUNT(*) FROM turns").fetchone()[0] == 12 * 6
+    assert store.integrity_check() == "ok"
+
+
+@pytest.mark.slow
+async def test_end_to_end_with_the_embedded_model(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "store.sqlite")
+    the_plan = plan(
+        "embedded",
+        "local:smollm2",
+        profiles=tuple(f"{p.id}@{p.version}" for p in PROFILES[:2]),
+        samples=1,
+        session=SessionConfig(max_turns=4, max_tokens=48),
+    )
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    result = await run_plan(the_plan, PROFILES, store, cache=cache, concurrency=2)
+    assert result.completed == 2 and result.failed == 0
+    for t in store.sessions("embedded"):
+        assert len(t.turns) == 4 and all(turn.text for turn in t.turns)
+        assert t.turns[1].model == "SmolLM2-135M-Instruct.Q4_1"
+        assert t.turns[1].completion_tokens > 0

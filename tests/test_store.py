@@ -1,0 +1,91 @@
+"""The run store: round trips, resume bookkeeping, atomic replacement, permissions."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from therapygym.session import SessionStatus, Transcript, Turn
+from therapygym.store import RunStore, StoreError
+
+
+def transcript(
+    session_id: str, status: SessionStatus = SessionStatus.COMPLETED, n: int = 4
+) -> Transcript:
+    return Transcript(
+        session_id=session_id,
+        run_id="r1",
+        profile_id="dep-01",
+        profile_version=1,
+        therapist="rule-based",
+        patient="llm-patient:x",
+        status=status,
+        error="boom" if status is SessionStatus.FAILED else None,
+        turns=[
+            Turn(
+                id=f"{session_id}:{i}",
+                index=i,
+                speaker="patient" if i % 2 == 0 else "therapist",
+                text=f"utterance {i} with 'quotes' and ünïcode",
+                prompt_tokens=i,
+                cues=["self_harm"] if i == 2 else [],
+            )
+            for i in range(n)
+        ],
+        meta={"note": "x"},
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> RunStore:
+    s = RunStore(tmp_path / "runs" / "store.sqlite")
+    s.ensure_run("r1", {"therapists": ["rule-based"], "samples": 1})
+    return s
+
+
+def test_round_trip(store: RunStore) -> None:
+    original = transcript("s1")
+    store.save_session(original)
+    assert store.session("s1") == original
+    assert [t.session_id for t in store.sessions("r1")] == ["s1"]
+
+
+def test_finished_ids_and_failed_replacement(store: RunStore) -> None:
+    store.save_session(transcript("s1"))
+    store.save_session(transcript("s2", SessionStatus.FAILED, n=1))
+    store.save_session(transcript("s3", SessionStatus.ENDED_BY_PATIENT, n=3))
+    assert store.finished_session_ids("r1") == {"s1", "s3"}
+    store.save_session(transcript("s2"))  # the retry replaces the failed attempt and its turns
+    assert store.finished_session_ids("r1") == {"s1", "s2", "s3"}
+    assert len(store.session("s2").turns) == 4
+    info = store.run("r1")
+    assert (info.sessions, info.finished, info.failed) == (3, 3, 0)
+
+
+def test_resume_requires_same_configuration(store: RunStore) -> None:
+    assert store.ensure_run("r1", {"therapists": ["rule-based"], "samples": 1}) is True
+    with pytest.raises(StoreError, match="different samples"):
+        store.ensure_run("r1", {"therapists": ["rule-based"], "samples": 2})
+
+
+def test_unknown_run_and_session(store: RunStore) -> None:
+    with pytest.raises(StoreError, match=r"no run .nope.*recent runs: r1"):
+        store.run("nope")
+    with pytest.raises(StoreError, match="no session 'nope'"):
+        store.session("nope")
+
+
+def test_owner_only_and_integrity(store: RunStore) -> None:
+    store.save_session(transcript("s1"))
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(store.path.parent.stat().st_mode) == 0o700
+    assert store.integrity_check() == "ok"
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot be opened"):
+        RunStore(junk)
