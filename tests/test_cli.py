@@ -60,7 +60,7 @@ def test_models_check_against_local_server(openai_server: Any, server_spec: Any)
         (
             ("models", "list", "--models-file", "/nonexistent.yaml"),
             {},
-            "/nonexistent.yaml not found",
+            "models file /nonexistent.yaml: file not found",
         ),
     ],
 )

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from scripted import instance
 
+from therapygym.judges.base import JudgeSettings
 from therapygym.judges.ctrs import CTRSJudge
 from therapygym.judges.render import render_transcript
 from therapygym.judges.response import ResponseJudge
@@ -102,7 +103,9 @@ async def test_ctrs_judge(mode: str) -> None:
 
 
 async def test_ctrs_judge_failure_is_recorded(recording_model: Any) -> None:
-    judge = CTRSJudge(recording_model("not json at all"), builtin_rubric("ctrs"), max_attempts=2)
+    judge = CTRSJudge(
+        recording_model("not json at all"), builtin_rubric("ctrs"), JudgeSettings(max_attempts=2)
+    )
     (rec,) = await judge.score(transcript())
     assert rec.result is None and "invalid judge output after 2 attempt(s)" in rec.error
     assert rec.raw_outputs == ["not json at all"] * 2
@@ -144,7 +147,9 @@ async def test_safety_with_cue_is_asked_and_cannot_be_not_applicable(recording_m
         for lb in labels
     }
     ignoring = recording_model(json.dumps(na))
-    (rec,) = await SafetyJudge(ignoring, builtin_rubric("safety"), max_attempts=2).score(with_cue)
+    (rec,) = await SafetyJudge(
+        ignoring, builtin_rubric("safety"), JudgeSettings(max_attempts=2)
+    ).score(with_cue)
     assert rec.result is None and "does not match the schema" in rec.error
     assert "Input should be 'no'" in rec.error and len(ignoring.requests) == 2
 
@@ -157,7 +162,9 @@ async def test_yes_needs_a_severity(recording_model: Any) -> None:
         for lb in ask
     }
     model = recording_model(json.dumps(bad))
-    (rec,) = await SafetyJudge(model, builtin_rubric("safety"), max_attempts=1).score(transcript())
+    (rec,) = await SafetyJudge(
+        model, builtin_rubric("safety"), JudgeSettings(max_attempts=1)
+    ).score(transcript())
     assert rec.result is None and "does not match the schema" in rec.error
 
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import asdict, dataclass
 from functools import cache
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from jinja2 import Environment, StrictUndefined
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from therapygym.judges.parsing import Structured
+from therapygym.judges.parsing import Structured, structured_call
 from therapygym.judges.rubric import Rubric
+from therapygym.models.types import ChatModel
 
 RubricKind = Literal["ctrs", "safety", "response"]
 
@@ -111,3 +113,52 @@ def record(
         prompt_tokens=structured.prompt_tokens if structured else 0,
         completion_tokens=structured.completion_tokens if structured else 0,
     )
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    """How every judge calls its model; all of it is part of the prompt fingerprint."""
+
+    max_attempts: int = 3
+    temperature: float = 0.0
+    rationale_chars: int = 240
+
+
+class RubricJudge:
+    """A judge: a model, a rubric, a task template, and the settings of its calls."""
+
+    template: ClassVar[str]
+
+    def __init__(
+        self,
+        model: ChatModel,
+        rubric: Rubric,
+        settings: JudgeSettings | None = None,
+        **options: Any,
+    ) -> None:
+        self.model = model
+        self.rubric = rubric
+        self.settings = settings or JudgeSettings()
+        self.fingerprint = prompt_fingerprint(
+            rubric, self.template, **asdict(self.settings), **options
+        )
+
+    def messages(self, **context: Any) -> list[dict[str, str]]:
+        """The system message (role, data rule, rubric instructions) and the task."""
+        return [
+            {"role": "system", "content": render("system", rubric=self.rubric)},
+            {"role": "user", "content": render(self.template, rubric=self.rubric, **context)},
+        ]
+
+    async def ask(
+        self, messages: list[dict[str, str]], schema: type[BaseModel], *, max_tokens: int, seed: int
+    ) -> Structured[Any]:
+        return await structured_call(
+            self.model,
+            messages,
+            schema,
+            max_attempts=self.settings.max_attempts,
+            max_tokens=max_tokens,
+            temperature=self.settings.temperature,
+            seed=seed,
+        )

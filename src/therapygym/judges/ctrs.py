@@ -12,15 +12,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from therapygym.judges.base import (
+    JudgeSettings,
+    RubricJudge,
     ScoreRecord,
     evidence_field,
-    prompt_fingerprint,
     rationale_field,
     record,
-    render,
     strict_model,
 )
-from therapygym.judges.parsing import structured_call
 from therapygym.judges.render import RenderedTranscript, render_transcript
 from therapygym.judges.rubric import CTRSItem, CTRSRubric
 from therapygym.models.types import ChatModel
@@ -38,48 +37,30 @@ def _item_model(labels: tuple[str, ...], rationale_chars: int) -> type[BaseModel
     )
 
 
-class CTRSJudge:
+class CTRSJudge(RubricJudge):
     """Scores a whole session on the CTRS."""
+
+    template = "ctrs"
+    rubric: CTRSRubric
 
     def __init__(
         self,
         model: ChatModel,
         rubric: CTRSRubric,
+        settings: JudgeSettings | None = None,
         *,
         mode: CTRSMode = "one_call",
-        max_attempts: int = 3,
-        temperature: float = 0.0,
-        rationale_chars: int = 240,
     ) -> None:
-        self.model = model
-        self.rubric = rubric
+        super().__init__(model, rubric, settings, mode=mode)
         self.mode = mode
-        self.max_attempts = max_attempts
-        self.temperature = temperature
-        self.rationale_chars = rationale_chars
-        self.fingerprint = prompt_fingerprint(
-            rubric, "ctrs", mode=mode, temperature=temperature, rationale_chars=rationale_chars
-        )
-
-    def _messages(self, items: list[CTRSItem], shown: RenderedTranscript) -> list[dict[str, str]]:
-        return [
-            {"role": "system", "content": render("system", rubric=self.rubric)},
-            {
-                "role": "user",
-                "content": render("ctrs", rubric=self.rubric, items=items, transcript=shown.text),
-            },
-        ]
 
     async def _ask(self, items: list[CTRSItem], shown: RenderedTranscript, seed: int) -> Any:
-        item = _item_model(tuple(shown.labels), self.rationale_chars)
+        item = _item_model(tuple(shown.labels), self.settings.rationale_chars)
         schema = strict_model("CTRSScores", **{i.id: (item, ...) for i in items})
-        return await structured_call(
-            self.model,
-            self._messages(items, shown),
+        return await self.ask(
+            self.messages(items=items, transcript=shown.text),
             schema,
-            max_attempts=self.max_attempts,
             max_tokens=160 * len(items) + 64,
-            temperature=self.temperature,
             seed=seed,
         )
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from therapygym.judges.base import RubricKind, ScoreRecord
+from therapygym.judges.base import JudgeSettings, RubricJudge, RubricKind, ScoreRecord
 from therapygym.judges.ctrs import CTRSJudge, CTRSMode
 from therapygym.judges.response import ResponseJudge
 from therapygym.judges.rubric import builtin_rubric, load_rubric
@@ -26,16 +25,6 @@ from therapygym.judges.safety import SafetyJudge
 from therapygym.models import AccountedModel, BaseChatModel, ResponseCache, UsageLedger, load_model
 from therapygym.session import Transcript
 from therapygym.store import FINISHED, RunStore
-
-
-class Judge(Protocol):
-    """CTRSJudge, SafetyJudge and ResponseJudge all have this shape."""
-
-    model: Any
-    rubric: Any
-    fingerprint: str
-
-    async def score(self, transcript: Transcript, *, sample: int = 0) -> list[ScoreRecord]: ...
 
 
 class JudgePlan(BaseModel):
@@ -75,14 +64,14 @@ class JudgeResult:
     usage: UsageLedger = field(default_factory=UsageLedger)
 
 
-def build_judges(plan: JudgePlan, model: AccountedModel | BaseChatModel) -> list[Judge]:
+def build_judges(plan: JudgePlan, model: AccountedModel | BaseChatModel) -> list[RubricJudge]:
     """One judge per rubric kind, all on `model`."""
-    settings = {
-        "max_attempts": plan.max_attempts,
-        "temperature": plan.effective_temperature,
-        "rationale_chars": plan.rationale_chars,
-    }
-    judges: list[Judge] = []
+    settings = JudgeSettings(
+        max_attempts=plan.max_attempts,
+        temperature=plan.effective_temperature,
+        rationale_chars=plan.rationale_chars,
+    )
+    judges: list[RubricJudge] = []
     for kind in plan.rubrics:
         rubric = (
             load_rubric(plan.rubric_files[kind])
@@ -92,11 +81,11 @@ def build_judges(plan: JudgePlan, model: AccountedModel | BaseChatModel) -> list
         if rubric.kind != kind:
             raise ValueError(f"rubric file for {kind} holds a {rubric.kind} rubric")
         if kind == "ctrs":
-            judges.append(CTRSJudge(model, rubric, mode=plan.ctrs_mode, **settings))  # type: ignore[arg-type]
+            judges.append(CTRSJudge(model, rubric, settings, mode=plan.ctrs_mode))  # type: ignore[arg-type]
         elif kind == "safety":
-            judges.append(SafetyJudge(model, rubric, **settings))  # type: ignore[arg-type]
+            judges.append(SafetyJudge(model, rubric, settings))
         else:
-            judges.append(ResponseJudge(model, rubric, **settings))  # type: ignore[arg-type]
+            judges.append(ResponseJudge(model, rubric, settings))  # type: ignore[arg-type]
     return judges
 
 
@@ -125,7 +114,7 @@ async def judge_run(
         for sample in range(plan.samples)
     ]
 
-    def key(t: Transcript, judge: Judge, sample: int) -> tuple[str, str, str, str, str, int]:
+    def key(t: Transcript, judge: RubricJudge, sample: int) -> tuple[str, str, str, str, str, int]:
         rubric = judge.rubric
         return (
             t.session_id,
@@ -140,7 +129,7 @@ async def judge_run(
     result = JudgeResult(units=len(units), skipped=len(units) - len(todo), usage=ledger)
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(t: Transcript, judge: Judge, sample: int) -> list[ScoreRecord]:
+    async def one(t: Transcript, judge: RubricJudge, sample: int) -> list[ScoreRecord]:
         async with gate:
             records = await judge.score(t, sample=sample)
             store.save_scores(records)

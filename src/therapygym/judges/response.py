@@ -7,43 +7,32 @@ from __future__ import annotations
 from pydantic import Field
 
 from therapygym.judges.base import (
+    JudgeSettings,
+    RubricJudge,
     ScoreRecord,
-    prompt_fingerprint,
     rationale_field,
     record,
-    render,
     strict_model,
 )
-from therapygym.judges.parsing import structured_call
 from therapygym.judges.render import render_turns
 from therapygym.judges.rubric import ResponseRubric
 from therapygym.models.types import ChatModel
 from therapygym.session import Transcript
 
 
-class ResponseJudge:
+class ResponseJudge(RubricJudge):
     """Scores every therapist turn of a session."""
 
+    template = "response"
+    rubric: ResponseRubric
+
     def __init__(
-        self,
-        model: ChatModel,
-        rubric: ResponseRubric,
-        *,
-        max_attempts: int = 3,
-        temperature: float = 0.0,
-        rationale_chars: int = 240,
+        self, model: ChatModel, rubric: ResponseRubric, settings: JudgeSettings | None = None
     ) -> None:
-        self.model = model
-        self.rubric = rubric
-        self.max_attempts = max_attempts
-        self.temperature = temperature
-        self.rationale_chars = rationale_chars
-        self.fingerprint = prompt_fingerprint(
-            rubric, "response", temperature=temperature, rationale_chars=rationale_chars
-        )
+        super().__init__(model, rubric, settings)
         self.schema = strict_model(
             "ResponseScores",
-            rationale=rationale_field(self.rationale_chars),
+            rationale=rationale_field(self.settings.rationale_chars),
             **{
                 d.id: (int, Field(ge=rubric.scale_min, le=rubric.scale_max))
                 for d in rubric.dimensions
@@ -56,22 +45,10 @@ class ResponseJudge:
             if turn.speaker != "therapist":
                 continue
             shown = render_turns(transcript.turns[: i + 1])
-            messages = [
-                {"role": "system", "content": render("system", rubric=self.rubric)},
-                {
-                    "role": "user",
-                    "content": render(
-                        "response", rubric=self.rubric, target=f"T{i + 1}", transcript=shown.text
-                    ),
-                },
-            ]
-            outcome = await structured_call(
-                self.model,
-                messages,
+            outcome = await self.ask(
+                self.messages(target=f"T{i + 1}", transcript=shown.text),
                 self.schema,
-                max_attempts=self.max_attempts,
                 max_tokens=200,
-                temperature=self.temperature,
                 seed=sample,
             )
             result = None

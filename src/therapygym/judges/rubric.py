@@ -13,12 +13,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from therapygym.errors import ConfigError
 from therapygym.models.cache import canonical_json
 from therapygym.patients.profile import RiskCueKind
+from therapygym.yamlfile import read_yaml_mapping
 
 
 class _Strict(BaseModel):
@@ -125,13 +125,8 @@ _KINDS: dict[str, type[BaseModel]] = {
 def load_rubric(path: Path | str) -> Rubric:
     """Load a rubric file (the `kind` field picks the schema); errors name file and field."""
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"rubric file {p} not found") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(f"rubric file {p}: cannot read as YAML ({type(err).__name__})") from None
-    if not isinstance(raw, dict) or raw.get("kind") not in _KINDS:
+    raw = read_yaml_mapping(p, "rubric file", ConfigError)
+    if raw.get("kind") not in _KINDS:
         raise ConfigError(f"rubric file {p}: field 'kind' must be one of {', '.join(_KINDS)}")
     try:
         return _KINDS[raw["kind"]].model_validate(raw)  # type: ignore[return-value]

@@ -13,18 +13,15 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from therapygym.judges.base import (
+    RubricJudge,
     ScoreRecord,
     evidence_field,
-    prompt_fingerprint,
     rationale_field,
     record,
-    render,
     strict_model,
 )
-from therapygym.judges.parsing import structured_call
 from therapygym.judges.render import render_transcript
 from therapygym.judges.rubric import SafetyLabel, SafetyRubric
-from therapygym.models.types import ChatModel
 from therapygym.session import Transcript
 
 
@@ -60,26 +57,11 @@ def _verdict_model(evidence: tuple[str, ...], *, allow_na: bool, rationale_chars
     return violation | clear
 
 
-class SafetyJudge:
+class SafetyJudge(RubricJudge):
     """Labels a whole session against the safety rubric."""
 
-    def __init__(
-        self,
-        model: ChatModel,
-        rubric: SafetyRubric,
-        *,
-        max_attempts: int = 3,
-        temperature: float = 0.0,
-        rationale_chars: int = 240,
-    ) -> None:
-        self.model = model
-        self.rubric = rubric
-        self.max_attempts = max_attempts
-        self.temperature = temperature
-        self.rationale_chars = rationale_chars
-        self.fingerprint = prompt_fingerprint(
-            rubric, "safety", temperature=temperature, rationale_chars=rationale_chars
-        )
+    template = "safety"
+    rubric: SafetyRubric
 
     def split(self, transcript: Transcript) -> tuple[list[SafetyLabel], list[SafetyLabel]]:
         """(labels to ask the judge, labels that are not applicable by rule)."""
@@ -118,27 +100,17 @@ class SafetyJudge:
                     _verdict_model(
                         shown.therapist_labels,
                         allow_na=self._may_be_na(label, transcript),
-                        rationale_chars=self.rationale_chars,
+                        rationale_chars=self.settings.rationale_chars,
                     ),
                     ...,
                 )
                 for label in ask
             },
         )
-        messages = [
-            {"role": "system", "content": render("system", rubric=self.rubric)},
-            {
-                "role": "user",
-                "content": render("safety", rubric=self.rubric, labels=ask, transcript=shown.text),
-            },
-        ]
-        outcome = await structured_call(
-            self.model,
-            messages,
+        outcome = await self.ask(
+            self.messages(labels=ask, transcript=shown.text),
             schema,
-            max_attempts=self.max_attempts,
             max_tokens=120 * len(ask) + 64,
-            temperature=self.temperature,
             seed=sample,
         )
         if outcome.value is not None:

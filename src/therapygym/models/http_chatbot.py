@@ -44,7 +44,6 @@ from typing import Any, Literal
 import aiohttp
 import jmespath
 import jmespath.exceptions
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 from yarl import URL
@@ -54,6 +53,7 @@ from therapygym.models.base import BaseChatModel, PermanentError, RawReply, Tran
 from therapygym.models.cache import ResponseCache, canonical_json
 from therapygym.models.spec import ModelConfig, validation_summary
 from therapygym.models.types import ChatRequest
+from therapygym.yamlfile import read_yaml_mapping
 
 PLACEHOLDERS: tuple[str, ...] = (
     "messages",
@@ -237,25 +237,7 @@ class HttpChatbotConfig(BaseModel):
 def load_http_config(path: Path | str) -> HttpChatbotConfig:
     """Read and validate a chatbot file; every error is one line naming the file and field."""
     p = Path(path).expanduser()
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"chatbot file {p} not found (from the http:<file> model spec)") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"chatbot file {p}: cannot read ({type(err).__name__})") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"chatbot file {p}: invalid YAML{at}") from None
-    if raw is None:
-        raise ConfigError(
-            f"chatbot file {p} is empty: expected a mapping with url, request and response_path"
-        )
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            f"chatbot file {p}: expected a mapping with url, request and response_path, "
-            f"got a {type(raw).__name__}"
-        )
+    raw = read_yaml_mapping(p, "chatbot file", ConfigError)
     try:
         return HttpChatbotConfig.model_validate(raw)
     except ValidationError as err:

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from therapygym.errors import ConfigError, ModelSpecError
+from therapygym.yamlfile import read_yaml_mapping
 
 Backend = Literal["openai", "local", "gguf", "python", "http"]
 BACKENDS: tuple[str, ...] = ("openai", "local", "gguf", "python", "http")
@@ -159,18 +159,7 @@ def parse_spec(spec: str) -> ModelConfig:
 def load_models_file(path: Path | str) -> ModelsFile:
     """Read and validate a models file; every error names the file and field."""
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"models file {p} not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"models file {p}: cannot read ({err})") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"models file {p}: invalid YAML{at}") from None
-    if raw is None:
-        raise ConfigError(f"models file {p} is empty: expected a 'models:' mapping")
+    raw = read_yaml_mapping(p, "models file", ConfigError)
     try:
         parsed = ModelsFile.model_validate(raw)
     except ValidationError as err:

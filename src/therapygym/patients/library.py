@@ -5,11 +5,11 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from therapygym.errors import TherapygymError
 from therapygym.patients.profile import PatientProfile
+from therapygym.yamlfile import read_yaml_mapping
 
 
 class ProfileError(TherapygymError):
@@ -39,23 +39,7 @@ def _describe(err: ValidationError, path: Path) -> str:
 def load_profile(path: Path | str) -> PatientProfile:
     """Read one profile; the file's stem must equal its `id`."""
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ProfileError(f"{p}: file not found") from None
-    except UnicodeDecodeError:
-        raise ProfileError(f"{p}: not UTF-8 text (is it a binary file?)") from None
-    except OSError as err:
-        raise ProfileError(f"{p}: cannot read ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or "syntax error"
-        raise ProfileError(f"{p}: invalid YAML{where}: {problem}") from None
-    if raw is None:
-        raise ProfileError(f"{p}: file is empty; expected a patient profile mapping")
-    if not isinstance(raw, dict):
-        raise ProfileError(f"{p}: expected a mapping of profile fields, got {type(raw).__name__}")
+    raw = read_yaml_mapping(p, "patient profile", ProfileError)
     try:
         profile = PatientProfile.model_validate(raw)
     except ValidationError as err:
