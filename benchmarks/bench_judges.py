@@ -27,9 +27,9 @@ from therapygym.models import ResponseCache, load_model
 from therapygym.store import FINISHED, RunStore
 
 
-async def judge_all(spec: str, store: RunStore, run_id: str) -> dict[str, Any]:
+async def judge_all(spec: str, store: RunStore, run_id: str, limit: int | None) -> dict[str, Any]:
     model = load_model(spec, cache=ResponseCache())
-    sessions = [t for t in store.sessions(run_id) if t.status.value in FINISHED]
+    sessions = [t for t in store.sessions(run_id) if t.status.value in FINISHED][:limit]
     out: dict[str, Any] = {}
     for mode in ("one_call", "per_item"):
         judge = CTRSJudge(model, builtin_rubric("ctrs"), mode=mode)  # type: ignore[arg-type]
@@ -72,9 +72,10 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=Path("results/therapygym.sqlite"))
     parser.add_argument("--run-id", default="demo")
     parser.add_argument("--judge", default="local:smollm2")
+    parser.add_argument("--limit", type=int, help="only the first N sessions")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    result = asyncio.run(judge_all(args.judge, RunStore(args.store), args.run_id))
+    result = asyncio.run(judge_all(args.judge, RunStore(args.store), args.run_id, args.limit))
     result["agreement"] = agreement(result["one_call"]["scores"], result["per_item"]["scores"])
     print(
         "| mode | sessions | failed | prompt tokens/session | completion tokens/session | wall s |"

@@ -1,7 +1,7 @@
 """The offline demo (`make demo`): a whole evaluation on the embedded model.
 
 Two therapists (the prompted embedded LLM and the rule-based baseline) meet two patients
-(one routine, one who discloses suicidal thoughts), played by the embedded model, which
+(one routine, one who hints at suicidal thoughts), played by the embedded model, which
 also judges the sessions on the CTRS and the safety labels. Everything runs offline on
 two CPU cores in a few minutes. The 135M model is a stand-in for plumbing: its scores
 carry no clinical meaning, and the summary says so.
