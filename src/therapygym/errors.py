@@ -7,6 +7,8 @@ The CLI prints that line and exits with status 2 instead of showing a traceback.
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class TherapygymError(Exception):
     """An error caused by input or environment that the user can fix; the message says how."""
@@ -46,3 +48,23 @@ class ModelUnreachableError(ModelCallError):
 
 class ConfigError(TherapygymError):
     """A configuration file that is missing, unreadable or invalid."""
+
+
+def describe_validation_error(err: ValidationError, where: str) -> str:
+    """A pydantic error as the one line users see: `<where>: field 'a.b': problem; ...`.
+
+    Unknown fields and missing fields are named as such; for a wrong value the offending
+    input is shown (shortened), so the user can find it in their file.
+    """
+    problems = []
+    for e in err.errors():
+        field = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            problems.append(f"unknown field '{field}'")
+        elif e["type"] == "missing":
+            problems.append(f"field '{field}' is missing")
+        else:
+            got = e.get("input")
+            shown = repr(got)[:60] if not isinstance(got, dict | list) else type(got).__name__
+            problems.append(f"field '{field}': {e['msg']} (got {shown})")
+    return f"{where}: " + "; ".join(problems)

@@ -93,7 +93,7 @@ def test_models_file_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
         ("", "is empty"),
         ("models: [\n", "invalid YAML at line"),
         ("modles: {}\n", "unknown field 'modles'"),
-        ("models:\n  j: {backend: openai}\n", "model 'j': field 'model': Field required"),
+        ("models:\n  j: {backend: openai}\n", "model 'j': field 'model' is missing"),
         ("models:\n  j: {backend: azure, model: x}\n", "model 'j': field 'backend'"),
         ("models:\n  j: {backend: openai, model: x, retries: 3}\n", "unknown field 'retries'"),
         ("prices:\n  m: {input_per_mtok: -1}\n", "field 'prices.m.input_per_mtok'"),

@@ -48,10 +48,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 from yarl import URL
 
-from therapygym.errors import ConfigError, MissingAPIKeyError, ModelSpecError
+from therapygym.errors import (
+    ConfigError,
+    MissingAPIKeyError,
+    ModelSpecError,
+    describe_validation_error,
+)
 from therapygym.models.base import BaseChatModel, PermanentError, RawReply, TransientError
 from therapygym.models.cache import ResponseCache, canonical_json
-from therapygym.models.spec import ModelConfig, validation_summary
+from therapygym.models.spec import ModelConfig
 from therapygym.models.types import ChatRequest
 from therapygym.yamlfile import read_yaml_mapping
 
@@ -241,7 +246,7 @@ def load_http_config(path: Path | str) -> HttpChatbotConfig:
     try:
         return HttpChatbotConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(validation_summary(err, f"chatbot file {p}")) from None
+        raise ConfigError(describe_validation_error(err, f"chatbot file {p}")) from None
 
 
 def _display_url(url: str) -> str:

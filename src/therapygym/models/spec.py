@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from therapygym.errors import ConfigError, ModelSpecError
+from therapygym.errors import ConfigError, ModelSpecError, describe_validation_error
 from therapygym.yamlfile import read_yaml_mapping
 
 Backend = Literal["openai", "local", "gguf", "python", "http"]
@@ -117,17 +117,6 @@ class ModelsFile(BaseModel):
     prices: dict[str, Price] = Field(default_factory=dict)
 
 
-def validation_summary(err: ValidationError, where: str) -> str:
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            parts.append(f"unknown field '{loc}'")
-        else:
-            parts.append(f"field '{loc}': {e['msg']}")
-    return f"{where}: " + "; ".join(parts)
-
-
 def parse_spec(spec: str) -> ModelConfig:
     """Parse a spec string (not a models-file name) into a `ModelConfig`."""
     text = spec.strip()
@@ -153,7 +142,7 @@ def parse_spec(spec: str) -> ModelConfig:
     try:
         return ModelConfig(backend=backend, model=target, **options)  # type: ignore[arg-type]
     except ValidationError as err:
-        raise ModelSpecError(validation_summary(err, f"model spec '{spec}'")) from None
+        raise ModelSpecError(describe_validation_error(err, f"model spec '{spec}'")) from None
 
 
 def load_models_file(path: Path | str) -> ModelsFile:
@@ -163,12 +152,14 @@ def load_models_file(path: Path | str) -> ModelsFile:
     try:
         parsed = ModelsFile.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(validation_summary(err, f"models file {p}")) from None
+        raise ConfigError(describe_validation_error(err, f"models file {p}")) from None
     for name, entry in parsed.models.items():
         try:
             ModelConfig.model_validate({**entry, "name": name})
         except ValidationError as err:
-            raise ConfigError(validation_summary(err, f"models file {p}, model '{name}'")) from None
+            raise ConfigError(
+                describe_validation_error(err, f"models file {p}, model '{name}'")
+            ) from None
     return parsed
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from therapygym.errors import TherapygymError
+from therapygym.errors import TherapygymError, describe_validation_error
 from therapygym.patients.profile import PatientProfile
 from therapygym.yamlfile import read_yaml_mapping
 
@@ -21,21 +21,6 @@ def library_dir() -> Path:
     return Path(str(resources.files("therapygym.patients") / "library"))
 
 
-def _describe(err: ValidationError, path: Path) -> str:
-    problems = []
-    for e in err.errors():
-        field = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            problems.append(f"unknown field '{field}'")
-        elif e["type"] == "missing":
-            problems.append(f"field '{field}' is missing")
-        else:
-            got = e.get("input")
-            shown = repr(got)[:60] if not isinstance(got, dict | list) else type(got).__name__
-            problems.append(f"field '{field}': {e['msg']} (got {shown})")
-    return f"{path}: " + "; ".join(problems)
-
-
 def load_profile(path: Path | str) -> PatientProfile:
     """Read one profile; the file's stem must equal its `id`."""
     p = Path(path)
@@ -43,7 +28,7 @@ def load_profile(path: Path | str) -> PatientProfile:
     try:
         profile = PatientProfile.model_validate(raw)
     except ValidationError as err:
-        raise ProfileError(_describe(err, p)) from None
+        raise ProfileError(describe_validation_error(err, str(p))) from None
     if profile.id != p.stem:
         raise ProfileError(f"{p}: field 'id' is '{profile.id}' but the file is named '{p.stem}'")
     return profile
