@@ -23,11 +23,8 @@ from therapygym.errors import (
     ModelUnreachableError,
 )
 from therapygym.models import ResponseCache
-from therapygym.models.http_chatbot import (
-    HttpChatbotModel,
-    _retry_after,
-    load_http_config,
-)
+from therapygym.models.http import parse_retry_after
+from therapygym.models.http_chatbot import HttpChatbotModel, load_http_config
 from therapygym.models.spec import ModelConfig
 
 SECRET = "s3cret-token-0123456789"
@@ -429,20 +426,20 @@ async def test_session_is_closed_and_remade(
     server = await bot_server()
     async with make_model(write_bot(tmp_path, server.url)) as model:
         await model.chat(CONVERSATION)
-        session = model._session
+        session = model._http.session
         assert session is not None and not session.closed
-    assert session.closed and model._session is None
+    assert session.closed and model._http.session is None
     await model.chat([{"role": "user", "content": "after close"}])  # a fresh session
     assert len(server.requests) == 2
 
 
 def test_retry_after_parsing() -> None:
-    assert _retry_after("2") == 2.0
-    assert _retry_after("-3") == 0.0
-    assert _retry_after(None) is None and _retry_after("soon") is None
-    assert _retry_after("nan") is None
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after("-3") == 0.0
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
+    assert parse_retry_after("nan") is None
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    assert 25 <= (_retry_after(later) or 0) <= 30
+    assert 25 <= (parse_retry_after(later) or 0) <= 30
 
 
 # --- the chatbot file ----------------------------------------------------------------------

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
 import time
+import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 
-from therapygym.errors import MissingAPIKeyError, ModelCallError, ModelUnreachableError
+from therapygym import __version__
+from therapygym.errors import (
+    MissingAPIKeyError,
+    ModelCallError,
+    ModelSpecError,
+    ModelUnreachableError,
+)
 from therapygym.models import BaseChatModel, ResponseCache, load_model
 from therapygym.testing.openai_server import Fault
 
@@ -171,3 +181,210 @@ async def test_failure_causes_say_what_happened(
     with pytest.raises(ModelCallError) as err:
         await model.chat(HELLO)
     assert fragment in err.value.cause and err.value.attempts == 2
+
+
+# --- the HTTP request itself, against a server that records headers ---------------------
+
+COMPLETION = {
+    "model": "served-model",
+    "choices": [{"message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 4, "completion_tokens": 1},
+}
+
+
+class CaptureServer:
+    """Answers every request with `status`, `body` and `headers`; records what it was sent."""
+
+    def __init__(self, status: int, body: Any, headers: dict[str, str]) -> None:
+        self.status, self.body, self.headers = status, body, headers
+        self.requests: list[dict[str, Any]] = []
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests.append(
+            {
+                "path": request.path,
+                "url": str(request.url),
+                "headers": dict(request.headers),
+                "body": json.loads(await request.read()),
+            }
+        )
+        text = self.body if isinstance(self.body, str) else json.dumps(self.body)
+        return web.Response(status=self.status, text=text, headers=self.headers)
+
+
+@pytest.fixture
+async def capture_server() -> AsyncIterator[Any]:
+    """`await capture_server(status, body, headers)` -> a CaptureServer on 127.0.0.1."""
+    runners: list[web.AppRunner] = []
+
+    async def start(
+        status: int = 200, body: Any = None, headers: dict[str, str] | None = None
+    ) -> CaptureServer:
+        server = CaptureServer(status, COMPLETION if body is None else body, headers or {})
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", server.handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        runners.append(runner)
+        host, port = runner.addresses[0][:2]
+        server.url = f"http://{host}:{port}/v1"
+        return server
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+def capture_spec(server: CaptureServer, **options: Any) -> str:
+    opts = {"base_url": server.url, "backoff_initial_s": 0.01, "backoff_max_s": 0.05, **options}
+    return "openai:m?" + "&".join(f"{k}={v}" for k, v in opts.items())
+
+
+async def test_request_headers_and_url(
+    load: Any, capture_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLANTED_KEY", "sk-planted-0123456789")
+    server = await capture_server()
+    model = load(capture_spec(server, api_key_env="PLANTED_KEY"))
+    reply = await model.chat(HELLO)
+    assert (reply.text, reply.model, reply.prompt_tokens) == ("ok", "served-model", 4)
+    sent = server.requests[0]
+    assert sent["path"] == "/v1/chat/completions"
+    assert sent["headers"]["Authorization"] == "Bearer sk-planted-0123456789"
+    assert sent["headers"]["User-Agent"] == f"therapygym/{__version__}"
+    assert sent["headers"]["Content-Type"] == "application/json"
+    assert sent["body"]["messages"] == HELLO and "response_format" not in sent["body"]
+
+
+async def test_the_openai_api_gets_organization_and_project(
+    load: Any, capture_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = await capture_server()
+    monkeypatch.setattr("therapygym.models.openai_compat._OPENAI_API", server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-0123456789")
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-1")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-1")
+    model = load("openai:gpt-test")
+    await model.chat(HELLO)
+    assert model.identity == "openai:gpt-test@api.openai.com"
+    headers = server.requests[0]["headers"]
+    assert headers["Authorization"] == "Bearer sk-env-0123456789"
+    assert (headers["OpenAI-Organization"], headers["OpenAI-Project"]) == ("org-1", "proj-1")
+    # ...and not to other servers.
+    await load(capture_spec(server)).chat(HELLO, seed=1)
+    assert "OpenAI-Organization" not in server.requests[1]["headers"]
+
+
+async def test_a_server_without_a_key_gets_a_placeholder(load: Any, capture_server: Any) -> None:
+    server = await capture_server()
+    await load(capture_spec(server)).chat(HELLO)
+    assert server.requests[0]["headers"]["Authorization"] == "Bearer not-needed"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"error": {"message": "The model `m` does not exist.", "type": "x"}}, "does not exist"),
+        ({"error": "model 'm' not found, try pulling it first"}, "try pulling it first"),
+        ({"message": "unknown field"}, "unknown field"),
+        ("<html><body>Bad gateway config</body></html>", "<html><body>Bad gateway config"),
+    ],
+)
+async def test_client_error_quotes_the_servers_message(
+    load: Any, capture_server: Any, body: Any, expected: str
+) -> None:
+    server = await capture_server(404, body)
+    model = load(capture_spec(server, max_retries=3))
+    with pytest.raises(ModelCallError) as err:
+        await model.chat(HELLO)
+    assert f"HTTP 404 from {server.url}: " in err.value.cause and expected in err.value.cause
+    assert not err.value.transient and len(server.requests) == 1
+
+
+async def test_the_key_is_masked_in_server_text(
+    load: Any, capture_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLANTED_KEY", "sk-planted-0123456789")
+    echo = {"error": {"message": "Incorrect API key provided: sk-planted-0123456789."}}
+    server = await capture_server(401, echo)
+    model = load(capture_spec(server, api_key_env="PLANTED_KEY"))
+    with pytest.raises(ModelCallError) as err:
+        await model.chat(HELLO)
+    assert "sk-planted" not in str(err.value) and "Incorrect API key provided: ***" in str(
+        err.value
+    )
+
+
+async def test_rate_limit_with_http_date_retry_after_is_transient(
+    load: Any, capture_server: Any
+) -> None:
+    server = await capture_server(
+        429, {"error": {"message": "slow down"}}, {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}
+    )
+    model = load(capture_spec(server, max_retries=1))
+    with pytest.raises(ModelCallError) as err:
+        await model.chat(HELLO)
+    assert err.value.transient and err.value.attempts == 2 and "slow down" in err.value.cause
+
+
+async def test_redirect_is_permanent_and_not_followed(load: Any, capture_server: Any) -> None:
+    server = await capture_server(
+        307, "", {"Location": "https://elsewhere.example/v1/chat/completions?x=1"}
+    )
+    model = load(capture_spec(server, max_retries=3))
+    with pytest.raises(ModelCallError) as err:
+        await model.chat(HELLO)
+    assert "redirected to https://elsewhere.example/v1/chat/completions;" in err.value.cause
+    assert "set base_url" in err.value.cause and len(server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "body", ["not json at all", {"choices": []}, {"choices": [{"message": None}]}]
+)
+async def test_a_body_that_is_no_completion_is_transient(
+    load: Any, capture_server: Any, body: Any
+) -> None:
+    server = await capture_server(200, body)
+    model = load(capture_spec(server, max_retries=1))
+    with pytest.raises(ModelCallError) as err:
+        await model.chat(HELLO)
+    assert err.value.transient and "malformed response body from" in err.value.cause
+
+
+def test_a_base_url_that_is_no_url_is_refused() -> None:
+    for base_url in ("127.0.0.1:8000/v1", "ftp://host/v1", "http://"):
+        with pytest.raises(ModelSpecError, match="is not an http:// or https:// URL"):
+            load_model(f"openai:m?base_url={base_url}")
+
+
+async def test_proxy_from_the_environment_is_used(
+    load: Any, capture_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = await capture_server()
+    host_port = proxy.url.removeprefix("http://").removesuffix("/v1")
+    monkeypatch.setenv("HTTP_PROXY", f"http://me:pw@{host_port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    model = load("openai:m?base_url=http://llm.invalid:8000/v1")
+    reply = await model.chat(HELLO)
+    assert reply.text == "ok"
+    sent = proxy.requests[0]
+    assert sent["url"] == "http://llm.invalid:8000/v1/chat/completions"
+    assert sent["headers"]["Proxy-Authorization"] == "Basic bWU6cHc="  # me:pw
+    assert sent["headers"]["Authorization"] == "Bearer not-needed"
+
+
+def test_a_model_outlives_its_event_loop(openai_server: Any, server_spec: Any) -> None:
+    """Used from two asyncio.run calls: a fresh session for the second loop, and the first
+    one marked closed (its sockets died with its loop; aclose() belongs in the loop)."""
+    server = openai_server(["one", "two"])
+    model = load_model(server_spec(server))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert asyncio.run(model.chat(HELLO)).text == "one"
+        assert asyncio.run(model.chat(HELLO, seed=1)).text == "two"
+        asyncio.run(model.aclose())
+        gc.collect()
+    assert not [w for w in caught if "Unclosed client session" in str(w.message)]

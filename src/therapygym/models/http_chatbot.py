@@ -25,23 +25,20 @@ inside a longer string, values are inserted as text (lists and numbers as JSON).
 Substitution is a single pass, so braces in the conversation are sent as they are.
 
 Header values are secrets: they never appear in the identity (the cache key), in errors
-or in logs, and server text quoted in errors has them masked.
+or in logs, and server text quoted in errors has them masked. Requests go through the
+shared aiohttp path in `models/http.py`, as `openai:` models' do.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import math
 import os
 import re
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import aiohttp
 import jmespath
 import jmespath.exceptions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -56,6 +53,7 @@ from therapygym.errors import (
 )
 from therapygym.models.base import BaseChatModel, PermanentError, RawReply, TransientError
 from therapygym.models.cache import ResponseCache, canonical_json
+from therapygym.models.http import JsonHttpClient, display_url
 from therapygym.models.spec import ModelConfig
 from therapygym.models.types import ChatRequest
 from therapygym.yamlfile import read_yaml_mapping
@@ -75,10 +73,6 @@ _ENV_REF = re.compile(r"\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 _ENV_START = re.compile(r"\{env:")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _RETRYABLE_STATUS = {408, 409, 429}
-_EXCERPT_CHARS = 200
-# The base class enforces `timeout_s` with asyncio.timeout; this is only a backstop.
-_SAFETY_TIMEOUT_S = 600.0
-_MASK = "***"
 
 
 def _json_problem(value: Any, where: str) -> str | None:
@@ -166,7 +160,7 @@ class HttpChatbotConfig(BaseModel):
             url = None
         if url is None or url.scheme not in ("http", "https") or not url.host:
             raise _invalid(
-                f"expected an http:// or https:// URL with a host, got '{_display_url(value)}'"
+                f"expected an http:// or https:// URL with a host, got '{display_url(value)}'"
             )
         return value.strip()
 
@@ -249,17 +243,6 @@ def load_http_config(path: Path | str) -> HttpChatbotConfig:
         raise ConfigError(describe_validation_error(err, f"chatbot file {p}")) from None
 
 
-def _display_url(url: str) -> str:
-    """The URL without user:password, for identities and messages."""
-    try:
-        parsed = URL(url)
-    except (ValueError, TypeError):
-        return "<invalid url>"
-    if parsed.user is not None or parsed.password is not None:
-        parsed = parsed.with_user(None)
-    return str(parsed)
-
-
 def _render(template: Any, values: dict[str, Any]) -> Any:
     """Substitute placeholders in one pass; inserted text is never scanned again."""
     if isinstance(template, dict):
@@ -291,23 +274,6 @@ def placeholder_values(request: ChatRequest) -> dict[str, Any]:
         "max_tokens": request.max_tokens,
         "seed": request.seed,
     }
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 _TYPE_NAMES = {
@@ -355,17 +321,21 @@ class HttpChatbotModel(BaseChatModel):
         default = (
             {} if any(k.lower() == "accept" for k in resolved) else {"Accept": "application/json"}
         )
-        self._headers = {**default, **resolved}
         # Masked in any server text quoted in an error: every value the user set (a token
         # may be written inline) and every value read from the environment.
         env_values = {
             os.environ[var] for text in self.bot.headers.values() for var in _ENV_REF.findall(text)
         }
-        self._secrets = sorted(
-            {v for v in {*resolved.values(), *env_values} if len(v) >= 4}, key=len, reverse=True
+        self._where = display_url(self.bot.url)
+        self._url = URL(self.bot.url)  # parsed once, not on every call
+        self._http = JsonHttpClient(
+            self._where,
+            fix="the url in the chatbot file",
+            timeout_s=config.request_timeout_s,
+            headers={**default, **resolved},
+            secrets={*resolved.values(), *env_values},
         )
-        self._where = _display_url(self.bot.url)
-        self._model_name = self.bot.name or URL(self.bot.url).host or self._where
+        self._model_name = self.bot.name or self._url.host or self._where
         self._response_path = jmespath.compile(self.bot.response_path)
         usage = self.bot.usage_paths or UsagePaths()
         self._usage_paths = {
@@ -374,90 +344,34 @@ class HttpChatbotModel(BaseChatModel):
             if expr is not None
         }
         self._identity = f"http:{self._where}#{self.bot.mapping_digest()}"
-        self._session: aiohttp.ClientSession | None = None
-        self._session_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def identity(self) -> str:
         return self._identity
 
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, _MASK)
-        return text
-
-    def _excerpt(self, body: bytes) -> str:
-        text = " ".join(body.decode("utf-8", errors="replace").split())
-        text = self._redact(text)
-        return text[:_EXCERPT_CHARS] + ("…" if len(text) > _EXCERPT_CHARS else "")
-
-    def _client(self) -> aiohttp.ClientSession:
-        """One session per instance, made in (and for) the running loop."""
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._session_loop is not loop:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0),  # the base class limits concurrency
-                timeout=aiohttp.ClientTimeout(
-                    total=max(_SAFETY_TIMEOUT_S, self.config.request_timeout_s)
-                ),
-            )
-            self._session_loop = loop
-        return self._session
-
     async def _complete(self, request: ChatRequest) -> RawReply:
         body = _render(self.bot.request, placeholder_values(request))
-        try:
-            async with self._client().request(
-                self.bot.method,
-                self.bot.url,
-                json=body,
-                headers=self._headers,
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-                payload = await response.read()
-                retry_after = _retry_after(response.headers.get("Retry-After"))
-                location = response.headers.get("Location", "")
-        except aiohttp.ClientConnectorCertificateError:
-            raise PermanentError(
-                f"TLS certificate of {self._where} could not be verified"
-            ) from None
-        except aiohttp.ClientConnectorError:
-            raise TransientError(
-                f"cannot reach {self._where} (connection refused or no route): "
-                "is the server running and is the url in the chatbot file right?",
-                unreachable=True,
-            ) from None
-        except TimeoutError:
-            raise TransientError(f"request to {self._where} timed out") from None
-        except aiohttp.InvalidURL:
-            raise PermanentError(f"invalid url {self._where} in the chatbot file") from None
-        except (aiohttp.ClientError, OSError) as err:
-            detail = self._redact(f"{type(err).__name__}: {err}"[:_EXCERPT_CHARS])
-            raise TransientError(f"connection to {self._where} dropped ({detail})") from None
-        return self._reply(status, payload, retry_after, location)
-
-    def _reply(
-        self, status: int, payload: bytes, retry_after: float | None, location: str
-    ) -> RawReply:
+        reply = await self._http.request(self.bot.method, self._url, body)
+        status, excerpt = reply.status, self._http.excerpt
         if status in _RETRYABLE_STATUS or status >= 500:
             raise TransientError(
-                f"HTTP {status} from {self._where}: {self._excerpt(payload)}",
-                retry_after_s=retry_after,
+                f"HTTP {status} from {self._where}: {excerpt(reply.body)}",
+                retry_after_s=reply.retry_after_s,
             )
         if 300 <= status < 400:
-            target = _display_url(location.split("?", 1)[0]) if location else "elsewhere"
+            location = reply.headers.get("Location", "")
+            target = display_url(location.split("?", 1)[0]) if location else "elsewhere"
             raise PermanentError(
                 f"HTTP {status} from {self._where}: redirected to {target}; "
                 "set url in the chatbot file to the final address"
             )
         if status >= 400 or status < 200:
-            raise PermanentError(f"HTTP {status} from {self._where}: {self._excerpt(payload)}")
+            raise PermanentError(f"HTTP {status} from {self._where}: {excerpt(reply.body)}")
         try:
-            data = json.loads(payload)
+            data = json.loads(reply.body)
         except ValueError:
             raise TransientError(
-                f"malformed JSON from {self._where}: {self._excerpt(payload) or '(empty body)'}"
+                f"malformed JSON from {self._where}: {excerpt(reply.body) or '(empty body)'}"
             ) from None
         text = self._response_path.search(data)
         if not isinstance(text, str):
@@ -475,6 +389,4 @@ class HttpChatbotModel(BaseChatModel):
         return RawReply(text=text, model=self._model_name, **counts)
 
     async def aclose(self) -> None:
-        session, self._session, self._session_loop = self._session, None, None
-        if session is not None and not session.closed:
-            await session.close()
+        await self._http.aclose()

@@ -1,6 +1,21 @@
 """Any server that speaks the OpenAI chat-completions API: vLLM, Ollama, llama.cpp server,
-hosted APIs. Uses the official async client with its own retries turned off, so the
-shared retry policy in `base.py` applies to every backend alike.
+hosted APIs.
+
+One POST to `{base_url}/chat/completions` through the shared aiohttp path
+(`models/http.py`), reading the few fields of the answer the layer needs; the shared retry
+policy in `base.py` applies to every backend alike.
+
+This backend used the official `openai` client (its plain `post`, with the aiohttp
+transport) until the runner had to keep 64 sessions busy on two cores: measured
+sequentially, that client's request path cost about 735 µs of CPU per call and the layer
+on it 820 µs, against 170 µs for a bare aiohttp post and 215 µs for the layer now
+(docs/benchmarks.md). The request body and the fields read from the answer are the same
+as before, and `identity` did not change, so cache keys and results do not change.
+Without the official client, the behaviours it gave for free are kept here: the bearer
+token (masked in every message), OPENAI_ORG_ID / OPENAI_PROJECT_ID as headers to the
+OpenAI API, proxies from the environment, and the server's own error message in
+`{"error": {"message": ...}}`. OPENAI_BASE_URL is not read: a server is named by
+`base_url`, which is also part of the cache identity.
 """
 
 from __future__ import annotations
@@ -9,19 +24,26 @@ import json
 import os
 from typing import Any
 
-import httpx2
-import openai
+from yarl import URL
 
-from therapygym.errors import MissingAPIKeyError
+from therapygym.errors import MissingAPIKeyError, ModelSpecError
 from therapygym.models.base import BaseChatModel, PermanentError, RawReply, TransientError
 from therapygym.models.cache import ResponseCache
+from therapygym.models.http import JsonHttpClient, display_url
 from therapygym.models.spec import ModelConfig
 from therapygym.models.types import ChatRequest
 
-# The status codes the official client itself treats as retryable, besides 5xx.
+_OPENAI_API = "https://api.openai.com/v1"
+# Retryable besides 5xx: timeout, conflict, rate limit (as the official client does).
 _RETRYABLE_STATUS = {408, 409, 429}
-# Servers that need no key still require the client to send one.
+# Servers that need no key still get a bearer token, as the official client sends one.
 _NO_KEY = "not-needed"
+_MESSAGE_CHARS = 300
+# Sent to the OpenAI API when set, as the official client did (and only there).
+_OPENAI_HEADERS = (
+    ("OpenAI-Organization", "OPENAI_ORG_ID"),
+    ("OpenAI-Project", "OPENAI_PROJECT_ID"),
+)
 
 
 def _api_key(config: ModelConfig) -> str:
@@ -45,55 +67,34 @@ def _api_key(config: ModelConfig) -> str:
     return _NO_KEY
 
 
-def _retry_after(err: openai.APIStatusError) -> float | None:
-    value = err.response.headers.get("retry-after")
+def _error_message(body: bytes) -> str | None:
+    """The server's own message from an error body: `{"error": {"message": ...}}` (OpenAI,
+    vLLM), `{"error": "..."}` (Ollama) or `{"message": ...}`; None when there is none."""
     try:
-        return float(value) if value is not None else None
+        data = json.loads(body)
     except ValueError:
         return None
+    if not isinstance(data, dict):
+        return None
+    inner = data.get("error", data)
+    if isinstance(inner, dict):
+        inner = inner.get("message")
+    return inner if isinstance(inner, str) and inner.strip() else None
 
 
-def _server_message(err: openai.APIStatusError) -> str:
-    body = err.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])[:300]
-    return err.message[:300]
-
-
-def _causes(err: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    cur: BaseException | None = err
-    while cur is not None and cur not in chain:
-        chain.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    return chain
-
-
-_NEVER_CONNECTED = {"ConnectError", "ClientConnectorError", "ConnectionRefusedError"}
-_TIMEOUTS = {"ReadTimeout", "WriteTimeout", "PoolTimeout", "ConnectTimeout", "TimeoutException"}
-
-
-def _connection_failure(err: openai.APIConnectionError, where: str) -> tuple[str, bool]:
-    """Say what went wrong with a connection, and whether it was never made at all.
-
-    Judged from the chain of causes, by class name: the client's transport (aiohttp,
-    httpx, httpx2) maps its errors to other classes on the way up, and not always to the
-    right one (a refused or dropped connection can surface as a timeout), so the deepest
-    cause decides.
-    """
-    chain = _causes(err)
-    root = chain[-1]
-    if {type(e).__name__ for e in chain} & _NEVER_CONNECTED:
-        return (
-            f"cannot reach {where} (connection refused or no route): "
-            "is the server running and is base_url right?"
-        ), True
-    if isinstance(root, TimeoutError) or type(root).__name__ in _TIMEOUTS:
-        return f"request to {where} timed out", False
-    detail = f"{type(root).__name__}: {root}"[:200] if str(root) else type(root).__name__
-    return f"connection to {where} dropped ({detail})", False
+def _endpoint(config: ModelConfig) -> URL:
+    """`{base_url}/chat/completions`, parsed once; a base_url that is no URL is refused."""
+    base = (config.base_url or _OPENAI_API).strip().rstrip("/")
+    try:
+        url = URL(f"{base}/chat/completions")
+    except (ValueError, TypeError):
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        raise ModelSpecError(
+            f"model spec {config.label}: base_url '{display_url(base)}' is not an http:// or "
+            "https:// URL with a host (e.g. http://127.0.0.1:8000/v1)"
+        )
+    return url
 
 
 class OpenAICompatModel(BaseChatModel):
@@ -101,26 +102,26 @@ class OpenAICompatModel(BaseChatModel):
 
     def __init__(self, config: ModelConfig, cache: ResponseCache | None = None) -> None:
         super().__init__(config, cache)
-        self._client = openai.AsyncOpenAI(
-            api_key=_api_key(config),
-            base_url=config.base_url,
-            max_retries=0,
-            timeout=config.request_timeout_s,
-            # aiohttp transport: about half the client CPU per call of the default httpx
-            # stack under concurrency (docs/benchmarks.md), which matters at 64+ sessions;
-            # and keep a connection alive per concurrent call instead of reconnecting.
-            http_client=openai.DefaultAioHttpClient(
-                limits=httpx2.Limits(
-                    max_connections=config.max_concurrency,
-                    max_keepalive_connections=config.max_concurrency,
-                )
-            ),
+        key = _api_key(config)
+        self._where = display_url(config.base_url) if config.base_url else "the OpenAI API"
+        self._url = _endpoint(config)
+        headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+        if config.base_url is None:
+            headers.update(
+                {name: value for name, var in _OPENAI_HEADERS if (value := os.environ.get(var))}
+            )
+        self._http = JsonHttpClient(
+            self._where,
+            fix="base_url",
+            timeout_s=config.request_timeout_s,
+            headers=headers,
+            secrets=() if key == _NO_KEY else (key,),
         )
-        self._where = config.base_url or "the OpenAI API"
+        self._identity = f"openai:{config.model}@{config.base_url or 'api.openai.com'}"
 
     @property
     def identity(self) -> str:
-        return f"openai:{self.config.model}@{self.config.base_url or 'api.openai.com'}"
+        return self._identity
 
     async def _complete(self, request: ChatRequest) -> RawReply:
         body: dict[str, Any] = {
@@ -135,25 +136,38 @@ class OpenAICompatModel(BaseChatModel):
                 "type": "json_schema",
                 "json_schema": {"name": "response", "schema": request.json_schema, "strict": True},
             }
-        try:
-            # The client's plain `post` (its documented route for custom requests) rather
-            # than `chat.completions.create`: same auth, URL, timeouts and error classes,
-            # without re-validating every message of a long history and building typed
-            # response objects -- a third of the CPU per call (docs/benchmarks.md).
-            data = await self._client.post("/chat/completions", body=body, cast_to=dict[str, Any])
-        except openai.APIConnectionError as err:  # includes APITimeoutError
-            cause, never_connected = _connection_failure(err, self._where)
-            raise TransientError(cause, unreachable=never_connected) from None
-        except openai.APIStatusError as err:
-            cause = f"HTTP {err.status_code} from {self._where}: {_server_message(err)}"
-            if err.status_code in _RETRYABLE_STATUS or err.status_code >= 500:
-                raise TransientError(cause, retry_after_s=_retry_after(err)) from None
-            raise PermanentError(cause) from None
-        except (json.JSONDecodeError, openai.APIResponseValidationError) as err:
+        reply = await self._http.request("POST", self._url, body)
+        status = reply.status
+        if status in _RETRYABLE_STATUS or status >= 500:
             raise TransientError(
-                f"malformed response body from {self._where} ({type(err).__name__})"
+                f"HTTP {status} from {self._where}: {self._server_message(reply.body)}",
+                retry_after_s=reply.retry_after_s,
+            )
+        if 300 <= status < 400:
+            location = reply.headers.get("Location", "")
+            target = display_url(location.split("?", 1)[0]) if location else "elsewhere"
+            raise PermanentError(
+                f"HTTP {status} from {self._where}: redirected to {target}; "
+                "set base_url to the final address"
+            )
+        if status >= 400 or status < 200:
+            raise PermanentError(
+                f"HTTP {status} from {self._where}: {self._server_message(reply.body)}"
+            )
+        try:
+            data = json.loads(reply.body)
+        except ValueError as err:
+            raise TransientError(
+                f"malformed response body from {self._where} ({type(err).__name__}: "
+                f"{self._http.excerpt(reply.body, 80) or 'empty body'})"
             ) from None
         return self._reply(data)
+
+    def _server_message(self, body: bytes) -> str:
+        message = _error_message(body)
+        if message is None:
+            return self._http.excerpt(body) or "(empty body)"
+        return self._http.excerpt(message, _MESSAGE_CHARS)
 
     def _reply(self, data: Any) -> RawReply:
         """Read the fields we need from a chat-completion body, checking its shape."""
@@ -175,4 +189,4 @@ class OpenAICompatModel(BaseChatModel):
             ) from None
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._http.aclose()

@@ -1,10 +1,12 @@
 """A scripted OpenAI chat-completions server on 127.0.0.1, with latency and fault injection.
 
 Why a real HTTP server instead of mocking the client: integration tests and benchmarks
-must exercise exactly what production exercises -- the official ``openai`` client, its
-HTTP connection pool, its timeouts, its error mapping and our retry logic on top.  A
-socket that really answers 429, hangs, sends broken JSON or drops the connection is the
-only way to test those paths end to end, and it costs nothing but a loopback port.
+must exercise exactly what production exercises -- the model layer's HTTP path
+(``therapygym.models.http``, aiohttp), its connection pool, its timeouts, its error
+mapping and our retry logic on top.  A socket that really answers 429, hangs, sends
+broken JSON or drops the connection is the only way to test those paths end to end, and
+it costs nothing but a loopback port.  Its own tests drive it with the official
+``openai`` client, so its answers and faults look like the real API's.
 
 Use it in-process::
 
