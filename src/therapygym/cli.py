@@ -282,7 +282,7 @@ JudgeOpt = Annotated[
     list[str], typer.Option("--judge", help="Judge model spec (repeatable: a panel).")
 ]
 RubricOpt = Annotated[
-    str, typer.Option("--rubric", help="Comma-separated: ctrs, safety, response.")
+    str, typer.Option("--rubric", help="Comma-separated: ctrs, safety, response, check.")
 ]
 JudgeSamplesOpt = Annotated[int, typer.Option(min=1, help="Samples per judge (k).")]
 CTRSModeOpt = Annotated[str, typer.Option(help="CTRS judging: one_call or per_item.")]
@@ -609,6 +609,116 @@ def eval_(
         )  # type: ignore[arg-type]
     )
     _print_eval(result, run_store.path, output)
+
+
+CalibrateJudgeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--judge", help="Judge model spec (repeatable: a panel); omit with --humans-only."
+    ),
+]
+
+
+@app.command()
+def calibrate(
+    bench: Annotated[
+        str,
+        typer.Option(
+            help="Expert ratings: a bench JSONL file, or annomi:PATH, moore:PATH, table:PATH."
+        ),
+    ],
+    judge: CalibrateJudgeOpt = None,
+    humans_only: Annotated[
+        bool, typer.Option("--humans-only", help="Expert agreement only (the ceiling); no judge.")
+    ] = False,
+    mapping: Annotated[
+        Path | None, typer.Option(help="Column mapping (YAML) for a table: bench.")
+    ] = None,
+    dialogues: Annotated[
+        int | None,
+        typer.Option(min=2, help="Judge a seeded sample of N dialogues (balanced by quality)."),
+    ] = None,
+    max_turns: Annotated[
+        int | None, typer.Option(min=2, help="Show the judge only the first N turns.")
+    ] = None,
+    judge_samples: JudgeSamplesOpt = 1,
+    ctrs_mode: CTRSModeOpt = "one_call",
+    rationale_chars: Annotated[
+        int, typer.Option(min=20, max=2000, help="Cap on each judge rationale.")
+    ] = 240,
+    resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed for the sample, bootstrap and split.")] = 0,
+    min_human_alpha: Annotated[
+        float, typer.Option(help="Flag items whose expert-expert alpha falls below this.")
+    ] = 0.4,
+    recalibrate: Annotated[
+        str, typer.Option(help="Judge-to-expert map: isotonic, linear or none.")
+    ] = "isotonic",
+    fit_fraction: Annotated[
+        float, typer.Option(min=0.1, max=0.9, help="Share of dialogues to fit the map on.")
+    ] = 0.5,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option("-o", "--output-dir", help="Where to write the JSON, weights and HTML."),
+    ] = None,
+    concurrency: ConcurrencyOpt = 8,
+    store: StoreOpt = None,
+    models_file: ModelsFileOpt = None,
+    cache_path: CachePathOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Measure a judge's agreement with expert ratings (and the experts' with each other)."""
+    from therapygym.calibration.analysis import Settings
+    from therapygym.calibration.calibrate import calibrate as run_calibration
+    from therapygym.calibration.calibrate import rubrics_needed, write_outputs
+    from therapygym.calibration.importers import load_bench
+    from therapygym.calibration.render import terminal_view
+    from therapygym.judges.judging import JudgePlan
+    from therapygym.store import RunStore
+
+    if humans_only == bool(judge):
+        raise TherapygymError("give --judge SPEC, or --humans-only for the experts alone")
+    if recalibrate not in ("isotonic", "linear", "none"):
+        raise TherapygymError(f"--recalibrate '{recalibrate}': expected isotonic, linear or none")
+    loaded = load_bench(bench, mapping=mapping)
+    if dialogues:
+        loaded = loaded.subset(dialogues, seed)
+    plan = None
+    if judge:
+        kinds = rubrics_needed(loaded)
+        if not kinds:
+            raise TherapygymError(
+                f"{bench}: the experts gave no CTRS scores, safety labels or quality labels "
+                "for a judge to be compared with; use --humans-only"
+            )
+        plan = _validated(
+            lambda: JudgePlan(
+                judges=tuple(judge),
+                rubrics=kinds,
+                samples=judge_samples,
+                ctrs_mode=ctrs_mode,  # type: ignore[arg-type]
+                rationale_chars=rationale_chars,
+            ),
+            "judge",
+        )
+    report = asyncio.run(
+        run_calibration(
+            loaded,
+            plan,
+            RunStore(store) if plan else None,
+            Settings(resamples=resamples, seed=seed, min_human_alpha=min_human_alpha),
+            method=None if recalibrate == "none" else recalibrate,  # type: ignore[arg-type]
+            fit_fraction=fit_fraction,
+            cache=_cache(cache_path, no_cache),
+            models_file=models_file,
+            concurrency=concurrency,
+            max_turns=max_turns,
+            console=err,
+        )
+    )
+    out.print(terminal_view(report))
+    paths = write_outputs(report, output_dir or Path("results") / f"calibration-{loaded.digest}")
+    out.print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
 @runs_app.command("list")

@@ -1,11 +1,13 @@
-"""Reading a YAML file the user wrote, with one-line errors that name it.
+"""Reading files the user wrote (YAML, or any text), with one-line errors that name them.
 
-Models files, patient profiles, rubrics and chatbot mappings all start here, so a missing
-file, binary junk, a syntax error or an empty file reads the same way everywhere.
+Models files, patient profiles, rubrics, chatbot mappings, bench and transcript files all
+start here, so a missing file, a directory, binary junk, a syntax error or an empty file
+reads the same way everywhere.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +16,47 @@ import yaml
 from therapygym.errors import TherapygymError
 
 
+def read_text(
+    path: Path, what: str, error: type[TherapygymError], *, encoding: str = "utf-8"
+) -> str:
+    """A user's text file, or `error` ("<what> <path>: <problem>") saying why not."""
+    where = f"{what} {path}".strip()
+    try:
+        return path.read_text(encoding=encoding)
+    except FileNotFoundError:
+        raise error(f"{where}: file not found") from None
+    except IsADirectoryError:
+        raise error(f"{where}: is a directory, expected a file") from None
+    except UnicodeDecodeError:
+        raise error(f"{where}: not UTF-8 text (is it a binary file?)") from None
+    except OSError as err:
+        raise error(f"{where}: cannot read ({err.strerror})") from None
+
+
+def read_jsonl_objects(
+    path: Path, error: type[TherapygymError], *, encoding: str = "utf-8"
+) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSON Lines file; `error` names
+    the file and line of anything that is not one JSON object (an empty file included)."""
+    out = []
+    for number, line in enumerate(read_text(path, "", error, encoding=encoding).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise error(f"{path}, line {number}: invalid JSON ({err.msg})") from None
+        if not isinstance(data, dict):
+            raise error(f"{path}, line {number}: expected a JSON object, got {type(data).__name__}")
+        out.append((number, data))
+    if not out:
+        raise error(f"{path}: the file is empty (expected one JSON object per line)")
+    return out
+
+
 def read_yaml(path: Path, what: str, error: type[TherapygymError]) -> Any:
     """Parse `path`; raise `error` ("<what> <path>: <problem>") for anything unreadable."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise error(f"{what} {path}: file not found") from None
-    except UnicodeDecodeError:
-        raise error(f"{what} {path}: not UTF-8 text (is it a binary file?)") from None
-    except OSError as err:
-        raise error(f"{what} {path}: cannot read ({err.strerror})") from None
+    text = read_text(path, what, error)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:

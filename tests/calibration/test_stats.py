@@ -7,8 +7,10 @@ library calls must not leak 0/0 or deprecation warnings into a calibration repor
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from statsmodels.stats.inter_rater import cohens_kappa
 
@@ -120,9 +122,26 @@ def test_icc_drops_incomplete_targets_and_handles_degenerate_tables() -> None:
     with_gap = [*SHROUT_FLEISS, [None, 3, 4, 5]]
     assert icc(with_gap) == icc(SHROUT_FLEISS)
     assert math.isnan(icc([[3, 3], [3, 3], [3, 3]]).icc2_1)  # no variance at all
-    assert math.isnan(icc([[1, 2], [3, 4]]).icc3_1)  # 4 ratings: below pingouin's minimum
+    assert icc([[1, 2], [3, 4]]).icc3_1 == pytest.approx(1.0)  # smallest defined design
     assert math.isnan(icc([[1, 2, 3, 4, 5]]).icc2_1)  # a single target
     assert math.isnan(icc([]).icc2_1)
+
+
+@pytest.mark.parametrize("shape", [(6, 2), (30, 2), (12, 4), (116, 3)])
+def test_icc_agrees_with_pingouin(shape: tuple[int, int]) -> None:
+    pingouin = pytest.importorskip("pingouin")
+    rng = np.random.default_rng(shape[0] * 10 + shape[1])
+    truth = rng.integers(0, 7, size=(shape[0], 1))
+    data = np.clip(truth + rng.integers(-2, 3, size=shape) + np.arange(shape[1]) // 2, 0, 6)
+    target, rater = np.indices(data.shape)
+    long = pd.DataFrame({"t": target.ravel(), "r": rater.ravel(), "y": data.ravel()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pingouin's own pandas deprecation warnings
+        table = pingouin.intraclass_corr(data=long, targets="t", raters="r", ratings="y")
+    ours = icc(data)
+    by_type = dict(zip(table["Type"], table["ICC"], strict=True))
+    assert ours.icc2_1 == pytest.approx(by_type.get("ICC(A,1)", by_type.get("ICC2")), abs=1e-12)
+    assert ours.icc3_1 == pytest.approx(by_type.get("ICC(C,1)", by_type.get("ICC3")), abs=1e-12)
 
 
 def test_icc_is_one_for_identical_raters() -> None:

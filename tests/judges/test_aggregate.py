@@ -6,7 +6,7 @@ import pytest
 
 from therapygym.judges.aggregate import bootstrap_ci, session_scores, therapist_summaries
 from therapygym.judges.base import ScoreRecord
-from therapygym.judges.panel import combine_scores, combine_verdicts
+from therapygym.judges.panel import combine_check, combine_scores, combine_verdicts
 from therapygym.session import SessionStatus, Transcript
 
 ITEMS = [
@@ -124,3 +124,21 @@ def test_bootstrap_ci() -> None:
     assert bootstrap_ci(values, seed=1) == est  # reproducible
     assert bootstrap_ci([3.0, 3.0, 3.0]).low == 3.0
     assert bootstrap_ci([]).mean is None
+
+
+def check(session: str, answer: str, sample: int) -> ScoreRecord:
+    return ScoreRecord(
+        score_id=f"{session}-{sample}-k", session_id=session, judge="j", rubric_id="check",
+        rubric_version="1.0", prompt_fingerprint="f", sample=sample,
+        result={"question": "Q?", "answer": answer, "rationale": ""},
+    )  # fmt: skip
+
+
+def test_combine_check_takes_the_majority_and_calls_a_tie_a_tie() -> None:
+    most = combine_check([check("s", a, i) for i, a in enumerate(["yes", "no", "yes"])])
+    assert most is not None and (most.verdict, round(most.agreement, 3)) == ("yes", 0.667)
+    tie = combine_check([check("s", "no", 0), check("s", "yes", 1)])
+    assert tie is not None and tie.verdict == "tie"
+    assert combine_check([]) is None
+    (scored,) = session_scores([session("s", "t")], [check("s", "no", 0)])
+    assert scored.check is not None and scored.check.verdict == "no"

@@ -10,6 +10,7 @@ import pytest
 from scripted import instance
 
 from therapygym.judges.base import JudgeSettings
+from therapygym.judges.check import CheckJudge
 from therapygym.judges.ctrs import CTRSJudge
 from therapygym.judges.render import render_transcript
 from therapygym.judges.response import ResponseJudge
@@ -178,3 +179,20 @@ async def test_response_judge_scores_each_therapist_turn() -> None:
     }  # fmt: skip
     first_user = model.requests[0]["messages"][1]["content"]
     assert "reply T2" in first_user and "T3" not in first_user
+
+
+async def test_check_judge_answers_the_transcripts_question() -> None:
+    t = transcript()
+    t.meta["check_question"] = "Does the reply ask about the plan?"
+    model = SchemaModel(verdict="yes")
+    judge = CheckJudge(model, builtin_rubric("check"))
+    (rec,) = await judge.score(t, sample=1)
+    assert rec.error is None and rec.rubric_id == "check" and rec.sample == 1
+    assert rec.result["answer"] == "yes"
+    assert rec.result["question"] == "Does the reply ask about the plan?"
+    system, user = model.requests[0]["messages"]
+    assert "Answer the question literally" in system["content"]
+    assert "Question: Does the reply ask about the plan?" in user["content"]
+    assert user["content"].count("</transcript>") == 1
+    schema = model.requests[0]["json_schema"]
+    assert schema["properties"]["answer"]["enum"] == ["yes", "no"]

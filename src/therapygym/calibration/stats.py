@@ -5,12 +5,12 @@ with each other. This module computes that agreement with the statistics an expe
 expects, delegating every estimator to a maintained library rather than re-deriving it:
 
 * ``krippendorff`` for Krippendorff's alpha (ordinal and interval; missing data allowed),
-* ``pingouin`` for the intraclass correlations of Shrout & Fleiss (1979): ICC(2,1), two-way
-  random effects, absolute agreement, single rater; and ICC(3,1), two-way mixed effects,
-  consistency, single rater,
+* the intraclass correlations of Shrout & Fleiss (1979), ICC(2,1) (two-way random effects,
+  absolute agreement, single rater) and ICC(3,1) (two-way mixed, consistency, single rater),
+  from their ANOVA mean squares (see :func:`icc` for why, and how they are checked),
 * ``scipy.stats.spearmanr`` for rank correlation,
 * ``sklearn.metrics`` for Cohen's kappa (quadratic weights for ordinal CTRS items, unweighted for
-  binary safety labels) and accuracy / precision / recall / F1,
+  binary safety labels), accuracy / precision / recall / F1 and ROC AUC,
 * ``statsmodels`` for Fleiss' kappa.
 
 Unit of analysis. ICC and every other statistic here are computed at the item level: one rating
@@ -32,23 +32,21 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal, TypeVar
 
 import krippendorff
 import numpy as np
 import pandas as pd
-import pingouin
 from numpy.typing import ArrayLike
 from pydantic import BaseModel, ConfigDict
 from scipy.stats import spearmanr
 from sklearn.metrics import (
     accuracy_score,
     cohen_kappa_score,
-    f1_score,
-    precision_score,
-    recall_score,
+    precision_recall_fscore_support,
+    roc_auc_score,
 )
 from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 
@@ -94,6 +92,7 @@ class ItemAgreement(_Result):
     exact: float
     within_1: float
     mean_bias: float
+    mean_abs_diff: float
 
 
 class LabelAgreement(_Result):
@@ -122,8 +121,7 @@ class CI(_Result):
 
 @contextmanager
 def _quiet() -> Iterator[None]:
-    """Silence the 0/0 warnings that libraries emit for degenerate data (we return nan instead),
-    and pingouin's pandas deprecation warnings, which are not the caller's to act on."""
+    """Silence the 0/0 warnings that libraries emit for degenerate data (we return nan instead)."""
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         yield
@@ -136,7 +134,10 @@ def _finite(value: Any) -> float:
 
 def _as_float(values: ArrayLike) -> np.ndarray:
     """Ratings as float, with None (a rating that was not given) as nan."""
-    return np.array([NAN if pd.isna(v) else v for v in values], dtype=float)
+    try:
+        return np.asarray(values, dtype=float)  # numpy reads None as nan
+    except TypeError:  # pandas' NA and friends
+        return np.array([NAN if pd.isna(v) else v for v in values], dtype=float)
 
 
 def _as_matrix(matrix: ArrayLike) -> np.ndarray:
@@ -184,55 +185,54 @@ def multi_rater_alpha(matrix: ArrayLike, level: Level) -> float:
 # ---------------------------------------------------------------- ICC
 
 
-_ICC_LABELS = {  # pingouin >= 0.7 names the rows after McGraw & Wong; older releases ICC2/ICC3
-    "icc2_1": ("ICC(A,1)", "ICC2"),
-    "icc3_1": ("ICC(C,1)", "ICC3"),
-}
-
-
 def icc(matrix: ArrayLike) -> ICC:
     """ICC(2,1) and ICC(3,1) for a targets x raters matrix (targets = dialogues).
 
+    Shrout & Fleiss (1979) from the two-way ANOVA mean squares: rows (targets), columns
+    (raters) and residual. Written out rather than delegated because the bootstrap needs
+    thousands of them per item: pingouin's ``intraclass_corr`` costs about 9 ms a call (it
+    builds a long DataFrame and all six forms with F tests), these lines tens of
+    microseconds. The tests check them against the published Shrout & Fleiss table and
+    against pingouin on random tables.
+
     Targets with any missing rating are dropped (the two-way ANOVA needs a complete design; use
     :func:`multi_rater_alpha` for incomplete data). Returns nan when the ICC is undefined: fewer
-    than two targets or raters, fewer than five ratings (pingouin's minimum), or no variance.
+    than two targets or raters, or no variance.
     """
     data = _as_matrix(matrix)
     if data.ndim != 2 or data.size == 0:
         return ICC(n_targets=0, n_raters=0, icc2_1=NAN, icc3_1=NAN)
     data = data[~np.isnan(data).any(axis=1)]
-    n_targets, n_raters = data.shape
-    undefined = ICC(n_targets=n_targets, n_raters=n_raters, icc2_1=NAN, icc3_1=NAN)
-    if n_targets < 2 or n_raters < 2 or data.size < 5 or np.ptp(data) == 0:
-        return undefined
-    target, rater = np.indices(data.shape)
-    long = pd.DataFrame({"target": target.ravel(), "rater": rater.ravel(), "rating": data.ravel()})
+    n, k = data.shape
+    if n < 2 or k < 2 or np.ptp(data) == 0:
+        return ICC(n_targets=n, n_raters=k, icc2_1=NAN, icc3_1=NAN)
+    grand = data.mean()
+    ss_rows = k * float(((data.mean(axis=1) - grand) ** 2).sum())
+    ss_cols = n * float(((data.mean(axis=0) - grand) ** 2).sum())
+    ss_error = float(((data - grand) ** 2).sum()) - ss_rows - ss_cols
+    ms_rows = ss_rows / (n - 1)
+    ms_cols = ss_cols / (k - 1)
+    ms_error = ss_error / ((n - 1) * (k - 1))
     with _quiet():
-        table = pingouin.intraclass_corr(
-            data=long, targets="target", raters="rater", ratings="rating"
-        )
-    by_type = dict(zip(table["Type"], table["ICC"], strict=True))
-    values = {}
-    for field, names in _ICC_LABELS.items():
-        found = [by_type[name] for name in names if name in by_type]
-        if not found:
-            raise RuntimeError(f"unrecognised pingouin intraclass_corr rows: {list(by_type)}")
-        values[field] = _finite(found[0])
-    return ICC(n_targets=n_targets, n_raters=n_raters, **values)
+        icc2 = (ms_rows - ms_error) / (ms_rows + (k - 1) * ms_error + k * (ms_cols - ms_error) / n)
+        icc3 = (ms_rows - ms_error) / (ms_rows + (k - 1) * ms_error)
+    return ICC(n_targets=n, n_raters=k, icc2_1=_finite(icc2), icc3_1=_finite(icc3))
 
 
 # ---------------------------------------------------------------- two raters, one ordinal item
 
 
-def _check_scale(values: np.ndarray, scale: tuple[int, int], name: str) -> None:
+def _check_scale(values: np.ndarray, scale: tuple[int, int], name: str, integer: bool) -> None:
     lo, hi = scale
     if not (isinstance(lo, int | np.integer) and isinstance(hi, int | np.integer) and lo < hi):
         raise ValueError(f"scale must be two integers (low, high) with low < high, got {scale}")
-    off = values[(values < lo) | (values > hi) | (values != np.round(values))]
+    off_scale = (values < lo) | (values > hi)
+    if integer:
+        off_scale |= values != np.round(values)
+    off = values[off_scale]
     if off.size:
-        raise ValueError(
-            f"{name}: ratings must be integers in [{lo}, {hi}], got {off[:5].tolist()}"
-        )
+        kind = "integers" if integer else "numbers"
+        raise ValueError(f"{name}: ratings must be {kind} in [{lo}, {hi}], got {off[:5].tolist()}")
 
 
 def item_agreement(
@@ -240,6 +240,7 @@ def item_agreement(
     b: Sequence[float | None] | ArrayLike,
     *,
     scale: tuple[int, int] = (0, 6),
+    integer: bool = True,
 ) -> ItemAgreement:
     """Agreement of two aligned rating vectors for one item (e.g. judge ``a`` vs expert ``b``).
 
@@ -247,12 +248,18 @@ def item_agreement(
     or nan) are dropped. Ratings must be integers on ``scale`` (CTRS items: 0-6). The quadratic
     weighted kappa is given every category of the scale as a label: sklearn otherwise weights by
     position among the categories observed, so if nobody used 2 to 5, "1 vs 6" would weigh as
-    one step, like "0 vs 1". ``mean_bias`` is mean(a - b): positive means ``a`` rates higher.
+    one step, like "0 vs 1". ``mean_bias`` is mean(a - b): positive means ``a`` rates higher;
+    ``mean_abs_diff`` is mean(|a - b|), in scale points.
 
     Several coefficients are reported because each answers a different question: alpha and
     weighted kappa are chance-corrected agreement (ordinal distances), ICC(2,1) is absolute
     agreement and ICC(3,1) consistency, Spearman's rho is rank order only, and exact / within-1
     are the shares a clinician reads directly.
+
+    With ``integer=False`` either vector may hold non-integer values on the scale (a mean of
+    several experts, or of a judge's k samples). The statistics that need categories --
+    weighted kappa, ordinal alpha, exact agreement -- are then nan rather than computed on
+    values rounded by a rule the reader did not choose; the others are unchanged.
     """
     x_all, y_all = _as_float(a), _as_float(b)
     if x_all.shape != y_all.shape or x_all.ndim != 1:
@@ -261,8 +268,8 @@ def item_agreement(
         )
     keep = ~(np.isnan(x_all) | np.isnan(y_all))
     x, y = x_all[keep], y_all[keep]
-    _check_scale(x, scale, "a")
-    _check_scale(y, scale, "b")
+    _check_scale(x, scale, "a", integer)
+    _check_scale(y, scale, "b", integer)
     n = int(x.size)
     lo, hi = int(scale[0]), int(scale[1])
     domain = list(range(lo, hi + 1))
@@ -274,24 +281,24 @@ def item_agreement(
             rho = _finite(spearmanr(x, y).statistic)
     else:
         rho = NAN
+    kappa = exact = within_1 = bias = mad = NAN
     if n:
-        with _quiet():
-            kappa = _finite(
-                cohen_kappa_score(x.astype(int), y.astype(int), labels=domain, weights="quadratic")
-            )
         diff = x - y
-        exact, within_1, bias = (
-            float(np.mean(diff == 0)),
-            float(np.mean(np.abs(diff) <= 1)),
-            float(np.mean(diff)),
-        )
-    else:
-        kappa = exact = within_1 = bias = NAN
+        within_1, bias = float(np.mean(np.abs(diff) <= 1)), float(np.mean(diff))
+        mad = float(np.mean(np.abs(diff)))
+        if integer:
+            exact = float(np.mean(diff == 0))
+            with _quiet():
+                kappa = _finite(
+                    cohen_kappa_score(
+                        x.astype(int), y.astype(int), labels=domain, weights="quadratic"
+                    )
+                )
 
     return ItemAgreement(
         n=n,
         n_missing=int((~keep).sum()),
-        krippendorff_alpha_ordinal=_alpha(pair, "ordinal", domain),
+        krippendorff_alpha_ordinal=_alpha(pair, "ordinal", domain) if integer else NAN,
         krippendorff_alpha_interval=_alpha(pair, "interval"),
         icc2_1=two.icc2_1,
         icc3_1=two.icc3_1,
@@ -300,6 +307,7 @@ def item_agreement(
         exact=exact,
         within_1=within_1,
         mean_bias=bias,
+        mean_abs_diff=mad,
     )
 
 
@@ -338,13 +346,18 @@ def label_agreement(
             n=0, n_positive=0, accuracy=NAN, precision=NAN, recall=NAN, f1=NAN, cohen_kappa=NAN
         )
     with _quiet():
+        # One call for all three (each alone re-validates and re-counts the labels; this
+        # runs thousands of times in a bootstrap).
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            t, p, labels=[0, 1], pos_label=1, average="binary", zero_division=np.nan
+        )
         return LabelAgreement(
             n=n,
             n_positive=int(t.sum()),
             accuracy=_finite(accuracy_score(t, p)),
-            precision=_finite(precision_score(t, p, labels=[0, 1], zero_division=np.nan)),
-            recall=_finite(recall_score(t, p, labels=[0, 1], zero_division=np.nan)),
-            f1=_finite(f1_score(t, p, labels=[0, 1], zero_division=np.nan)),
+            precision=_finite(precision),
+            recall=_finite(recall),
+            f1=_finite(f1),
             cohen_kappa=_finite(cohen_kappa_score(t, p, labels=[0, 1])),
         )
 
@@ -380,6 +393,56 @@ def fleiss(matrix: ArrayLike) -> float:
 # ---------------------------------------------------------------- bootstrap over dialogues
 
 
+def bootstrap_many(
+    metric: Callable[[list[T]], Mapping[str, float]],
+    units: Sequence[T],
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, CI]:
+    """Percentile bootstrap CIs for several statistics at once, resampling whole units.
+
+    ``metric`` maps a list of units to named values (e.g. every field of
+    :func:`item_agreement`), so each resample computes them together, from the same draw. See
+    :func:`bootstrap` for why units are dialogues. Returns ``{}`` for no units.
+    """
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    records = list(units)
+    n = len(records)
+    if not n:
+        return {}
+    points = {name: _finite(v) for name, v in metric(records).items()}
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n, size=(n_resamples, n))
+    samples: dict[str, list[float]] = {name: [] for name in points}
+    for row in draws:
+        values = metric([records[i] for i in row])
+        for name in points:
+            samples[name].append(_finite(values[name]))
+    tail = (1.0 - level) / 2.0
+    out = {}
+    for name, point in points.items():
+        values = np.array(samples[name])
+        values = values[~np.isnan(values)]
+        if values.size:
+            low, high = (float(v) for v in np.quantile(values, [tail, 1.0 - tail]))
+        else:
+            low = high = NAN
+        out[name] = CI(
+            point=point,
+            low=low,
+            high=high,
+            level=level,
+            n_resamples=n_resamples,
+            n_valid=int(values.size),
+        )
+    return out
+
+
 def bootstrap(
     metric: Callable[[list[T]], float],
     units: Sequence[T],
@@ -398,29 +461,27 @@ def bootstrap(
     metric is nan (e.g. a resample with no variance) are skipped; ``n_valid`` says how many
     remained. Deterministic for a given ``seed`` (numpy ``Generator``).
     """
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    records = list(units)
-    n = len(records)
-    if not n:
-        return CI(point=NAN, low=NAN, high=NAN, level=level, n_resamples=n_resamples, n_valid=0)
-    point = _finite(metric(records))
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, size=(n_resamples, n))
-    values = np.array([_finite(metric([records[i] for i in row])) for row in draws])
-    values = values[~np.isnan(values)]
-    if values.size:
-        tail = (1.0 - level) / 2.0
-        low, high = (float(v) for v in np.quantile(values, [tail, 1.0 - tail]))
-    else:
-        low = high = NAN
-    return CI(
-        point=point,
-        low=low,
-        high=high,
-        level=level,
-        n_resamples=n_resamples,
-        n_valid=int(values.size),
+    cis = bootstrap_many(
+        lambda rs: {"value": metric(rs)}, units, n_resamples=n_resamples, seed=seed, level=level
     )
+    return cis.get("value") or CI(
+        point=NAN, low=NAN, high=NAN, level=level, n_resamples=n_resamples, n_valid=0
+    )
+
+
+# ---------------------------------------------------------------- separation
+
+
+def separation_auc(scores: Sequence[float | None] | ArrayLike, positive: Sequence[bool]) -> float:
+    """ROC AUC of ``scores`` for telling positive units (e.g. expert-rated high quality) from
+    the rest: the probability that a random positive outscores a random negative, ties half.
+    Units with a missing score are dropped; nan when either class is empty."""
+    x = _as_float(scores)
+    y = np.asarray(positive, dtype=bool)
+    if x.shape != y.shape:
+        raise ValueError(f"scores and labels must align, got {x.shape} and {y.shape}")
+    keep = ~np.isnan(x)
+    x, y = x[keep], y[keep]
+    if y.all() or not y.any():
+        return NAN
+    return _finite(roc_auc_score(y, x))

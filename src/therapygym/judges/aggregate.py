@@ -24,6 +24,7 @@ from therapygym.judges.panel import (
     Aggregation,
     Combined,
     CombinedVerdict,
+    combine_check,
     combine_ctrs,
     combine_response,
     combine_safety,
@@ -44,6 +45,7 @@ class SessionScores(BaseModel):
     safety: dict[str, CombinedVerdict] = {}
     violation_share: float | None = None
     response: dict[str, Combined] = {}
+    check: CombinedVerdict | None = None
     judge_errors: int = 0
 
 
@@ -106,7 +108,8 @@ def session_scores(
         ctrs = by_session.get((t.session_id, "ctrs"), [])
         safety = by_session.get((t.session_id, "safety"), [])
         response = by_session.get((t.session_id, "response"), [])
-        s.judge_errors = sum(r.error is not None for r in ctrs + safety + response)
+        check = by_session.get((t.session_id, "check"), [])
+        s.judge_errors = sum(r.error is not None for r in ctrs + safety + response + check)
         s.ctrs_items = combine_ctrs(ctrs, how)
         if len(s.ctrs_items) == CTRS_ITEMS:
             s.ctrs_total = sum(c.value for c in s.ctrs_items.values())
@@ -117,6 +120,7 @@ def session_scores(
         if applicable:
             s.violation_share = sum(v.verdict == "yes" for v in applicable) / len(applicable)
         s.response = combine_response(response, how)
+        s.check = combine_check(check)
         out.append(s)
     return out
 

@@ -15,7 +15,7 @@ from therapygym.judges.parsing import Structured, structured_call
 from therapygym.judges.rubric import Rubric
 from therapygym.models.types import ChatModel
 
-RubricKind = Literal["ctrs", "safety", "response"]
+RubricKind = Literal["ctrs", "safety", "response", "check"]
 
 
 class ScoreRecord(BaseModel):

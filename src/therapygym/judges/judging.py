@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from therapygym.judges.base import JudgeSettings, RubricJudge, RubricKind, ScoreRecord
+from therapygym.judges.check import CheckJudge
 from therapygym.judges.ctrs import CTRSJudge, CTRSMode
 from therapygym.judges.response import ResponseJudge
 from therapygym.judges.rubric import builtin_rubric, load_rubric
@@ -62,6 +63,9 @@ class JudgeResult:
     failed: int = 0
     errors: list[str] = field(default_factory=list)
     usage: UsageLedger = field(default_factory=UsageLedger)
+    # (judge spec, rubric id, rubric version, prompt fingerprint) of every judge in the plan:
+    # what a caller filters stored scores by, so earlier judges of the run do not mix in.
+    judges: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 def build_judges(plan: JudgePlan, model: AccountedModel | BaseChatModel) -> list[RubricJudge]:
@@ -84,6 +88,8 @@ def build_judges(plan: JudgePlan, model: AccountedModel | BaseChatModel) -> list
             judges.append(CTRSJudge(model, rubric, settings, mode=plan.ctrs_mode))  # type: ignore[arg-type]
         elif kind == "safety":
             judges.append(SafetyJudge(model, rubric, settings))
+        elif kind == "check":
+            judges.append(CheckJudge(model, rubric, settings))
         else:
             judges.append(ResponseJudge(model, rubric, settings))  # type: ignore[arg-type]
     return judges
@@ -126,7 +132,18 @@ async def judge_run(
         )  # type: ignore[attr-defined]
 
     todo = [u for u in units if key(*u) not in done]
-    result = JudgeResult(units=len(units), skipped=len(units) - len(todo), usage=ledger)
+    result = JudgeResult(
+        units=len(units),
+        skipped=len(units) - len(todo),
+        usage=ledger,
+        judges=sorted(
+            {
+                (j.model.spec, j.rubric.id, j.rubric.version, j.fingerprint)  # type: ignore[attr-defined]
+                for _, judges in panel
+                for j in judges
+            }
+        ),
+    )
     gate = asyncio.Semaphore(concurrency)
 
     async def one(t: Transcript, judge: RubricJudge, sample: int) -> list[ScoreRecord]:

@@ -85,6 +85,23 @@ def combine_safety(records: list[ScoreRecord]) -> dict[str, CombinedVerdict]:
     return {label: combine_verdicts(v) for label, v in by_label.items()}
 
 
+def combine_check(records: list[ScoreRecord]) -> CombinedVerdict | None:
+    """The raters' majority answer to a check question; "tie" when yes and no are level
+    (which answer is the cautious one depends on the question, so neither wins ties)."""
+    answers = Counter(r.result["answer"] for r in raters(records))  # type: ignore[index]
+    if not answers:
+        return None
+    top = max(answers.values())
+    leaders = [a for a, c in answers.items() if c == top]
+    total = sum(answers.values())
+    return CombinedVerdict(
+        verdict=leaders[0] if len(leaders) == 1 else "tie",
+        raters=total,
+        agreement=top / total,
+        severity="none",
+    )
+
+
 def combine_response(records: list[ScoreRecord], how: Aggregation) -> dict[str, Combined]:
     """Per dimension: each turn combined across raters, then the session's mean over turns."""
     per_turn: dict[tuple[str, str], list[float]] = {}

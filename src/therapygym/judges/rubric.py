@@ -1,4 +1,5 @@
-"""Rubrics as versioned data: the CTRS, the safety labels and the response dimensions.
+"""Rubrics as versioned data: the CTRS, the safety labels, the response dimensions and the
+rules for answering check questions.
 
 Each rubric is a YAML file under `rubrics/` with an id and a version; its fingerprint is
 the sha256 of its canonical content, so any change to its wording changes the
@@ -114,11 +115,19 @@ class ResponseRubric(_Rubric):
     dimensions: list[ResponseDimension] = Field(min_length=7, max_length=7)
 
 
-Rubric = CTRSRubric | SafetyRubric | ResponseRubric
+class CheckRubric(_Rubric):
+    """How to answer a yes/no check question about a therapist's reply; the questions
+    themselves come with each dialogue (a probe's stimulus, a bench's check)."""
+
+    kind: Literal["check"] = "check"
+
+
+Rubric = CTRSRubric | SafetyRubric | ResponseRubric | CheckRubric
 _KINDS: dict[str, type[BaseModel]] = {
     "ctrs": CTRSRubric,
     "safety": SafetyRubric,
     "response": ResponseRubric,
+    "check": CheckRubric,
 }
 
 
@@ -137,6 +146,6 @@ def load_rubric(path: Path | str) -> Rubric:
 
 
 @cache
-def builtin_rubric(kind: Literal["ctrs", "safety", "response"]) -> Rubric:
+def builtin_rubric(kind: Literal["ctrs", "safety", "response", "check"]) -> Rubric:
     """The rubric shipped with therapygym for `kind`."""
     return load_rubric(Path(str(resources.files("therapygym.judges") / "rubrics" / f"{kind}.yaml")))

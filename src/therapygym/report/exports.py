@@ -8,15 +8,15 @@ session's columns repeated, ready for pandas.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 from pydantic import ValidationError
 
-from therapygym.errors import TherapygymError
+from therapygym.errors import TherapygymError, describe_validation_error
 from therapygym.session import Transcript
+from therapygym.yamlfile import read_jsonl_objects
 
 ExportFormat = Literal["jsonl", "csv", "parquet"]
 SESSION_COLUMNS = (
@@ -92,36 +92,18 @@ def export_transcripts(transcripts: Iterable[Transcript], path: Path, fmt: Expor
 
 def read_transcripts_jsonl(path: Path) -> list[Transcript]:
     """Read a JSONL transcript file; errors name the file, the line and the field."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise TranscriptFileError(f"{path}: file not found") from None
-    except UnicodeDecodeError:
-        raise TranscriptFileError(f"{path}: not UTF-8 text (is it a binary file?)") from None
     transcripts: list[Transcript] = []
     seen: set[str] = set()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise TranscriptFileError(f"{path}, line {number}: invalid JSON ({err.msg})") from None
+    for number, data in read_jsonl_objects(path, TranscriptFileError):
         try:
             transcript = Transcript.model_validate(data)
         except ValidationError as err:
-            first = err.errors()[0]
-            field = ".".join(str(x) for x in first["loc"]) or "(top level)"
-            raise TranscriptFileError(
-                f"{path}, line {number}: field '{field}': {first['msg']}"
-                + (f" (and {err.error_count() - 1} more problems)" if err.error_count() > 1 else "")
-            ) from None
+            where = f"{path}, line {number}"
+            raise TranscriptFileError(describe_validation_error(err, where)) from None
         if transcript.session_id in seen:
             raise TranscriptFileError(
                 f"{path}, line {number}: session_id '{transcript.session_id}' appears twice"
             )
         seen.add(transcript.session_id)
         transcripts.append(transcript)
-    if not transcripts:
-        raise TranscriptFileError(f"{path}: no transcripts (the file is empty)")
     return transcripts

@@ -1,0 +1,320 @@
+"""The expert-rating bench: dialogues rated by clinicians, in one documented JSONL format.
+
+One line per rating (a dialogue scored by one rater), so a double-rated dialogue is two
+lines and a bench grows by appending. Dialogue-level fields (the transcript, a check
+question) may sit on any one of the dialogue's lines, or on several if they are
+identical; that keeps files written by hand or by a spreadsheet export simple, and the
+reader still refuses two different transcripts under one id. The format is specified in
+docs/calibration.md; every importer produces `BenchRating`s, so the statistics never
+see where a bench came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from therapygym.errors import TherapygymError, describe_validation_error
+from therapygym.judges.check import QUESTION_KEY
+from therapygym.judges.rubric import builtin_rubric
+from therapygym.session import SessionStatus, Transcript, Turn, session_id_for
+from therapygym.yamlfile import read_jsonl_objects
+
+BENCH_FORMAT = "therapygym.bench/1"
+CTRS_SCALE = (0, 6)
+
+CTRSScore = Annotated[int, Field(ge=CTRS_SCALE[0], le=CTRS_SCALE[1], strict=True)]
+
+
+class BenchError(TherapygymError):
+    """A bench file (or an importer's input) that cannot be read as expert ratings."""
+
+
+def ctrs_item_ids() -> tuple[str, ...]:
+    return tuple(item.id for item in builtin_rubric("ctrs").items)  # type: ignore[attr-defined]
+
+
+def safety_label_ids() -> tuple[str, ...]:
+    return tuple(label.id for label in builtin_rubric("safety").labels)  # type: ignore[attr-defined]
+
+
+class BenchTurn(BaseModel):
+    """One utterance of a rated dialogue."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    speaker: Literal["therapist", "patient"]
+    text: str = Field(min_length=1)
+
+
+class Check(BaseModel):
+    """A yes/no question about the therapist's reply and the answer an appropriate reply
+    earns (Moore et al.-style check questions); raters give their own answer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    question: str = Field(min_length=1)
+    appropriate_answer: bool | None = None
+
+
+class BenchRating(BaseModel):
+    """One rater's ratings of one dialogue.
+
+    `ctrs` maps CTRS item ids to 0-6 (null: the rater did not score the item); `safety`
+    maps safety-rubric label ids to true (violated), false (not violated) or null (not
+    applicable / not rated). `quality` is an overall expert label ("high"/"low", as in
+    AnnoMI); `check_answer` is the rater's answer to the dialogue's check question.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["therapygym.bench/1"] = BENCH_FORMAT
+    dialogue_id: str = Field(min_length=1)
+    rater: str = Field(min_length=1)
+    rater_kind: Literal["human", "model"] = "human"
+    transcript: tuple[BenchTurn, ...] | None = Field(None, min_length=1)
+    check: Check | None = None
+    ctrs: dict[str, CTRSScore | None] = Field(default_factory=dict)
+    safety: dict[str, bool | None] = Field(default_factory=dict)
+    quality: Literal["high", "low"] | None = None
+    check_answer: bool | None = None
+    rationale: str | None = None
+    meta: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+    @field_validator("ctrs")
+    @classmethod
+    def _known_items(cls, value: dict[str, int | None]) -> dict[str, int | None]:
+        known = ctrs_item_ids()
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(
+                f"unknown CTRS item {', '.join(map(repr, unknown))}; expected one of "
+                + ", ".join(known)
+            )
+        return value
+
+    @field_validator("safety")
+    @classmethod
+    def _known_labels(cls, value: dict[str, bool | None]) -> dict[str, bool | None]:
+        known = safety_label_ids()
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(
+                f"unknown safety label {', '.join(map(repr, unknown))}; expected one of "
+                + ", ".join(known)
+            )
+        return value
+
+    def scored(self) -> bool:
+        """Whether the line carries any rating at all (a transcript-only line does not)."""
+        return bool(
+            any(v is not None for v in self.ctrs.values())
+            or any(v is not None for v in self.safety.values())
+            or self.quality is not None
+            or self.check_answer is not None
+        )
+
+
+@dataclass(frozen=True)
+class Dialogue:
+    """A rated dialogue with all its ratings, in file order."""
+
+    id: str
+    transcript: tuple[BenchTurn, ...] | None
+    check: Check | None
+    ratings: tuple[BenchRating, ...]
+
+    def human_ratings(self) -> tuple[BenchRating, ...]:
+        return tuple(r for r in self.ratings if r.rater_kind == "human" and r.scored())
+
+    def quality(self) -> str | None:
+        """The experts' quality label when they agree; None when absent or split."""
+        labels = {r.quality for r in self.human_ratings() if r.quality is not None}
+        return labels.pop() if len(labels) == 1 else None
+
+
+@dataclass(frozen=True)
+class Bench:
+    """A validated set of ratings; `name` says where it came from (file or importer)."""
+
+    name: str
+    ratings: tuple[BenchRating, ...]
+
+    @cached_property
+    def dialogues(self) -> dict[str, Dialogue]:
+        grouped: dict[str, list[BenchRating]] = {}
+        for r in self.ratings:
+            grouped.setdefault(r.dialogue_id, []).append(r)
+        out = {}
+        for dialogue_id, ratings in grouped.items():
+            transcript = next((r.transcript for r in ratings if r.transcript), None)
+            check = next((r.check for r in ratings if r.check), None)
+            out[dialogue_id] = Dialogue(dialogue_id, transcript, check, tuple(ratings))
+        return out
+
+    @cached_property
+    def digest(self) -> str:
+        """Identifies the content (not the file name), so a run id can follow the data."""
+        h = hashlib.sha256()
+        for r in self.ratings:
+            h.update(r.model_dump_json().encode())
+        return h.hexdigest()[:12]
+
+    def raters(self, kind: Literal["human", "model"] = "human") -> list[str]:
+        return sorted({r.rater for r in self.ratings if r.rater_kind == kind and r.scored()})
+
+    def ctrs_items(self) -> list[str]:
+        """CTRS items some human scored, in rubric order."""
+        used = {k for r in self.ratings if r.rater_kind == "human" for k, v in r.ctrs.items()}
+        return [i for i in ctrs_item_ids() if i in used]
+
+    def safety_labels(self) -> list[str]:
+        used = {k for r in self.ratings if r.rater_kind == "human" for k in r.safety}
+        return [label for label in safety_label_ids() if label in used]
+
+    def summary(self) -> dict[str, int]:
+        multi = sum(len({r.rater for r in d.human_ratings()}) >= 2 for d in self.dialogues.values())
+        return {
+            "dialogues": len(self.dialogues),
+            "ratings": sum(r.scored() for r in self.ratings),
+            "human_raters": len(self.raters("human")),
+            "model_raters": len(self.raters("model")),
+            "multiply_rated_dialogues": multi,
+            "with_transcript": sum(d.transcript is not None for d in self.dialogues.values()),
+        }
+
+    def subset(self, n: int, seed: int = 0) -> Bench:
+        """A seeded sample of `n` dialogues with all their ratings, for a judge too slow for
+        the whole bench. With expert quality labels it takes high and low alike (as many of
+        each as exist, up to n/2), since a separation AUC is only as good as its smaller
+        class; otherwise a plain random sample. Only dialogues an expert rated are drawn:
+        the others give a judge nothing to be compared with."""
+        rated = [d for d in self.dialogues.values() if d.human_ratings()]
+        if n >= len(rated):
+            return self
+        rng = np.random.default_rng(seed)
+        groups: dict[str | None, list[str]] = {}
+        for d in rated:
+            groups.setdefault(d.quality(), []).append(d.id)
+        if set(groups) == {None}:
+            chosen = set(rng.choice(sorted(groups[None]), size=n, replace=False).tolist())
+        else:
+            chosen = set()
+            order = sorted(groups, key=lambda q: len(groups[q]))  # smallest class first
+            for position, quality in enumerate(order):
+                want = (n - len(chosen)) // (len(order) - position)
+                ids = sorted(groups[quality])
+                take = min(want, len(ids))
+                chosen |= set(rng.choice(ids, size=take, replace=False).tolist())
+        kept = tuple(r for r in self.ratings if r.dialogue_id in chosen)
+        return Bench(name=f"{self.name}[{n} of {len(self.dialogues)}, seed {seed}]", ratings=kept)
+
+    def transcripts(self, run_id: str, *, max_turns: int | None = None) -> list[Transcript]:
+        """The bench's dialogues as transcripts a judge can score.
+
+        `max_turns` keeps the first turns only, for judges with a short context; the
+        experts rated the whole dialogue, so say so wherever such scores are reported.
+        Dialogues no expert rated are left out: a judge's score on them has nothing to be
+        compared with.
+        """
+        out = []
+        for d in self.dialogues.values():
+            if d.transcript is None or not d.human_ratings():
+                continue
+            session_id = session_id_for(run_id, d.id, f"bench:{self.name}", 0)
+            kept = d.transcript[:max_turns] if max_turns else d.transcript
+            out.append(
+                Transcript(
+                    session_id=session_id,
+                    run_id=run_id,
+                    profile_id=d.id,
+                    therapist=f"bench:{self.name}",
+                    patient="bench",
+                    status=SessionStatus.COMPLETED,
+                    turns=[
+                        Turn(id=f"{session_id}:{i}", index=i, speaker=t.speaker, text=t.text)
+                        for i, t in enumerate(kept)
+                    ],
+                    meta={
+                        "bench_dialogue_id": d.id,
+                        "turns_in_bench": len(d.transcript),
+                        "truncated": len(kept) < len(d.transcript),
+                        **({QUESTION_KEY: d.check.question} if d.check else {}),
+                    },
+                )
+            )
+        return out
+
+
+def build_bench(name: str, ratings: Iterable[BenchRating]) -> Bench:
+    """Check what single lines cannot: one transcript per dialogue, one line per rater."""
+    ratings = tuple(ratings)
+    if not ratings:
+        raise BenchError(f"{name}: no ratings")
+    seen: dict[tuple[str, str], int] = {}
+    transcripts: dict[str, tuple[BenchTurn, ...]] = {}
+    checks: dict[str, Check] = {}
+    for number, r in enumerate(ratings, start=1):
+        key = (r.dialogue_id, r.rater)
+        if key in seen and r.scored():
+            raise BenchError(
+                f"{name}: record {number}: rater '{r.rater}' rated dialogue '{r.dialogue_id}' "
+                f"twice (first at record {seen[key]}); one record per rater and dialogue"
+            )
+        if r.scored():
+            seen[key] = number
+        if r.transcript is not None:
+            first = transcripts.setdefault(r.dialogue_id, r.transcript)
+            if first != r.transcript:
+                raise BenchError(
+                    f"{name}: record {number}: dialogue '{r.dialogue_id}' has a different "
+                    "transcript than an earlier record; give it once, or identically"
+                )
+        if r.check is not None and checks.setdefault(r.dialogue_id, r.check) != r.check:
+            raise BenchError(
+                f"{name}: record {number}: dialogue '{r.dialogue_id}' has a different check "
+                "question than an earlier record"
+            )
+    if not any(r.scored() for r in ratings):
+        raise BenchError(f"{name}: no record carries a rating (ctrs, safety, quality or check)")
+    return Bench(name=name, ratings=ratings)
+
+
+def read_bench_jsonl(path: Path) -> Bench:
+    """Read a bench JSONL file; errors name the file, the line and the field."""
+    ratings = []
+    for number, data in read_jsonl_objects(path, BenchError):
+        try:
+            ratings.append(BenchRating.model_validate(data))
+        except ValidationError as err:
+            raise BenchError(describe_validation_error(err, f"{path}, line {number}")) from None
+    return build_bench(str(path), ratings)
+
+
+def write_bench_jsonl(bench: Bench, path: Path) -> None:
+    """Write a bench as JSONL (transcript once per dialogue); atomic via rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    dialogues = bench.dialogues
+    written: set[str] = set()
+    with tmp.open("w", encoding="utf-8") as fh:
+        for r in bench.ratings:
+            d = dialogues[r.dialogue_id]
+            first = r.dialogue_id not in written
+            written.add(r.dialogue_id)
+            line = r.model_copy(
+                update={
+                    "transcript": d.transcript if first else None,
+                    "check": d.check if first else None,
+                }
+            ).model_dump(mode="json", exclude_defaults=True)
+            fh.write(json.dumps({"format": BENCH_FORMAT, **line}, ensure_ascii=False) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,309 @@
+"""`therapygym calibrate`: judge a bench's dialogues, then measure agreement with the experts.
+
+The bench's transcripts go into the run store as an ordinary run (id derived from the
+bench's content), and the judges score them through the same `judge_run` that judges
+simulated sessions: one judging path, resumable unit by unit, every score traceable to its
+judge, rubric version and prompt. Re-running the command skips what is judged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+from rich.console import Console
+
+from therapygym.calibration.analysis import (
+    TOTAL,
+    CheckReport,
+    ItemReport,
+    JudgeScores,
+    LabelReport,
+    Separation,
+    Settings,
+    check_report,
+    item_reports,
+    label_reports,
+    separation,
+)
+from therapygym.calibration.bench import Bench
+from therapygym.calibration.recalibrate import Method, Recalibration, recalibrate
+from therapygym.calibration.weights import RewardWeights, recommend_weights
+from therapygym.judges.aggregate import session_scores
+from therapygym.judges.base import RubricKind
+from therapygym.judges.judging import JudgePlan, judge_run
+from therapygym.models import ResponseCache
+from therapygym.store import RunStore
+
+REPORT_FORMAT = "therapygym.calibration/1"
+EMBEDDED_NOTE = (
+    "the judge is the embedded 135M model: its agreement numbers show the pipeline works, "
+    "not that the model can judge therapy"
+)
+
+
+class JudgeInfo(BaseModel):
+    """Which judges produced the scores, on which transcripts, and what it cost."""
+
+    run_id: str
+    specs: list[str]
+    rubrics: list[dict[str, str]]
+    dialogues: int
+    truncated_dialogues: int
+    max_turns: int | None
+    units: int
+    failed_units: int
+    errors: list[str]
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class CalibrationReport(BaseModel):
+    format: Literal["therapygym.calibration/1"] = REPORT_FORMAT
+    bench: dict[str, object]
+    judge: JudgeInfo | None
+    settings: dict[str, object]
+    items: list[ItemReport]
+    total: ItemReport | None
+    labels: list[LabelReport]
+    checks: CheckReport | None
+    separation: Separation | None
+    recalibration: Recalibration | None
+    weights: RewardWeights
+    notes: list[str]
+
+
+def rubrics_needed(bench: Bench) -> tuple[RubricKind, ...]:
+    """CTRS when experts scored items or labelled quality; safety when they labelled it;
+    the check-question judge when dialogues carry check questions."""
+    kinds: list[RubricKind] = []
+    if bench.ctrs_items() or any(d.quality() for d in bench.dialogues.values()):
+        kinds.append("ctrs")
+    if bench.safety_labels():
+        kinds.append("safety")
+    if any(d.check for d in bench.dialogues.values()):
+        kinds.append("check")
+    return tuple(kinds)
+
+
+def run_id_for(bench: Bench, max_turns: int | None) -> str:
+    return f"calibrate-{bench.digest}" + (f"-t{max_turns}" if max_turns else "")
+
+
+async def judge_bench(
+    bench: Bench,
+    plan: JudgePlan,
+    store: RunStore,
+    *,
+    cache: ResponseCache | None,
+    models_file: Path | str | None = None,
+    concurrency: int = 8,
+    max_turns: int | None = None,
+    console: Console | None = None,
+) -> tuple[JudgeScores, JudgeInfo]:
+    """Store the bench's transcripts as a run and judge it; return the scores by dialogue."""
+    run_id = run_id_for(bench, max_turns)
+    transcripts = bench.transcripts(run_id, max_turns=max_turns)
+    if not transcripts:
+        raise ValueError(f"{bench.name}: no dialogue has a transcript to judge")
+    store.ensure_run(
+        run_id, {"kind": "calibration", "bench_digest": bench.digest, "max_turns": max_turns}
+    )
+    stored = store.finished_session_ids(run_id)
+    for t in transcripts:
+        if t.session_id not in stored:
+            store.save_session(t)
+    result = await judge_run(
+        store,
+        run_id,
+        plan,
+        cache=cache,
+        models_file=models_file,
+        concurrency=concurrency,
+        console=console,
+    )
+    wanted = set(result.judges)
+    records = [
+        r
+        for r in store.scores(run_id)
+        if (r.judge, r.rubric_id, r.rubric_version, r.prompt_fingerprint) in wanted
+    ]
+    scores = JudgeScores()
+    for s, t in zip(session_scores(transcripts, records), transcripts, strict=True):
+        if s.ctrs_items:
+            scores.ctrs[t.profile_id] = {k: c.value for k, c in s.ctrs_items.items()}
+        if s.safety:
+            scores.safety[t.profile_id] = {
+                k: {"yes": True, "no": False}.get(v.verdict) for k, v in s.safety.items()
+            }
+        if s.check is not None and s.check.verdict in ("yes", "no"):
+            scores.check[t.profile_id] = s.check.verdict == "yes"
+    usage = result.usage.total()
+    failed = sum(r.error is not None for r in records)
+    info = JudgeInfo(
+        run_id=run_id,
+        specs=sorted({j[0] for j in result.judges}),
+        rubrics=[
+            {"judge": j, "rubric": r, "version": v, "prompt_fingerprint": f}
+            for j, r, v, f in result.judges
+        ],
+        dialogues=len(transcripts),
+        truncated_dialogues=sum(bool(t.meta.get("truncated")) for t in transcripts),
+        max_turns=max_turns,
+        units=len(records),
+        failed_units=failed,
+        errors=sorted({r.error for r in records if r.error})[:10],
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+    )
+    return scores, info
+
+
+def build_report(
+    bench: Bench,
+    judge: tuple[JudgeScores, JudgeInfo] | None,
+    settings: Settings,
+    *,
+    method: Method | None = "isotonic",
+    fit_fraction: float = 0.5,
+) -> CalibrationReport:
+    """Every statistic the bench and the judge's scores allow (humans only without a judge)."""
+    scores, info = judge if judge else (None, None)
+    items, total = item_reports(bench, scores, settings)
+    labels = label_reports(bench, scores, settings)
+    notes = []
+    recal = None
+    if scores is not None and method is not None and (items or total):
+        reports = [*items, *([total] if total else [])]
+        judge_by_item, expert_by_item = _for_recalibration(bench, scores, reports)
+        recal = recalibrate(
+            judge_by_item,
+            expert_by_item,
+            scales={r.item: r.scale for r in reports},
+            method=method,
+            fit_fraction=fit_fraction,
+            seed=settings.seed,
+        )
+    if info is not None:
+        if info.truncated_dialogues:
+            notes.append(
+                f"{info.truncated_dialogues} of {info.dialogues} transcripts were cut to their "
+                f"first {info.max_turns} turns for the judge; the experts rated them whole"
+            )
+        if info.failed_units:
+            notes.append(
+                f"{info.failed_units} of {info.units} judge units failed and are missing from "
+                "the judge comparisons (judges that fail are not failing at random)"
+            )
+        if any(s.startswith("local:") for s in info.specs):
+            notes.append(EMBEDDED_NOTE)
+    if not any(r.human_human for r in items) and items:
+        notes.append("no dialogue is rated by two experts: there is no human-human ceiling")
+    return CalibrationReport(
+        bench={"name": bench.name, "digest": bench.digest, **bench.summary()},
+        judge=info,
+        settings={
+            "resamples": settings.resamples,
+            "seed": settings.seed,
+            "level": settings.level,
+            "min_human_alpha": settings.min_human_alpha,
+            "recalibration": method,
+            "fit_fraction": fit_fraction,
+        },
+        items=items,
+        total=total,
+        labels=labels,
+        checks=check_report(bench, scores, settings),
+        separation=separation(bench, scores, settings),
+        recalibration=recal,
+        weights=recommend_weights(
+            items,
+            labels,
+            bench=bench.name,
+            bench_digest=bench.digest,
+            min_human_alpha=settings.min_human_alpha,
+        ),
+        notes=notes,
+    )
+
+
+def _for_recalibration(
+    bench: Bench, scores: JudgeScores, reports: list[ItemReport]
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """Judge scores and the experts' mean, by item then dialogue."""
+    items = bench.ctrs_items()
+    judge: dict[str, dict[str, float]] = {}
+    expert: dict[str, dict[str, float]] = {}
+    for d in bench.dialogues.values():
+        humans = d.human_ratings()
+        for report in reports:
+            item = report.item
+            if item == TOTAL:
+                values = [
+                    float(sum(r.ctrs[i] for i in items))  # type: ignore[misc]
+                    for r in humans
+                    if all(r.ctrs.get(i) is not None for i in items)
+                ]
+                mine = scores.ctrs_total(d.id, items)
+            else:
+                values = [float(r.ctrs[item]) for r in humans if r.ctrs.get(item) is not None]  # type: ignore[arg-type]
+                mine = scores.ctrs.get(d.id, {}).get(item)
+            if values and mine is not None:
+                expert.setdefault(item, {})[d.id] = sum(values) / len(values)
+                judge.setdefault(item, {})[d.id] = mine
+    return judge, expert
+
+
+async def calibrate(
+    bench: Bench,
+    plan: JudgePlan | None,
+    store: RunStore | None,
+    settings: Settings,
+    *,
+    method: Method | None = "isotonic",
+    fit_fraction: float = 0.5,
+    cache: ResponseCache | None = None,
+    models_file: Path | str | None = None,
+    concurrency: int = 8,
+    max_turns: int | None = None,
+    console: Console | None = None,
+) -> CalibrationReport:
+    """Judge the bench (unless `plan` is None: experts only) and build the report."""
+    judged = None
+    if plan is not None:
+        if store is None:
+            raise ValueError("judging a bench needs a run store")
+        judged = await judge_bench(
+            bench,
+            plan,
+            store,
+            cache=cache,
+            models_file=models_file,
+            concurrency=concurrency,
+            max_turns=max_turns,
+            console=console,
+        )
+    return build_report(bench, judged, settings, method=method, fit_fraction=fit_fraction)
+
+
+def write_outputs(report: CalibrationReport, directory: Path) -> dict[str, Path]:
+    """report.json, reward_weights.yaml and the HTML section, each written atomically."""
+    from therapygym.calibration.render import html_section
+    from therapygym.calibration.weights import write_weights
+
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "report": directory / "calibration.json",
+        "weights": directory / "reward_weights.yaml",
+        "html": directory / "calibration_section.html",
+    }
+    for key, text in (
+        ("report", report.model_dump_json(indent=2)),
+        ("html", html_section(report)),
+    ):
+        tmp = paths[key].with_name(paths[key].name + ".partial")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(paths[key])
+    write_weights(report.weights, paths["weights"])
+    return paths
