@@ -721,6 +721,294 @@ def calibrate(
     out.print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
+@app.command()
+def probe(
+    family: Annotated[
+        str,
+        typer.Argument(
+            help="inappropriate, escalation, hallucination, stigma, consistency or demographics."
+        ),
+    ],
+    therapist: TherapistOpt,
+    judge: Annotated[
+        list[str] | None,
+        typer.Option("--judge", help="Check-question judge spec (repeatable; not for stigma)."),
+    ] = None,
+    samples: Annotated[int, typer.Option(min=1, help="Replies per stimulus and therapist.")] = 1,
+    run_id: RunIdOpt = None,
+    probe_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Your own stimuli (probe or stigma-design YAML), or a scorecard battery file "
+            "for consistency and demographics."
+        ),
+    ] = None,
+    persons: Annotated[
+        int,
+        typer.Option(min=0, help="stigma: a seeded sample of persons (0 = every person)."),
+    ] = 20,
+    moore: Annotated[
+        Path | None,
+        typer.Option(help="stigma: run the Moore et al. stimuli from this folder instead."),
+    ] = None,
+    inject_after: Annotated[
+        int | None,
+        typer.Option(min=1, help="Slip each stimulus into a simulated session after k turns."),
+    ] = None,
+    patients: Annotated[
+        str, typer.Option(help="Host profiles for --inject-after (a --patients selector).")
+    ] = "severity:routine",
+    patient_model: PatientModelOpt = "local:smollm2",
+    therapist_prompt: PromptOpt = None,
+    temperature: TemperatureOpt = 0.7,
+    max_tokens: MaxTokensOpt = 256,
+    rationale_chars: Annotated[
+        int, typer.Option(min=20, max=2000, help="Cap on each judge rationale.")
+    ] = 240,
+    concurrency: ConcurrencyOpt = 8,
+    judge_concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Judgements in flight (default: --concurrency).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Report JSON.")] = None,
+    store: StoreOpt = None,
+    models_file: ModelsFileOpt = None,
+    cache_path: CachePathOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Run one probe family against therapists and report how often they reply appropriately."""
+    from therapygym.patients.select import select_profiles
+    from therapygym.probes.checked import run_checked_probes
+    from therapygym.probes.render import probe_table
+    from therapygym.probes.runner import ProbePlan
+    from therapygym.probes.spec import FAMILIES, builtin_probe_set, load_probe_set
+    from therapygym.store import RunStore
+
+    if family in ("consistency", "demographics"):
+        _probe_axis(
+            family, therapist, judge, patient_model, therapist_prompt, concurrency,
+            judge_concurrency, output, store, models_file, _cache(cache_path, no_cache),
+            probe_file,
+        )  # fmt: skip
+        return
+    if family == "stigma":
+        _probe_stigma(
+            therapist, samples, run_id, probe_file, persons, moore, therapist_prompt,
+            temperature, max_tokens, concurrency, output, store, models_file,
+            _cache(cache_path, no_cache),
+        )  # fmt: skip
+        return
+    if family not in FAMILIES:
+        raise TherapygymError(
+            f"probe family '{family}': expected one of {', '.join(FAMILIES)} or stigma"
+        )
+    if not judge:
+        raise TherapygymError(f"the {family} probes need a check-question judge: --judge SPEC")
+    probes = load_probe_set(probe_file) if probe_file else builtin_probe_set(family)  # type: ignore[arg-type]
+    if probes.family != family:
+        raise TherapygymError(f"{probe_file}: holds {probes.family} probes, not {family}")
+    hosts = select_profiles(patients) if inject_after else []
+    plan = _validated(
+        lambda: ProbePlan(
+            run_id=run_id or f"probe-{family}",
+            therapists=tuple(therapist),
+            therapist_prompt=therapist_prompt,
+            samples=samples,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            inject_after=inject_after,
+            patient_model=patient_model if inject_after else None,
+            profiles=tuple(f"{p.id}@{p.version}" for p in hosts),
+        ),
+        "probe",
+    )
+    run_store = RunStore(store)
+    ran, judged, report = asyncio.run(
+        run_checked_probes(
+            plan,
+            probes,
+            tuple(judge),
+            run_store,
+            profiles=hosts,
+            cache=_cache(cache_path, no_cache),
+            models_file=models_file,
+            concurrency=concurrency,
+            judge_concurrency=judge_concurrency,
+            rationale_chars=rationale_chars,
+            console=err,
+        )
+    )
+    _print_run(ran, run_store.path)
+    _print_judging(judged)
+    out.print(probe_table(report))
+    if any(j.startswith("local:") for j in report.judges):
+        out.print(
+            "[yellow]note:[/yellow] the embedded 135M judge's answers carry no clinical "
+            "meaning; it is a stand-in for plumbing and demos."
+        )
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(report.model_dump_json(indent=2), encoding="utf-8")
+        out.print(f"report written to {output}")
+
+
+def _probe_axis(  # type: ignore[no-untyped-def]
+    family, therapist, judge, patient_model, therapist_prompt, concurrency, judge_concurrency,
+    output, store, models_file, cache, battery,
+) -> None:  # fmt: skip
+    """consistency and demographics: the scorecard's axis of that name, with its full report."""
+    from therapygym.probes.render import scorecard_table
+    from therapygym.probes.scorecard import (
+        Scorecard,
+        ScorecardRunner,
+        load_scorecard_config,
+    )
+    from therapygym.store import RunStore
+
+    if not judge:
+        raise TherapygymError(f"the {family} probe needs a judge (CTRS and safety): --judge SPEC")
+    runner = ScorecardRunner(
+        load_scorecard_config(battery),
+        therapist,
+        judge,
+        RunStore(store),
+        prefix="probe",
+        patient_model=patient_model,
+        therapist_prompt=therapist_prompt,
+        cache=cache,
+        models_file=models_file,
+        concurrency=concurrency,
+        judge_concurrency=judge_concurrency,
+        console=err,
+    )
+    axes = asyncio.run(getattr(runner, family)())
+    card = Scorecard(
+        config=runner.config,
+        judges=list(judge),
+        patient_model=patient_model,
+        therapists={t: [a] for t, a in axes.items()},
+    )
+    out.print(scorecard_table(card))
+    (report,) = runner.reports.values()
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(report.model_dump_json(indent=2), encoding="utf-8")
+        out.print(f"report written to {output}")
+
+
+def _probe_stigma(  # type: ignore[no-untyped-def]
+    therapist, samples, run_id, design_file, persons, moore, therapist_prompt, temperature,
+    max_tokens, concurrency, output, store, models_file, cache,
+) -> None:  # fmt: skip
+    from therapygym.probes.render import human_table, stigma_table
+    from therapygym.probes.stigma import StigmaPlan, stigma_probe
+    from therapygym.probes.stigma_moore import load_moore_stigma
+    from therapygym.probes.stigma_spec import (
+        builtin_stigma_design,
+        expand_design,
+        load_stigma_design,
+    )
+    from therapygym.store import RunStore
+
+    data = load_moore_stigma(moore) if moore else None
+    if data is not None:
+        battery = data.battery()
+    else:
+        design = load_stigma_design(design_file) if design_file else builtin_stigma_design()
+        battery = expand_design(design)
+    plan = _validated(
+        lambda: StigmaPlan(
+            run_id=run_id or ("probe-stigma-moore" if moore else "probe-stigma"),
+            therapists=tuple(therapist),
+            therapist_prompt=therapist_prompt,
+            samples=samples,
+            temperature=temperature,
+            max_tokens=min(max_tokens, 128),
+            persons=persons or None,
+        ),
+        "probe",
+    )
+    run_store = RunStore(store)
+    ran, report = asyncio.run(
+        stigma_probe(
+            plan, battery, run_store, moore=data, cache=cache, models_file=models_file,
+            concurrency=concurrency, console=err,
+        )
+    )  # fmt: skip
+    _print_run(ran, run_store.path)
+    out.print(stigma_table(report))
+    if report.human:
+        out.print(human_table(report))
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(report.to_json(), encoding="utf-8")
+        out.print(f"report written to {output}")
+
+
+@app.command()
+def scorecard(
+    therapist: TherapistOpt,
+    judge: JudgeOpt,
+    config: Annotated[
+        Path | None, typer.Option(help="Battery file (default: the shipped scorecard.yaml).")
+    ] = None,
+    patient_model: PatientModelOpt = "local:smollm2",
+    run_prefix: Annotated[
+        str, typer.Option(help="Each axis is stored as run <prefix>-<axis>; reuse to resume.")
+    ] = "scorecard",
+    therapist_prompt: PromptOpt = None,
+    concurrency: ConcurrencyOpt = 8,
+    judge_concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Judgements in flight (default: --concurrency).")
+    ] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option("-o", "--output-dir", help="Where to write the JSON and HTML section."),
+    ] = None,
+    store: StoreOpt = None,
+    models_file: ModelsFileOpt = None,
+    cache_path: CachePathOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Run the five-axis battery: fidelity, hallucination, consistency, crisis, demographics."""
+    from therapygym.probes.render import scorecard_html, scorecard_table
+    from therapygym.probes.scorecard import (
+        ScorecardRunner,
+        load_scorecard_config,
+        run_scorecard,
+    )
+    from therapygym.store import RunStore
+
+    runner = ScorecardRunner(
+        load_scorecard_config(config),
+        therapist,
+        judge,
+        RunStore(store),
+        prefix=run_prefix,
+        patient_model=patient_model,
+        therapist_prompt=therapist_prompt,
+        cache=_cache(cache_path, no_cache),
+        models_file=models_file,
+        concurrency=concurrency,
+        judge_concurrency=judge_concurrency,
+        console=err,
+    )
+    card = asyncio.run(run_scorecard(runner))
+    out.print(scorecard_table(card))
+    if any(j.startswith("local:") for j in card.judges):
+        out.print(
+            "[yellow]note:[/yellow] judged by the embedded 135M model: these numbers show the "
+            "battery runs, not how safe or skilled the therapist is."
+        )
+    directory = output_dir or Path("results") / run_prefix
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in (
+        ("scorecard.json", card.model_dump_json(indent=2)),
+        ("scorecard_section.html", scorecard_html(card)),
+    ):
+        (directory / name).write_text(text, encoding="utf-8")
+    out.print(f"wrote {directory / 'scorecard.json'} and {directory / 'scorecard_section.html'}")
+
+
 @runs_app.command("list")
 def runs_list(store: StoreOpt = None) -> None:
     """Every run in the store with its session counts."""

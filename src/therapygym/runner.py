@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
@@ -25,12 +26,23 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from therapygym.judges.check import QUESTIONS_KEY
 from therapygym.models import AccountedModel, BaseChatModel, ResponseCache, UsageLedger, load_model
 from therapygym.patients.profile import PatientProfile
 from therapygym.patients.simulator import LLMPatient
-from therapygym.session import Participant, Session, SessionConfig, Transcript, session_id_for
+from therapygym.session import (
+    Participant,
+    Session,
+    SessionConfig,
+    Speaker,
+    Transcript,
+    Utterance,
+    session_id_for,
+)
 from therapygym.store import RunStore
 from therapygym.therapists import load_therapist
+
+K = TypeVar("K")  # what names one session of a run (profile x therapist x sample, ...)
 
 
 class RunPlan(BaseModel):
@@ -45,10 +57,16 @@ class RunPlan(BaseModel):
     profiles: tuple[str, ...] = Field(min_length=1, description="Profile id@version.")
     samples: int = Field(1, ge=1, le=1000)
     session: SessionConfig = SessionConfig()
+    check_questions: dict[str, str] = Field(
+        default_factory=dict,
+        description="Questions for the check-question judge about every session of the run.",
+    )
 
     def record(self) -> dict[str, Any]:
-        """The run's identity as stored (concurrency and cache are not part of it)."""
-        return self.model_dump(mode="json", exclude={"run_id"})
+        """The run's identity as stored (concurrency and cache are not part of it; empty
+        check questions are left out, so runs stored before they existed still resume)."""
+        skip = {"run_id"} | (set() if self.check_questions else {"check_questions"})
+        return self.model_dump(mode="json", exclude=skip)
 
 
 @dataclass
@@ -63,11 +81,11 @@ class RunResult:
 
 
 @dataclass
-class _Participants:
-    """The models and therapists of one run, built once and shared by its sessions."""
+class Therapists:
+    """The therapists of one run, built once and shared by its sessions, with the models
+    behind them (and any other model the run built) to close at the end."""
 
-    patient_model: AccountedModel
-    therapists: dict[str, Participant]
+    by_spec: dict[str, Participant]
     bases: list[BaseChatModel]
 
     async def aclose(self) -> None:
@@ -75,28 +93,40 @@ class _Participants:
             await base.aclose()
 
 
-def _participants(
-    plan: RunPlan,
+def load_therapists(
+    specs: tuple[str, ...],
     ledger: UsageLedger,
     cache: ResponseCache | None,
     models_file: Path | str | None,
-) -> _Participants:
+    prompt: str | None = None,
+) -> Therapists:
     bases: list[BaseChatModel] = []
-    patient_base = load_model(plan.patient_model, cache=cache, models_file=models_file)
-    bases.append(patient_base)
     therapists: dict[str, Participant] = {}
-    for spec in plan.therapists:
+    for spec in specs:
         therapist, base = load_therapist(
-            spec,
-            cache=cache,
-            models_file=models_file,
-            prompt=plan.therapist_prompt,
-            ledger=ledger,
+            spec, cache=cache, models_file=models_file, prompt=prompt, ledger=ledger
         )
         if base is not None:
             bases.append(base)
         therapists[spec] = therapist
-    return _Participants(AccountedModel(patient_base, "patient", ledger), therapists, bases)
+    return Therapists(therapists, bases)
+
+
+@dataclass(frozen=True)
+class SessionJob:
+    """One session to run: who the patient is, which therapist, and any turns that are
+    already said when it starts (a probe's scripted context)."""
+
+    session_id: str
+    profile_id: str
+    therapist: str
+    sample: int
+    patient: Participant
+    config: SessionConfig
+    profile_version: int | None = None
+    context: tuple[tuple[Speaker, str], ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None  # default: derived from the session id
 
 
 def _progress(console: Console | None) -> Progress:
@@ -127,44 +157,104 @@ async def run_plan(
 ) -> RunResult:
     """Run every (profile, therapist, sample) session of the plan that is not yet done."""
     by_id = {p.id: p for p in profiles}
-    resumed = store.ensure_run(plan.run_id, plan.record())
-    done = store.finished_session_ids(plan.run_id) if resumed else set()
-    jobs = [
-        (by_id[ref.split("@")[0]], spec, sample)
-        for ref, spec, sample in itertools.product(
-            plan.profiles, plan.therapists, range(plan.samples)
-        )
-    ]
-    todo = [
-        job for job in jobs if session_id_for(plan.run_id, job[0].id, job[1], job[2]) not in done
-    ]
-    result = RunResult(run_id=plan.run_id, planned=len(jobs), skipped=len(jobs) - len(todo))
-    if not todo:
-        return result
-    people = _participants(plan, result.usage, cache, models_file)
-    gate = asyncio.Semaphore(concurrency)
+    jobs = itertools.product(plan.profiles, plan.therapists, range(plan.samples))
+    keys = [(by_id[ref.split("@")[0]], spec, sample) for ref, spec, sample in jobs]
 
-    async def one(profile: PatientProfile, spec: str, sample: int) -> Transcript:
-        async with gate:
-            session = Session(
-                session_id=session_id_for(plan.run_id, profile.id, spec, sample),
-                patient=LLMPatient(profile, people.patient_model),
-                therapist=people.therapists[spec],
+    def sid(key: tuple[PatientProfile, str, int]) -> str:
+        profile, spec, sample = key
+        return session_id_for(plan.run_id, profile.id, spec, sample)
+
+    def build(
+        todo: list[tuple[PatientProfile, str, int]], ledger: UsageLedger
+    ) -> tuple[list[SessionJob], Therapists]:
+        patient_base = load_model(plan.patient_model, cache=cache, models_file=models_file)
+        patient_model = AccountedModel(patient_base, "patient", ledger)
+        people = load_therapists(plan.therapists, ledger, cache, models_file, plan.therapist_prompt)
+        people.bases.append(patient_base)
+        return [
+            SessionJob(
+                session_id=sid((profile, spec, sample)),
                 profile_id=profile.id,
                 profile_version=profile.version,
-                config=plan.session,
-                run_id=plan.run_id,
+                therapist=spec,
                 sample=sample,
+                patient=LLMPatient(profile, patient_model),
+                config=plan.session,
+                meta={
+                    "cues_tracked": True,  # the safety judge relies on it
+                    **({QUESTIONS_KEY: dict(plan.check_questions)} if plan.check_questions else {}),
+                },
             )
-            session.transcript.meta["cues_tracked"] = True  # the safety judge relies on it
+            for profile, spec, sample in todo
+        ], people
+
+    return await run_jobs(
+        plan.run_id,
+        plan.record(),
+        keys,
+        session_id=sid,
+        build=build,
+        store=store,
+        concurrency=concurrency,
+        console=console,
+    )
+
+
+async def run_jobs(
+    run_id: str,
+    record: dict[str, Any],
+    keys: Sequence[K],
+    *,
+    session_id: Callable[[K], str],
+    build: Callable[[list[K], UsageLedger], tuple[list[SessionJob], Therapists]],
+    store: RunStore,
+    concurrency: int = 8,
+    console: Console | None = None,
+) -> RunResult:
+    """Run a run's sessions that are not finished yet, under a concurrency limit, saving
+    each as it ends.
+
+    `record` is the run's identity (a resume with a different one is refused); `keys` are
+    its sessions, named by `session_id`; `build` turns the keys still to do into jobs and
+    the therapists they need. It is called only when there is work, so a finished run
+    loads no model.
+    """
+    resumed = store.ensure_run(run_id, record)
+    done = store.finished_session_ids(run_id) if resumed else set()
+    pending = [k for k in keys if session_id(k) not in done]
+    ledger = UsageLedger()
+    result = RunResult(
+        run_id=run_id, planned=len(keys), skipped=len(keys) - len(pending), usage=ledger
+    )
+    if not pending:
+        return result
+    todo, people = build(pending, ledger)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(job: SessionJob) -> Transcript:
+        async with gate:
+            session = Session(
+                session_id=job.session_id,
+                patient=job.patient,
+                therapist=people.by_spec[job.therapist],
+                profile_id=job.profile_id,
+                profile_version=job.profile_version,
+                config=job.config,
+                run_id=run_id,
+                sample=job.sample,
+                seed=job.seed,
+            )
+            session.transcript.meta.update(job.meta)
+            for speaker, text in job.context:
+                session.add(speaker, Utterance(text=text))
             transcript = await session.run()
             store.save_session(transcript)
             return transcript
 
     try:
         with _progress(console) as progress:
-            task = progress.add_task(plan.run_id, total=len(todo), failed=0, tokens=0, cost="")
-            for finished in asyncio.as_completed([one(*job) for job in todo]):
+            task = progress.add_task(run_id, total=len(todo), failed=0, tokens=0, cost="")
+            for finished in asyncio.as_completed([one(job) for job in todo]):
                 transcript = await finished
                 if transcript.status == "failed":
                     result.failed += 1

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
-from therapygym.errors import TherapygymError
+from therapygym.errors import TherapygymError, describe_validation_error
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def read_text(
@@ -75,3 +78,12 @@ def read_yaml_mapping(path: Path, what: str, error: type[TherapygymError]) -> di
     if not isinstance(data, dict):
         raise error(f"{what} {path}: expected a mapping of fields, got {type(data).__name__}")
     return data
+
+
+def read_yaml_model(path: Path, what: str, model: type[M], error: type[TherapygymError]) -> M:
+    """A YAML mapping validated as `model`; `error` names the file and the field at fault."""
+    raw = read_yaml_mapping(path, what, error)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        raise error(describe_validation_error(err, f"{what} {path}")) from None

@@ -333,7 +333,7 @@ def reading_check_judge(body: dict[str, Any]) -> Any:
     if not fmt:
         return "ok"
     content = body["messages"][-1]["content"]
-    assert "Question: Does the reply slow the decision down?" in content
+    assert "check: Does the reply slow the decision down?" in content
     answer = "yes" if "[yes]" in content else "no"
     schema = fmt["json_schema"]["schema"]
     return instance(schema, schema, 0, answer)

@@ -130,15 +130,15 @@ def check(session: str, answer: str, sample: int) -> ScoreRecord:
     return ScoreRecord(
         score_id=f"{session}-{sample}-k", session_id=session, judge="j", rubric_id="check",
         rubric_version="1.0", prompt_fingerprint="f", sample=sample,
-        result={"question": "Q?", "answer": answer, "rationale": ""},
+        result={"answers": {"q": {"question": "Q?", "answer": answer, "rationale": ""}}},
     )  # fmt: skip
 
 
 def test_combine_check_takes_the_majority_and_calls_a_tie_a_tie() -> None:
-    most = combine_check([check("s", a, i) for i, a in enumerate(["yes", "no", "yes"])])
-    assert most is not None and (most.verdict, round(most.agreement, 3)) == ("yes", 0.667)
-    tie = combine_check([check("s", "no", 0), check("s", "yes", 1)])
-    assert tie is not None and tie.verdict == "tie"
-    assert combine_check([]) is None
+    most = combine_check([check("s", a, i) for i, a in enumerate(["yes", "no", "yes"])])["q"]
+    assert (most.verdict, round(most.agreement, 3)) == ("yes", 0.667)
+    tie = combine_check([check("s", "no", 0), check("s", "yes", 1)])["q"]
+    assert tie.verdict == "tie"
+    assert combine_check([]) == {}
     (scored,) = session_scores([session("s", "t")], [check("s", "no", 0)])
-    assert scored.check is not None and scored.check.verdict == "no"
+    assert scored.check["q"].verdict == "no"

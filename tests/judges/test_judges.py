@@ -181,18 +181,26 @@ async def test_response_judge_scores_each_therapist_turn() -> None:
     assert "reply T2" in first_user and "T3" not in first_user
 
 
-async def test_check_judge_answers_the_transcripts_question() -> None:
+async def test_check_judge_answers_the_transcripts_questions_in_one_call() -> None:
     t = transcript()
-    t.meta["check_question"] = "Does the reply ask about the plan?"
+    t.meta["check_questions"] = {
+        "plan": "Does the reply ask about the plan?",
+        "means": "Does the reply name a method?",
+    }
     model = SchemaModel(verdict="yes")
     judge = CheckJudge(model, builtin_rubric("check"))
     (rec,) = await judge.score(t, sample=1)
     assert rec.error is None and rec.rubric_id == "check" and rec.sample == 1
-    assert rec.result["answer"] == "yes"
-    assert rec.result["question"] == "Does the reply ask about the plan?"
+    answers = rec.result["answers"]
+    assert answers["plan"] == {
+        "question": "Does the reply ask about the plan?", "answer": "yes",
+        "rationale": answers["plan"]["rationale"],
+    }  # fmt: skip
+    assert answers["means"]["answer"] == "yes" and len(model.requests) == 1
     system, user = model.requests[0]["messages"]
     assert "Answer the question literally" in system["content"]
-    assert "Question: Does the reply ask about the plan?" in user["content"]
+    assert "plan: Does the reply ask about the plan?" in user["content"]
+    assert "means: Does the reply name a method?" in user["content"]
     assert user["content"].count("</transcript>") == 1
     schema = model.requests[0]["json_schema"]
-    assert schema["properties"]["answer"]["enum"] == ["yes", "no"]
+    assert set(schema["properties"]) == {"plan", "means"}

@@ -23,13 +23,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from therapygym.errors import TherapygymError, describe_validation_error
-from therapygym.judges.check import QUESTION_KEY
+from therapygym.judges.check import QUESTIONS_KEY
 from therapygym.judges.rubric import builtin_rubric
 from therapygym.session import SessionStatus, Transcript, Turn, session_id_for
 from therapygym.yamlfile import read_jsonl_objects
 
 BENCH_FORMAT = "therapygym.bench/1"
 CTRS_SCALE = (0, 6)
+CHECK_ID = "check"  # the id of a bench dialogue's one check question
 
 CTRSScore = Annotated[int, Field(ge=CTRS_SCALE[0], le=CTRS_SCALE[1], strict=True)]
 
@@ -247,7 +248,7 @@ class Bench:
                         "bench_dialogue_id": d.id,
                         "turns_in_bench": len(d.transcript),
                         "truncated": len(kept) < len(d.transcript),
-                        **({QUESTION_KEY: d.check.question} if d.check else {}),
+                        **({QUESTIONS_KEY: {CHECK_ID: d.check.question}} if d.check else {}),
                     },
                 )
             )

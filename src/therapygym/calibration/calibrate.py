@@ -27,12 +27,12 @@ from therapygym.calibration.analysis import (
     label_reports,
     separation,
 )
-from therapygym.calibration.bench import Bench
+from therapygym.calibration.bench import CHECK_ID, Bench
 from therapygym.calibration.recalibrate import Method, Recalibration, recalibrate
 from therapygym.calibration.weights import RewardWeights, recommend_weights
 from therapygym.judges.aggregate import session_scores
 from therapygym.judges.base import RubricKind
-from therapygym.judges.judging import JudgePlan, judge_run
+from therapygym.judges.judging import JudgePlan, judge_run, plan_records
 from therapygym.models import ResponseCache
 from therapygym.store import RunStore
 
@@ -123,12 +123,7 @@ async def judge_bench(
         concurrency=concurrency,
         console=console,
     )
-    wanted = set(result.judges)
-    records = [
-        r
-        for r in store.scores(run_id)
-        if (r.judge, r.rubric_id, r.rubric_version, r.prompt_fingerprint) in wanted
-    ]
+    records = plan_records(store, run_id, result)
     scores = JudgeScores()
     for s, t in zip(session_scores(transcripts, records), transcripts, strict=True):
         if s.ctrs_items:
@@ -137,8 +132,9 @@ async def judge_bench(
             scores.safety[t.profile_id] = {
                 k: {"yes": True, "no": False}.get(v.verdict) for k, v in s.safety.items()
             }
-        if s.check is not None and s.check.verdict in ("yes", "no"):
-            scores.check[t.profile_id] = s.check.verdict == "yes"
+        verdict = s.check.get(CHECK_ID)
+        if verdict is not None and verdict.verdict in ("yes", "no"):
+            scores.check[t.profile_id] = verdict.verdict == "yes"
     usage = result.usage.total()
     failed = sum(r.error is not None for r in records)
     info = JudgeInfo(

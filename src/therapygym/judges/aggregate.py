@@ -45,7 +45,7 @@ class SessionScores(BaseModel):
     safety: dict[str, CombinedVerdict] = {}
     violation_share: float | None = None
     response: dict[str, Combined] = {}
-    check: CombinedVerdict | None = None
+    check: dict[str, CombinedVerdict] = {}
     judge_errors: int = 0
 
 

@@ -179,3 +179,14 @@ async def judge_run(
         for base in bases:
             await base.aclose()
     return result
+
+
+def plan_records(store: RunStore, run_id: str, result: JudgeResult) -> list[ScoreRecord]:
+    """The run's stored scores made by the judges of `result`'s plan, and no others: a run
+    judged earlier by other models, rubric versions or settings keeps those apart."""
+    wanted = set(result.judges)
+    return [
+        r
+        for r in store.scores(run_id)
+        if (r.judge, r.rubric_id, r.rubric_version, r.prompt_fingerprint) in wanted
+    ]

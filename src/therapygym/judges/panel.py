@@ -85,21 +85,25 @@ def combine_safety(records: list[ScoreRecord]) -> dict[str, CombinedVerdict]:
     return {label: combine_verdicts(v) for label, v in by_label.items()}
 
 
-def combine_check(records: list[ScoreRecord]) -> CombinedVerdict | None:
-    """The raters' majority answer to a check question; "tie" when yes and no are level
+def combine_check(records: list[ScoreRecord]) -> dict[str, CombinedVerdict]:
+    """Per check question, the raters' majority answer; "tie" when yes and no are level
     (which answer is the cautious one depends on the question, so neither wins ties)."""
-    answers = Counter(r.result["answer"] for r in raters(records))  # type: ignore[index]
-    if not answers:
-        return None
-    top = max(answers.values())
-    leaders = [a for a, c in answers.items() if c == top]
-    total = sum(answers.values())
-    return CombinedVerdict(
-        verdict=leaders[0] if len(leaders) == 1 else "tie",
-        raters=total,
-        agreement=top / total,
-        severity="none",
-    )
+    by_question: dict[str, Counter[str]] = {}
+    for r in raters(records):
+        for qid, got in r.result["answers"].items():  # type: ignore[index]
+            by_question.setdefault(qid, Counter())[got["answer"]] += 1
+    combined = {}
+    for qid, answers in by_question.items():
+        top = max(answers.values())
+        leaders = [a for a, c in answers.items() if c == top]
+        total = sum(answers.values())
+        combined[qid] = CombinedVerdict(
+            verdict=leaders[0] if len(leaders) == 1 else "tie",
+            raters=total,
+            agreement=top / total,
+            severity="none",
+        )
+    return combined
 
 
 def combine_response(records: list[ScoreRecord], how: Aggregation) -> dict[str, Combined]:

@@ -38,6 +38,12 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def short_fingerprint(value: Any) -> str:
+    """The first 12 hex digits of sha256 over `canonical_json(value)`: enough to tell two
+    versions of a data file apart in a stored run, short enough to read in a report."""
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()[:12]
+
+
 def cache_key(model_identity: str, request: ChatRequest) -> str:
     """sha256 over the model identity and the full request."""
     payload = canonical_json({"model": model_identity, "request": request.model_dump(mode="json")})

@@ -31,7 +31,6 @@ shared aiohttp path in `models/http.py`, as `openai:` models' do.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -41,7 +40,7 @@ from typing import Any, Literal
 
 import jmespath
 import jmespath.exceptions
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 from yarl import URL
 
@@ -49,14 +48,13 @@ from therapygym.errors import (
     ConfigError,
     MissingAPIKeyError,
     ModelSpecError,
-    describe_validation_error,
 )
 from therapygym.models.base import BaseChatModel, PermanentError, RawReply, TransientError
-from therapygym.models.cache import ResponseCache, canonical_json
+from therapygym.models.cache import ResponseCache, short_fingerprint
 from therapygym.models.http import JsonHttpClient, display_url
 from therapygym.models.spec import ModelConfig
 from therapygym.models.types import ChatRequest
-from therapygym.yamlfile import read_yaml_mapping
+from therapygym.yamlfile import read_yaml_model
 
 PLACEHOLDERS: tuple[str, ...] = (
     "messages",
@@ -230,17 +228,13 @@ class HttpChatbotConfig(BaseModel):
             "response_path": self.response_path,
             "usage_paths": self.usage_paths.model_dump() if self.usage_paths else None,
         }
-        return hashlib.sha256(canonical_json(mapping).encode("utf-8")).hexdigest()[:12]
+        return short_fingerprint(mapping)
 
 
 def load_http_config(path: Path | str) -> HttpChatbotConfig:
     """Read and validate a chatbot file; every error is one line naming the file and field."""
     p = Path(path).expanduser()
-    raw = read_yaml_mapping(p, "chatbot file", ConfigError)
-    try:
-        return HttpChatbotConfig.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(describe_validation_error(err, f"chatbot file {p}")) from None
+    return read_yaml_model(p, "chatbot file", HttpChatbotConfig, ConfigError)
 
 
 def _render(template: Any, values: dict[str, Any]) -> Any:

@@ -1,0 +1,200 @@
+"""Running probes: each stimulus put to each therapist, through the same session loop and
+store as simulated sessions, then answered by the check-question judge.
+
+A stimulus is a scripted exchange: its context turns are recorded as already said, the
+patient sends the probe message, the therapist replies, and the session ends. With
+`inject_after=k` the message is instead slipped into a simulated session after the
+patient's k-th turn, so the therapist meets it mid-conversation, where a safety lapse is
+likelier than in a cold open. Sessions are stored as they finish and judged unit by unit,
+so a killed probe run resumes like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console
+
+from therapygym.judges.check import QUESTIONS_KEY
+from therapygym.judges.judging import JudgePlan, JudgeResult, judge_run
+from therapygym.models import AccountedModel, ResponseCache, UsageLedger, load_model
+from therapygym.patients.profile import PatientProfile
+from therapygym.patients.simulator import LLMPatient, ScriptedPatient
+from therapygym.probes.spec import ProbeSet, Stimulus
+from therapygym.runner import RunResult, SessionJob, Therapists, load_therapists, run_jobs
+from therapygym.session import SessionConfig, Transcript, Turn, Utterance, session_id_for
+from therapygym.store import RunStore
+
+
+class ProbePlan(BaseModel):
+    """What a probe run is; recorded with the run and checked again on resume."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    therapists: tuple[str, ...] = Field(min_length=1)
+    therapist_prompt: str | None = None
+    samples: int = Field(1, ge=1, le=100)
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    max_tokens: int = Field(256, ge=8, le=8192)
+    inject_after: int | None = Field(
+        None, ge=1, le=20, description="Slip the message into a simulated session after k turns."
+    )
+    patient_model: str | None = Field(None, description="The simulator, with inject_after.")
+    profiles: tuple[str, ...] = Field(
+        default=(), description="Profile id@version, with inject_after."
+    )
+
+
+class InjectedPatient:
+    """A simulated patient who, after `after` turns of their own, says the probe message;
+    the therapist's reply to it is the last turn. A simulated patient who wants to leave
+    earlier raises the message instead of leaving, so every session delivers it."""
+
+    def __init__(self, simulated: LLMPatient, message: str, after: int) -> None:
+        self.simulated = simulated
+        self.message = message
+        self.after = after
+        self.label = f"{simulated.label}+probe"
+
+    async def respond(self, turns: list[Turn], *, seed: int, config: SessionConfig) -> Utterance:
+        if any(t.speaker == "patient" and t.text == self.message for t in turns):
+            return Utterance(text="", end_session=True)  # answered: the session is over
+        if sum(t.speaker == "patient" for t in turns) >= self.after:
+            return Utterance(text=self.message)
+        said = await self.simulated.respond(turns, seed=seed, config=config)
+        return Utterance(text=self.message) if said.end_session else said
+
+
+def probe_meta(probes: ProbeSet, stimulus: Stimulus) -> dict[str, Any]:
+    """What a probe transcript carries: where it came from and the questions on its reply."""
+    return {
+        "probe_family": probes.family,
+        "probe_set": probes.ref,
+        "stimulus": stimulus.id,
+        "condition": stimulus.condition,
+        "severity": stimulus.severity.value if stimulus.severity else None,
+        "exercise": stimulus.exercise,
+        QUESTIONS_KEY: {c.id: c.question for c in stimulus.checks},
+    }
+
+
+_Key = tuple[Stimulus, PatientProfile | None, str, int]  # stimulus, host, therapist, sample
+
+
+def _unit(stimulus: Stimulus, profile: PatientProfile | None) -> str:
+    return stimulus.id if profile is None else f"{stimulus.id}@{profile.id}"
+
+
+async def run_probes(
+    plan: ProbePlan,
+    probes: ProbeSet,
+    store: RunStore,
+    *,
+    profiles: Sequence[PatientProfile] = (),
+    cache: ResponseCache | None,
+    models_file: Path | str | None = None,
+    concurrency: int = 8,
+    console: Console | None = None,
+) -> RunResult:
+    """Put every stimulus (x profile, when injecting) to every therapist, `samples` times."""
+    if plan.inject_after and not (profiles and plan.patient_model):
+        raise ValueError("inject_after needs profiles and a patient_model")
+    hosts: list[PatientProfile | None] = list(profiles) if plan.inject_after else [None]
+    keys = [
+        (stimulus, host, spec, sample)
+        for stimulus in probes.stimuli
+        for host in hosts
+        for spec in plan.therapists
+        for sample in range(plan.samples)
+    ]
+    record = {**plan.model_dump(mode="json", exclude={"run_id"}), "probe_set": probes.ref}
+
+    def sid(key: _Key) -> str:
+        stimulus, host, spec, sample = key
+        return session_id_for(plan.run_id, _unit(stimulus, host), spec, sample)
+
+    def build(todo: list[_Key], ledger: UsageLedger) -> tuple[list[SessionJob], Therapists]:
+        people = load_therapists(plan.therapists, ledger, cache, models_file, plan.therapist_prompt)
+        simulator = None
+        if plan.inject_after:
+            base = load_model(plan.patient_model, cache=cache, models_file=models_file)  # type: ignore[arg-type]
+            people.bases.append(base)
+            simulator = AccountedModel(base, "patient", ledger)
+        jobs = []
+        for stimulus, host, spec, sample in todo:
+            meta = probe_meta(probes, stimulus)
+            if host is None:
+                said = [t.text for t in stimulus.context if t.speaker == "patient"]
+                patient: Any = ScriptedPatient([*said, stimulus.message], label="probe")
+                context = tuple((t.speaker, t.text) for t in stimulus.context)
+                turns = len(stimulus.context) + 2
+            else:
+                patient = InjectedPatient(
+                    LLMPatient(host, simulator),  # type: ignore[arg-type]
+                    stimulus.message,
+                    plan.inject_after,  # type: ignore[arg-type]
+                )
+                context = ()
+                turns = 2 * plan.inject_after + 2  # type: ignore[operator]  # k exchanges + probe
+                meta = {**meta, "host_profile": host.id, "injected_after": plan.inject_after}
+            jobs.append(
+                SessionJob(
+                    session_id=sid((stimulus, host, spec, sample)),
+                    profile_id=_unit(stimulus, host),
+                    profile_version=host.version if host else None,
+                    therapist=spec,
+                    sample=sample,
+                    patient=patient,
+                    config=SessionConfig(
+                        max_turns=turns,
+                        temperature=plan.temperature,
+                        max_tokens=plan.max_tokens,
+                    ),
+                    context=context,
+                    meta=meta,
+                )
+            )
+        return jobs, people
+
+    return await run_jobs(
+        plan.run_id,
+        record,
+        keys,
+        session_id=sid,
+        build=build,
+        store=store,
+        concurrency=concurrency,
+        console=console,
+    )
+
+
+async def judge_probes(
+    store: RunStore,
+    run_id: str,
+    judges: tuple[str, ...],
+    *,
+    cache: ResponseCache | None,
+    models_file: Path | str | None = None,
+    concurrency: int = 8,
+    rationale_chars: int = 240,
+    console: Console | None = None,
+) -> JudgeResult:
+    """The check-question judge over a probe run (resumable like any judging)."""
+    plan = JudgePlan(judges=judges, rubrics=("check",), rationale_chars=rationale_chars)
+    return await judge_run(
+        store,
+        run_id,
+        plan,
+        cache=cache,
+        models_file=models_file,
+        concurrency=concurrency,
+        console=console,
+    )
+
+
+def probe_transcripts(store: RunStore, run_id: str) -> list[Transcript]:
+    return [t for t in store.sessions(run_id) if t.meta.get("probe_family")]
