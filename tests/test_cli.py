@@ -118,3 +118,6 @@ def test_demo_runs_offline_on_the_embedded_model(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "results" / "demo-summary.json").read_text())
     assert {t["therapist"] for t in summary["therapists"]} == {"local:smollm2", "rule-based"}
     assert (tmp_path / "results" / "therapygym.sqlite").exists()
+    report = tmp_path / "results" / "demo-report.html"
+    assert "report written to results/demo-report.html" in result.stdout
+    assert "Leaderboard" in report.read_text() and "rule-based" in report.read_text()

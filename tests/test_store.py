@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -89,3 +90,33 @@ def test_not_a_database(tmp_path: Path) -> None:
     junk.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="cannot be opened"):
         RunStore(junk)
+
+
+def test_read_only_mode(store: RunStore, tmp_path: Path) -> None:
+    store.save_session(transcript("s1"))
+    reader = RunStore(store.path, read_only=True)
+    assert reader.session("s1") == store.session("s1")
+    assert [r.run_id for r in reader.runs()] == ["r1"]
+    with pytest.raises(Exception, match="readonly"):
+        reader.save_session(transcript("s2"))
+    with pytest.raises(Exception, match="readonly"):
+        reader.ensure_run("r2", {})
+    # it sees what the writer commits, and data_version says that something changed
+    version = reader.data_version()
+    store.save_session(transcript("s2"))
+    assert reader.data_version() != version
+    assert {t.session_id for t in reader.sessions("r1")} == {"s1", "s2"}
+    assert [r.session_id for r in reader.scores("r1", session_id="s1")] == []
+
+    absent = tmp_path / "absent" / "store.sqlite"
+    with pytest.raises(StoreError, match="no store at"):
+        RunStore(absent, read_only=True)
+    assert not absent.parent.exists()  # nothing is created
+    other = tmp_path / "other.sqlite"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.close()
+    with pytest.raises(StoreError, match="not a therapygym run store"):
+        RunStore(other, read_only=True)
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot be opened"):
+        RunStore(junk, read_only=True)

@@ -168,12 +168,16 @@ def demo(
     output: Annotated[Path, typer.Option("-o", "--output", help="Summary JSON file.")] = Path(
         "results/demo-summary.json"
     ),
+    report_path: Annotated[
+        Path, typer.Option("--report", help="The HTML report of the demo run.")
+    ] = Path("results/demo-report.html"),
     cache_path: CachePathOpt = None,
     no_cache: NoCacheOpt = False,
 ) -> None:
     """The offline demo: evaluate two therapists on two patients with the embedded model."""
     from therapygym.demo import demo_plans
     from therapygym.evaluate import evaluate
+    from therapygym.report.html import write_report
     from therapygym.store import RunStore
 
     out.print(
@@ -196,6 +200,8 @@ def demo(
         )
     )
     _print_eval(result, run_store.path, output)
+    path = write_report(run_store, plan.run_id, report_path)
+    out.print(f"report written to {path} (open it in a browser; it works offline)", highlight=False)
 
 
 @patients_app.command("list")
@@ -1009,6 +1015,68 @@ def scorecard(
     out.print(f"wrote {directory / 'scorecard.json'} and {directory / 'scorecard_section.html'}")
 
 
+AggregationReportOpt = Annotated[
+    str, typer.Option("--aggregation", help="Panel aggregation: mean, median, majority.")
+]
+
+
+@app.command()
+def report(
+    run_id: Annotated[str, typer.Argument(help="The run to report.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="HTML file (default results/RUN.html).")
+    ] = None,
+    calibration: Annotated[
+        list[Path] | None,
+        typer.Option(help="calibration.json (or its folder) from `calibrate`; repeatable."),
+    ] = None,
+    scorecard_file: Annotated[
+        list[Path] | None,
+        typer.Option("--scorecard", help="scorecard.json (or its folder); repeatable."),
+    ] = None,
+    aggregation: AggregationReportOpt = "mean",
+    store: StoreOpt = None,
+) -> None:
+    """Write one self-contained HTML report of a run: leaderboard, charts, transcripts."""
+    from therapygym.report.html import write_report
+    from therapygym.store import RunStore
+
+    _check_aggregation(aggregation)
+    path = write_report(
+        RunStore(store, read_only=True),
+        run_id,
+        output or Path("results") / f"{run_id}.html",
+        aggregation=aggregation,  # type: ignore[arg-type]
+        scorecard=scorecard_file or [],
+        calibration=calibration or [],
+    )
+    out.print(f"report written to {path}", highlight=False)
+
+
+@app.command()
+def view(
+    store: StoreOpt = None,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8765,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; anything but loopback exposes transcripts.")
+    ] = "127.0.0.1",
+    aggregation: AggregationReportOpt = "mean",
+) -> None:
+    """Browse runs, sessions and scores in a local, read-only web app (Ctrl-C stops it)."""
+    from therapygym.report.viewer import serve
+
+    _check_aggregation(aggregation)
+
+    def ready(url: str) -> None:
+        out.print(f"therapygym viewer on [bold]{url}[/bold] (read-only; Ctrl-C to stop)")
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            err.print(
+                f"[yellow]note:[/yellow] listening on {host}: others can read these transcripts"
+            )
+
+    serve(store, host=host, port=port, aggregation=aggregation, on_ready=ready)  # type: ignore[arg-type]
+
+
 @runs_app.command("list")
 def runs_list(store: StoreOpt = None) -> None:
     """Every run in the store with its session counts."""
@@ -1068,20 +1136,33 @@ def runs_show(
 @runs_app.command("export")
 def runs_export(
     run_id: Annotated[str, typer.Argument()],
-    output: Annotated[Path, typer.Option("-o", "--output", help="File to write.")],
-    fmt: Annotated[str, typer.Option("--format", help="jsonl, csv or parquet.")] = "jsonl",
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="File to write (a new folder for hf).")
+    ],
+    fmt: Annotated[
+        str, typer.Option("--format", help="jsonl, csv, parquet, or hf (a datasets folder).")
+    ] = "jsonl",
+    content: Annotated[
+        str,
+        typer.Option(
+            help="transcripts, scores (one row per judged item/label) or sessions (one row "
+            "per session with combined scores); hf holds all three."
+        ),
+    ] = "transcripts",
+    aggregation: AggregationReportOpt = "mean",
     store: StoreOpt = None,
 ) -> None:
-    """Write a run's transcripts as JSONL (one transcript per line), CSV or Parquet (per turn)."""
-    from therapygym.report.exports import export_transcripts
+    """Write a run's transcripts, scores or per-session scores as JSONL, CSV, Parquet, or
+    a Hugging Face `datasets` folder (docs/report.md)."""
+    from therapygym.report.exports import check_export_options, export_run
     from therapygym.store import RunStore
 
-    if fmt not in ("jsonl", "csv", "parquet"):
-        raise TherapygymError(f"--format '{fmt}': expected jsonl, csv or parquet")
-    run_store = RunStore(store)
-    run_store.run(run_id)
-    n = export_transcripts(run_store.sessions(run_id), output, fmt)  # type: ignore[arg-type]
-    out.print(f"wrote {n} sessions to {output}")
+    _check_aggregation(aggregation)
+    check_export_options(fmt, content)
+    run_store = RunStore(store, read_only=True)
+    n = export_run(run_store, run_id, output, fmt, content, aggregation)  # type: ignore[arg-type]
+    what = "score records" if content == "scores" and fmt != "hf" else "sessions"
+    out.print(f"wrote {n} {what} to {output}", highlight=False)
 
 
 @runs_app.command("import")
@@ -1100,6 +1181,37 @@ def runs_import(
     for t in transcripts:
         run_store.save_session(t.model_copy(update={"run_id": run_id}))
     out.print(f"imported {len(transcripts)} sessions into run {run_id}")
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option(help="Training config (YAML); see docs/training.md.")],
+    store: StoreOpt = None,
+    cache_path: CachePathOpt = None,
+    no_cache: NoCacheOpt = False,
+    models_file: ModelsFileOpt = None,
+) -> None:
+    """GRPO + LoRA on simulated sessions, rewarded by the CTRS and safety judges ([train])."""
+    from therapygym.rl.train import load_train_config
+    from therapygym.rl.train import train as run_training
+    from therapygym.store import RunStore
+
+    plan = load_train_config(config)
+    result = run_training(
+        plan,
+        store=RunStore(store),
+        cache=_cache(cache_path, no_cache),
+        models_file=models_file,
+        console=out,
+    )
+    out.print(_usage_table(result.usage))
+    out.print(
+        f"{result.steps} steps in {result.wall_s:.0f} s; rollouts stored as run "
+        f"{result.run_id}; reward per step: {result.rewards}\n"
+        f"adapter: {result.adapter}  (evaluate it with "
+        f"--therapist 'hf:{plan.model}?adapter={result.adapter}')",
+        highlight=False,
+    )
 
 
 def main() -> None:

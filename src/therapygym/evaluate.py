@@ -18,11 +18,13 @@ from therapygym.judges.aggregate import (
     session_scores,
     therapist_summaries,
 )
+from therapygym.judges.base import ScoreRecord
 from therapygym.judges.judging import JudgePlan, JudgeResult, judge_run
 from therapygym.judges.panel import Aggregation
 from therapygym.models import ResponseCache
 from therapygym.patients.profile import PatientProfile
 from therapygym.runner import RunPlan, RunResult, run_plan
+from therapygym.session import Transcript
 from therapygym.store import FINISHED, RunStore
 
 
@@ -48,8 +50,18 @@ class Summary:
 
 def summarise(store: RunStore, run_id: str, how: Aggregation = "mean") -> Summary:
     """Aggregate every stored score of a run (all judges and samples form the panel)."""
-    transcripts = [t for t in store.sessions(run_id) if t.status.value in FINISHED]
-    records = store.scores(run_id)
+    return summary_of(run_id, list(store.sessions(run_id)), store.scores(run_id), how)
+
+
+def summary_of(
+    run_id: str,
+    transcripts: list[Transcript],
+    records: list[ScoreRecord],
+    how: Aggregation = "mean",
+) -> Summary:
+    """`summarise` for a run's sessions and scores already read from the store (failed
+    sessions are left out of the numbers)."""
+    transcripts = [t for t in transcripts if t.status.value in FINISHED]
     sessions = session_scores(transcripts, records, how)
     return Summary(
         run_id=run_id,

@@ -109,10 +109,20 @@ def _now() -> str:
 
 
 class RunStore:
-    """Runs, sessions, turns and scores in one SQLite file."""
+    """Runs, sessions, turns and scores in one SQLite file.
 
-    def __init__(self, path: Path | str | None = None) -> None:
+    `read_only=True` opens an existing store through SQLite's read-only mode (the report
+    and the viewer): nothing is created or migrated, and every write fails in SQLite
+    itself. It still sees what a concurrent writer commits (the WAL is shared).
+    """
+
+    def __init__(self, path: Path | str | None = None, *, read_only: bool = False) -> None:
         self.path = Path(path) if path is not None else default_store_path()
+        self.read_only = read_only
+        if read_only:
+            self._db = self._open_read_only()
+            self._lock = threading.Lock()
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not self.path.exists():
@@ -134,8 +144,44 @@ class RunStore:
             raise StoreError(f"store {self.path} cannot be opened: {err}") from None
         self._lock = threading.Lock()
 
+    def _open_read_only(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise StoreError(
+                f"no store at {self.path}: run something first, or pass --store PATH "
+                f"(or set ${STORE_ENV})"
+            )
+        uri = self.path.resolve().as_uri() + "?mode=ro"
+        try:
+            db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA busy_timeout=10000")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {
+                r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"store {self.path} cannot be opened: {err}") from None
+        if version > SCHEMA_VERSION:
+            db.close()
+            raise StoreError(
+                f"store {self.path} has schema version {version}; this therapygym reads "
+                f"up to {SCHEMA_VERSION}: upgrade therapygym"
+            )
+        if not {"runs", "sessions", "turns", "scores"} <= tables:
+            db.close()
+            raise StoreError(
+                f"{self.path} is not a therapygym run store (it lacks the runs, sessions, "
+                "turns and scores tables)"
+            )
+        return db
+
     def close(self) -> None:
         self._db.close()
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection commits to the store (for
+        caching what was computed from it)."""
+        with self._lock:
+            return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -376,7 +422,10 @@ class RunStore:
             ).fetchall()
         return {tuple(r) for r in rows}  # type: ignore[misc]
 
-    def scores(self, run_id: str, rubric_id: str | None = None) -> list[ScoreRecord]:
+    def scores(
+        self, run_id: str, rubric_id: str | None = None, *, session_id: str | None = None
+    ) -> list[ScoreRecord]:
+        """A run's score rows (optionally one rubric's, or one session's)."""
         query = (
             "SELECT sc.score_id, sc.session_id, sc.judge, sc.rubric_id, sc.rubric_version,"
             " sc.prompt_fingerprint, sc.sample, sc.target, sc.result, sc.raw_outputs, sc.error,"
@@ -384,6 +433,9 @@ class RunStore:
             " JOIN sessions s ON s.session_id = sc.session_id WHERE s.run_id = ?"
         )
         params: tuple[Any, ...] = (run_id,)
+        if session_id is not None:
+            query += " AND sc.session_id = ?"
+            params += (session_id,)
         if rubric_id is not None:
             query += " AND sc.rubric_id = ?"
             params += (rubric_id,)

@@ -47,6 +47,10 @@ def load_model(
         from therapygym.models.llamacpp import LlamaCppModel
 
         return LlamaCppModel(config, cache)
+    if config.backend == "hf":
+        from therapygym.models.transformers_local import TransformersModel
+
+        return TransformersModel(config, cache)
     if config.backend == "http":
         from therapygym.models.http_chatbot import HttpChatbotModel
 

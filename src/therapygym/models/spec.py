@@ -7,6 +7,8 @@ Spec strings, for the command line:
     gguf:/path/to/model.gguf           any GGUF file, run in-process by llama.cpp
     python:package.module:function     a user's callable
     http:/path/to/bot.yaml             any HTTP chatbot, mapped by a YAML file
+    hf:<dir|file.gguf|smollm2>[?adapter=DIR]
+                                       a local transformers model (+ LoRA adapter); [train] extra
     <name>                             an entry of a models file (YAML)
 
 A models file names entries with the same fields, plus optional prices:
@@ -34,13 +36,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from therapygym.errors import ConfigError, ModelSpecError, describe_validation_error
 from therapygym.yamlfile import read_yaml_mapping
 
-Backend = Literal["openai", "local", "gguf", "python", "http"]
-BACKENDS: tuple[str, ...] = ("openai", "local", "gguf", "python", "http")
+Backend = Literal["openai", "local", "gguf", "python", "http", "hf"]
+BACKENDS: tuple[str, ...] = ("openai", "local", "gguf", "python", "http", "hf")
 MODELS_FILE_ENV = "THERAPYGYM_MODELS"
 
 SPEC_HELP = (
     "expected openai:<model>, local:smollm2, gguf:/path/file.gguf, "
-    "python:module:function, http:/path/to/bot.yaml, or a name from a models file"
+    "python:module:function, http:/path/to/bot.yaml, hf:<dir|file.gguf|smollm2>, "
+    "or a name from a models file"
 )
 
 _DEFAULT_CONCURRENCY: dict[str, int] = {
@@ -49,6 +52,7 @@ _DEFAULT_CONCURRENCY: dict[str, int] = {
     "gguf": 4,
     "python": 8,
     "http": 16,
+    "hf": 1,
 }
 
 
@@ -84,6 +88,7 @@ class ModelConfig(BaseModel):
     backoff_max_s: float = Field(30.0, ge=0)
     n_ctx: int = Field(8192, ge=512, description="Context per slot for local/gguf models.")
     threads: int | None = Field(None, ge=1, description="CPU threads for local/gguf models.")
+    adapter: str | None = Field(None, description="A LoRA adapter folder, for hf models.")
     price: Price | None = None
     name: str | None = Field(None, description="The models-file entry name, if any.")
 
@@ -97,7 +102,7 @@ class ModelConfig(BaseModel):
         llama.cpp slot busy), so local models get a long timeout; servers get 120 s."""
         if self.timeout_s is not None:
             return self.timeout_s
-        return 1800.0 if self.backend in ("local", "gguf") else 120.0
+        return 1800.0 if self.backend in ("local", "gguf", "hf") else 120.0
 
     @property
     def label(self) -> str:
@@ -105,7 +110,8 @@ class ModelConfig(BaseModel):
         if self.name:
             return self.name
         suffix = f"@{self.base_url}" if self.base_url else ""
-        return f"{self.backend}:{self.model}{suffix}"
+        adapter = f"+{self.adapter}" if self.adapter else ""
+        return f"{self.backend}:{self.model}{adapter}{suffix}"
 
 
 class ModelsFile(BaseModel):
@@ -132,6 +138,8 @@ def parse_spec(spec: str) -> ModelConfig:
         )
     if backend == "python" and ":" not in target:
         raise ModelSpecError(f"model spec '{spec}': expected python:module:function")
+    if "adapter" in options and backend != "hf":
+        raise ModelSpecError(f"model spec '{spec}': adapter= applies to hf: models only")
     allowed = set(ModelConfig.model_fields) - {"backend", "model", "name", "price"}
     unknown = sorted(set(options) - allowed)
     if unknown:

@@ -1,24 +1,53 @@
-"""Transcripts out of the store (JSONL, CSV, Parquet) and into it (JSONL).
+"""Runs out of the store (JSONL, CSV, Parquet, a Hugging Face dataset folder) and
+transcripts into it (JSONL).
 
-JSONL holds one `Transcript` per line, the same JSON the store round-trips, so a file
-exported here imports back unchanged, and conversations produced elsewhere can be judged
-once written in this shape. CSV and Parquet are flat: one row per turn, with the
-session's columns repeated, ready for pandas.
+Three things can be exported from a run:
+
+- `transcripts`: JSONL holds one `Transcript` per line, the same JSON the store
+  round-trips, so a file exported here imports back unchanged, and conversations produced
+  elsewhere can be judged once written in this shape. CSV and Parquet are flat: one row
+  per turn, with the session's columns repeated, ready for pandas.
+- `scores`: JSONL holds one `ScoreRecord` per line, exactly as stored (raw judge output,
+  rubric version, prompt fingerprint). CSV and Parquet are flat: one row per judged CTRS
+  item, safety label, response dimension or check question, with its rationale and
+  evidence turn ids.
+- `sessions`: one row per session with the panel's combined scores (the numbers the
+  summary and the report aggregate): CTRS total, normalised mean, each item, each safety
+  verdict, response dimension means.
+
+`hf` writes a folder that `datasets.load_dataset(folder, config)` reads: Parquet files
+under `data/` and a README.md dataset card whose YAML front matter declares the configs
+`sessions` (default: each session with its turns, chat-format `messages` and combined
+scores), `turns` and `scores`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import shutil
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
 from therapygym.errors import TherapygymError, describe_validation_error
-from therapygym.session import Transcript
+from therapygym.judges.aggregate import SessionScores
+from therapygym.judges.base import ScoreRecord
+from therapygym.session import Transcript, as_messages
 from therapygym.yamlfile import read_jsonl_objects
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from therapygym.judges.panel import Aggregation
+    from therapygym.store import RunStore
+
 ExportFormat = Literal["jsonl", "csv", "parquet"]
+ExportContent = Literal["transcripts", "scores", "sessions"]
+EXPORT_FORMATS = ("jsonl", "csv", "parquet", "hf")
+EXPORT_CONTENTS = ("transcripts", "scores", "sessions")
+HF_CONFIGS = ("sessions", "turns", "scores")
 SESSION_COLUMNS = (
     "session_id",
     "run_id",
@@ -66,28 +95,375 @@ def turn_rows(transcripts: Iterable[Transcript]) -> list[dict[str, object]]:
     return rows
 
 
+def _write_rows(rows: list[dict[str, Any]], path: Path, fmt: ExportFormat) -> None:
+    """Flat rows to CSV or Parquet (lists become `;`-joined text in CSV), or JSONL."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    if fmt == "jsonl":
+        with tmp.open("w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    else:
+        import pandas as pd
+
+        if fmt == "csv":
+            flat = [
+                {k: ";".join(v) if isinstance(v, list) else v for k, v in row.items()}
+                for row in rows
+            ]
+            pd.DataFrame(flat).to_csv(tmp, index=False)
+        else:
+            pd.DataFrame(rows).to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
 def export_transcripts(transcripts: Iterable[Transcript], path: Path, fmt: ExportFormat) -> int:
     """Write transcripts to `path` in `fmt`; returns how many sessions were written.
 
     Writes to a temporary file and renames, so an interrupted export leaves no partial file.
     """
     items = list(transcripts)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
     if fmt == "jsonl":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".partial")
         with tmp.open("w", encoding="utf-8") as fh:
             for t in items:
                 fh.write(t.model_dump_json() + "\n")
+        tmp.replace(path)
     else:
-        import pandas as pd
-
-        frame = pd.DataFrame(turn_rows(items))
-        if fmt == "csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
+        _write_rows(turn_rows(items), path, fmt)
     return len(items)
+
+
+# -- scores ----------------------------------------------------------------------------
+
+SCORE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("session_id", "string"),
+    ("run_id", "string"),
+    ("profile_id", "string"),
+    ("therapist", "string"),
+    ("judge", "string"),
+    ("rubric_id", "string"),
+    ("rubric_version", "string"),
+    ("prompt_fingerprint", "string"),
+    ("sample", "int64"),
+    ("target", "string"),
+    ("key", "string"),
+    ("score", "float64"),
+    ("verdict", "string"),
+    ("severity", "string"),
+    ("rationale", "string"),
+    ("evidence", "list<string>"),
+    ("decided_by", "string"),
+    ("error", "string"),
+)
+
+
+def score_rows(
+    records: Iterable[ScoreRecord], transcripts: Iterable[Transcript] = ()
+) -> list[dict[str, Any]]:
+    """One flat row per judged key: a CTRS item (score), a safety label (verdict,
+    severity), a response dimension of one therapist turn (score, `target` = turn id) or
+    a check question (verdict = the answer); each with its rationale and evidence turn
+    ids. A failed judgement is one row with its error and no key. Session columns
+    (run, profile, therapist) come from `transcripts` when given."""
+    sessions = {t.session_id: t for t in transcripts}
+    rows: list[dict[str, Any]] = []
+    for r in records:
+        t = sessions.get(r.session_id)
+        head: dict[str, Any] = {
+            "session_id": r.session_id,
+            "run_id": t.run_id if t else None,
+            "profile_id": t.profile_id if t else None,
+            "therapist": t.therapist if t else None,
+            "judge": r.judge,
+            "rubric_id": r.rubric_id,
+            "rubric_version": r.rubric_version,
+            "prompt_fingerprint": r.prompt_fingerprint,
+            "sample": r.sample,
+            "target": r.target,
+        }
+        empty = {
+            "key": None, "score": None, "verdict": None, "severity": None, "rationale": None,
+            "evidence": [], "decided_by": None, "error": r.error,
+        }  # fmt: skip
+        result = r.result or {}
+        entries: list[dict[str, Any]] = []
+        if "items" in result:
+            for key, got in result["items"].items():
+                entries.append({"key": key, "score": float(got["score"]), **_why(got)})
+        elif "labels" in result:
+            for key, got in result["labels"].items():
+                entries.append(
+                    {"key": key, "verdict": got["verdict"], "severity": got.get("severity"),
+                     **_why(got)}
+                )  # fmt: skip
+        elif "dimensions" in result:
+            for key, value in result["dimensions"].items():
+                entries.append(
+                    {"key": key, "score": float(value), "rationale": result.get("rationale")}
+                )
+        elif "answers" in result:
+            for key, got in result["answers"].items():
+                entries.append({"key": key, "verdict": got["answer"], **_why(got)})
+        if not entries:
+            rows.append({**head, **empty})
+        for entry in entries:
+            rows.append({**head, **empty, **entry})
+    return rows
+
+
+def _why(got: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "rationale": got.get("rationale"),
+        "evidence": list(got.get("evidence", [])),
+        "decided_by": got.get("decided_by"),
+    }
+
+
+def export_scores(
+    records: Iterable[ScoreRecord],
+    path: Path,
+    fmt: ExportFormat,
+    transcripts: Iterable[Transcript] = (),
+) -> int:
+    """Write score records: JSONL as stored (one record per line, raw output included),
+    CSV/Parquet as `score_rows`. Returns how many records were written."""
+    items = list(records)
+    if fmt == "jsonl":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".partial")
+        with tmp.open("w", encoding="utf-8") as fh:
+            for r in items:
+                fh.write(r.model_dump_json() + "\n")
+        tmp.replace(path)
+    else:
+        _write_rows(score_rows(items, transcripts), path, fmt)
+    return len(items)
+
+
+def session_score_rows(
+    transcripts: Iterable[Transcript], scores: Iterable[SessionScores]
+) -> list[dict[str, Any]]:
+    """One row per session: its metadata and the panel's combined scores (`ctrs_<item>`
+    0-6, `safety_<label>` yes/no/not_applicable, `response_<dimension>` 1-5). Sessions
+    without scores (failed, or not judged yet) have empty score columns."""
+    by_id = {s.session_id: s for s in scores}
+    items = sorted({i for s in by_id.values() for i in s.ctrs_items})
+    labels = sorted({lb for s in by_id.values() for lb in s.safety})
+    dims = sorted({d for s in by_id.values() for d in s.response})
+    rows = []
+    for t in transcripts:
+        s = by_id.get(t.session_id)
+        row: dict[str, Any] = {c: getattr(t, c) for c in SESSION_COLUMNS}
+        row["status"] = t.status.value
+        row["n_turns"] = len(t.turns)
+        row["ctrs_total"] = s.ctrs_total if s else None
+        row["ctrs_normalised"] = s.ctrs_normalised if s else None
+        row["competent"] = s.competent if s else None
+        row["violation_share"] = s.violation_share if s else None
+        row["judge_errors"] = s.judge_errors if s else None
+        for i in items:
+            row[f"ctrs_{i}"] = s.ctrs_items[i].value if s and i in s.ctrs_items else None
+        for lb in labels:
+            row[f"safety_{lb}"] = s.safety[lb].verdict if s and lb in s.safety else None
+        for d in dims:
+            row[f"response_{d}"] = s.response[d].value if s and d in s.response else None
+        rows.append(row)
+    return rows
+
+
+# -- a Hugging Face dataset folder ------------------------------------------------------
+
+
+def _arrow_type(name: str) -> pa.DataType:
+    import pyarrow as pa
+
+    return {
+        "string": pa.string(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+        "list<string>": pa.list_(pa.string()),
+    }[name]
+
+
+def _column_type(name: str) -> str:
+    """The Arrow type of a `session_score_rows` column (fixed, so a column that is empty
+    in this run still has its real type)."""
+    if name in ("profile_version", "sample", "seed", "n_turns", "judge_errors"):
+        return "int64"
+    if name == "competent":
+        return "bool"
+    if name in ("ctrs_total", "ctrs_normalised", "violation_share") or name.startswith(
+        ("ctrs_", "response_")
+    ):
+        return "float64"
+    return "string"
+
+
+def _session_table(transcripts: list[Transcript], scores: list[SessionScores]) -> pa.Table:
+    import pyarrow as pa
+
+    flat = session_score_rows(transcripts, scores)
+    for row, t in zip(flat, transcripts, strict=True):
+        row["messages"] = as_messages(t.turns, "therapist")
+        row["turns"] = [
+            {"id": x.id, "index": x.index, "speaker": x.speaker, "text": x.text, "cues": x.cues}
+            for x in t.turns
+        ]
+    names = list(flat[0]) if flat else [*SESSION_COLUMNS, "messages", "turns"]
+    message = pa.struct([("role", pa.string()), ("content", pa.string())])
+    turn = pa.struct(
+        [
+            ("id", pa.string()),
+            ("index", pa.int64()),
+            ("speaker", pa.string()),
+            ("text", pa.string()),
+            ("cues", pa.list_(pa.string())),
+        ]
+    )
+    special = {"messages": pa.list_(message), "turns": pa.list_(turn)}
+    schema = pa.schema(
+        [(n, special[n] if n in special else _arrow_type(_column_type(n))) for n in names]
+    )
+    return pa.Table.from_pylist(flat, schema=schema)
+
+
+def _turn_table(transcripts: list[Transcript]) -> pa.Table:
+    import pyarrow as pa
+
+    rows = [r for r in turn_rows(transcripts) if r["turn_id"] is not None]
+    types = {
+        "profile_version": "int64", "sample": "int64", "seed": "int64", "turn_index": "int64",
+        "latency_s": "float64", "prompt_tokens": "int64", "completion_tokens": "int64",
+        "cached": "bool",
+    }  # fmt: skip
+    names = [
+        *SESSION_COLUMNS, "turn_id", "turn_index", "speaker", "text", "latency_s",
+        "prompt_tokens", "completion_tokens", "cached", "model", "cues",
+    ]  # fmt: skip
+    schema = pa.schema([(n, _arrow_type(types.get(n, "string"))) for n in names])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _score_table(records: list[ScoreRecord], transcripts: list[Transcript]) -> pa.Table:
+    import pyarrow as pa
+
+    schema = pa.schema([(n, _arrow_type(kind)) for n, kind in SCORE_COLUMNS])
+    return pa.Table.from_pylist(score_rows(records, transcripts), schema=schema)
+
+
+def _dataset_card(run_id: str, judges: Sequence[str], counts: dict[str, int]) -> str:
+    import yaml
+
+    front = {
+        "configs": [
+            {
+                "config_name": name,
+                **({"default": True} if name == "sessions" else {}),
+                "data_files": [{"split": "train", "path": f"data/{name}.parquet"}],
+            }
+            for name in HF_CONFIGS
+        ],
+        "tags": ["therapygym", "synthetic", "mental-health", "evaluation"],
+    }
+    judged_by = ", ".join(judges) or "no judge yet"
+    return (
+        "---\n"
+        + yaml.safe_dump(front, sort_keys=False)
+        + "---\n\n"
+        + f"# therapygym run `{run_id}`\n\n"
+        + "Simulated therapy sessions and their judge scores, exported by `therapygym runs "
+        "export --format hf`. A research and evaluation artefact, not clinical data or "
+        "advice. Transcripts may hold sensitive text: share them with care.\n\n"
+        + f"Judges: {judged_by}.\n\n"
+        + "| config | rows | one row per |\n|---|---|---|\n"
+        + f"| `sessions` (default) | {counts['sessions']} | session: metadata, `messages` "
+        "(chat format, therapist = assistant), `turns`, combined scores (`ctrs_total`, "
+        "`ctrs_normalised`, `ctrs_<item>` 0-6, `safety_<label>`, `response_<dimension>`) |\n"
+        + f"| `turns` | {counts['turns']} | turn, with its session's columns |\n"
+        + f"| `scores` | {counts['scores']} | judged CTRS item, safety label, response "
+        "dimension or check question, with rationale and evidence turn ids |\n\n"
+        + "```python\nfrom datasets import load_dataset\n\n"
+        + 'sessions = load_dataset("path/to/this/folder", "sessions", split="train")\n'
+        + 'scores = load_dataset("path/to/this/folder", "scores", split="train")\n```\n'
+    )
+
+
+def export_hf_dataset(
+    transcripts: list[Transcript],
+    records: list[ScoreRecord],
+    scores: list[SessionScores],
+    directory: Path,
+    *,
+    run_id: str,
+) -> dict[str, int]:
+    """Write a `datasets`-loadable folder: `data/{sessions,turns,scores}.parquet` and a
+    README.md card declaring them as configs. Written beside the target and moved into
+    place, so an interrupted export leaves no half folder. Returns rows per config."""
+    import pyarrow.parquet as pq
+
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise TherapygymError(
+            f"{directory} exists and is not an empty folder: the hf format writes a folder; "
+            "give a new path"
+        )
+    tables = {
+        "sessions": _session_table(transcripts, scores),
+        "turns": _turn_table(transcripts),
+        "scores": _score_table(records, transcripts),
+    }
+    tmp = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "data").mkdir(parents=True)
+    for name, table in tables.items():
+        pq.write_table(table, tmp / "data" / f"{name}.parquet")
+    counts = {name: table.num_rows for name, table in tables.items()}
+    judges = sorted({r.judge for r in records})
+    (tmp / "README.md").write_text(_dataset_card(run_id, judges, counts), encoding="utf-8")
+    if directory.exists():
+        directory.rmdir()
+    tmp.replace(directory)
+    return counts
+
+
+def check_export_options(fmt: str, content: str) -> None:
+    """A user error, in one line, for a format or content `export_run` does not know."""
+    if fmt not in EXPORT_FORMATS:
+        raise TherapygymError(f"--format '{fmt}': expected {', '.join(EXPORT_FORMATS)}")
+    if content not in EXPORT_CONTENTS:
+        raise TherapygymError(f"--content '{content}': expected {', '.join(EXPORT_CONTENTS)}")
+
+
+def export_run(
+    store: RunStore,
+    run_id: str,
+    output: Path,
+    fmt: ExportFormat | Literal["hf"],
+    content: ExportContent = "transcripts",
+    how: Aggregation = "mean",
+) -> int:
+    """Export a run (what `therapygym runs export` does); returns how many sessions (or,
+    for `scores` in JSONL/CSV/Parquet, score records) were written."""
+    from therapygym.evaluate import summary_of
+
+    check_export_options(fmt, content)
+    store.run(run_id)
+    transcripts = list(store.sessions(run_id))
+    if fmt == "hf":
+        records = store.scores(run_id)
+        summary = summary_of(run_id, transcripts, records, how)
+        export_hf_dataset(transcripts, records, summary.sessions, output, run_id=run_id)
+        return len(transcripts)
+    if content == "transcripts":
+        return export_transcripts(transcripts, output, fmt)
+    records = store.scores(run_id)
+    if content == "scores":
+        return export_scores(records, output, fmt, transcripts)
+    summary = summary_of(run_id, transcripts, records, how)
+    _write_rows(session_score_rows(transcripts, summary.sessions), output, fmt)
+    return len(transcripts)
 
 
 def read_transcripts_jsonl(path: Path) -> list[Transcript]:

@@ -1,0 +1,154 @@
+"""A local transformers model, optionally with a LoRA adapter: `hf:<model>[?adapter=DIR]`.
+
+<model> is a model directory saved with `save_pretrained`, a `.gguf` file (transformers
+dequantises it to float32), or `smollm2` for the embedded model's GGUF. This is the backend
+that evaluates what `therapygym train` produced: `hf:smollm2?adapter=runs/smoke/adapter`.
+Needs the `[train]` extra (torch, transformers, peft); nothing is fetched from a hub
+(`local_files_only`).
+
+Generation runs in a worker thread, one call at a time (a CPU forward pass already uses
+every core); temperature 0 is greedy and reproducible, sampling is seeded per call. JSON
+schemas (judge calls) are not enforced here: use llama.cpp or a server for judging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import threading
+from pathlib import Path
+from typing import Any
+
+from therapygym.errors import ModelNotInstalledError
+from therapygym.models.base import BaseChatModel, PermanentError, RawReply
+from therapygym.models.cache import ResponseCache
+from therapygym.models.spec import ModelConfig
+from therapygym.models.types import ChatRequest
+
+NEEDS_TRAIN_EXTRA = "the hf backend needs torch and transformers: pip install 'therapygym[train]'"
+_ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+def model_source(model: str) -> tuple[Path, str | None]:
+    """(directory, gguf file name or None) for transformers' `from_pretrained`."""
+    if model == "smollm2":
+        from therapygym.models.llamacpp import embedded_model_path
+
+        path = embedded_model_path()
+        return path.parent, path.name
+    path = Path(model).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return path.parent, path.name
+    if path.is_dir() and (path / "config.json").is_file():
+        return path, None
+    raise ModelNotInstalledError(
+        f"hf model '{model}': expected smollm2, a .gguf file, or a directory with config.json "
+        "(saved with save_pretrained)"
+    )
+
+
+def _adapter_digest(adapter: Path) -> str:
+    for name in _ADAPTER_WEIGHTS:
+        if (adapter / name).is_file():
+            return hashlib.sha256((adapter / name).read_bytes()).hexdigest()[:16]
+    raise ModelNotInstalledError(
+        f"adapter {adapter}: no {' or '.join(_ADAPTER_WEIGHTS)} (a peft save_pretrained folder)"
+    )
+
+
+def load_causal_lm(model: str, adapter: str | None = None) -> tuple[Any, Any]:
+    """(model, tokenizer) on the CPU in float32, with the adapter applied when given."""
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError:
+        raise ModelNotInstalledError(NEEDS_TRAIN_EXTRA) from None
+    folder, gguf = model_source(model)
+    kwargs: dict[str, Any] = {"local_files_only": True}
+    if gguf:
+        kwargs["gguf_file"] = gguf
+    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    lm = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    if gguf:  # dequantised to float32 while loading: a plain model from here on (trainable)
+        lm.hf_quantizer = None
+        lm.is_quantized = False
+        lm.config.quantization_config = None
+    if adapter:
+        from peft import PeftModel
+
+        _adapter_digest(Path(adapter))
+        lm = PeftModel.from_pretrained(lm, adapter)
+    lm.eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return lm, tokenizer
+
+
+class TransformersModel(BaseChatModel):
+    """A causal LM run by transformers in this process."""
+
+    def __init__(self, config: ModelConfig, cache: ResponseCache | None = None) -> None:
+        super().__init__(config, cache)
+        if importlib.util.find_spec("transformers") is None:
+            raise ModelNotInstalledError(NEEDS_TRAIN_EXTRA)
+        folder, gguf = model_source(config.model)
+        self._weights = folder / gguf if gguf else folder
+        self._adapter = Path(config.adapter).expanduser() if config.adapter else None
+        self._adapter_id = _adapter_digest(self._adapter) if self._adapter else ""
+        self._loaded: tuple[Any, Any] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def identity(self) -> str:
+        adapter = f"+adapter:{self._adapter_id}" if self._adapter else ""
+        return f"hf:{self._weights.resolve()}{adapter}"
+
+    def _model(self) -> tuple[Any, Any]:
+        with self._lock:
+            if self._loaded is None:
+                adapter = str(self._adapter) if self._adapter else None
+                self._loaded = load_causal_lm(self.config.model, adapter)
+            return self._loaded
+
+    def _generate(self, request: ChatRequest) -> RawReply:
+        import torch
+
+        lm, tokenizer = self._model()
+        with self._lock:
+            inputs = tokenizer.apply_chat_template(
+                [dict(m) for m in request.messages],
+                add_generation_prompt=True,
+                return_tensors="pt",
+                return_dict=True,
+            )
+            sampling: dict[str, Any] = {"do_sample": request.temperature > 0}
+            if request.temperature > 0:
+                torch.manual_seed(request.seed)
+                sampling["temperature"] = request.temperature
+            with torch.no_grad():
+                out = lm.generate(
+                    **inputs,
+                    max_new_tokens=request.max_tokens,
+                    pad_token_id=tokenizer.pad_token_id,
+                    **sampling,
+                )
+        new = out[0][inputs["input_ids"].shape[1] :]
+        finished = len(new) > 0 and int(new[-1]) == tokenizer.eos_token_id
+        return RawReply(
+            text=tokenizer.decode(new, skip_special_tokens=True).strip(),
+            prompt_tokens=int(inputs["input_ids"].shape[1]),
+            completion_tokens=len(new),
+            model=self.config.label,
+            finish_reason="stop" if finished else "length",
+        )
+
+    async def _complete(self, request: ChatRequest) -> RawReply:
+        if request.json_schema is not None:
+            raise PermanentError(
+                f"{self.config.label}: the hf backend does not constrain output to a JSON "
+                "schema; judge with local:smollm2, gguf:... or an OpenAI-compatible server"
+            )
+        try:
+            return await asyncio.to_thread(self._generate, request)
+        except (RuntimeError, ValueError, OSError) as err:
+            raise PermanentError(f"{self.config.label}: {type(err).__name__}: {err}") from None

@@ -1,0 +1,143 @@
+"""A therapy session as an RL environment, in Gymnasium's shape (async, text in, text out).
+
+    env = TherapyEnv(patient_model, rewarder)
+    opening, info = await env.reset(profile, seed=7)
+    while True:
+        reply, reward, terminated, truncated, info = await env.step(policy(env.messages()))
+        if terminated or truncated:
+            break
+
+The policy is the therapist. The episode is a `session.Session` (the one loop): the policy's
+turns go in through `Session.add`, the simulated patient answers through `Session.step`, so
+stopping rules, cue tracking and turn ids are exactly those of an evaluated session.
+Tokenisation stays with the trainer. The reward is sparse: 0 until the episode ends, then
+the session's R (see `rl/reward.py`); `info["reward"]` holds its breakdown and
+`info["records"]` the judges' score records. A failed judge gives a NaN reward with the
+cause in `info["reward"].error`, never a silent 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from therapygym.models import ChatModel
+from therapygym.patients.profile import PatientProfile
+from therapygym.patients.simulator import LLMPatient
+from therapygym.rl.reward import SessionRewarder
+from therapygym.session import (
+    Session,
+    SessionConfig,
+    SessionStatus,
+    Transcript,
+    Turn,
+    Utterance,
+    as_messages,
+)
+
+POLICY_LABEL = "policy"
+
+
+class _Policy:
+    """The therapist seat, filled from outside by `step`; the session never asks it."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    async def respond(self, turns: list[Turn], *, seed: int, config: SessionConfig) -> Utterance:
+        raise RuntimeError("the policy's turns are given to TherapyEnv.step")
+
+
+class TherapyEnv:
+    """One simulated patient per episode; the policy plays the therapist."""
+
+    def __init__(
+        self,
+        patient_model: ChatModel,
+        rewarder: SessionRewarder | None = None,
+        *,
+        config: SessionConfig | None = None,
+        therapist_label: str = POLICY_LABEL,
+        run_id: str | None = None,
+    ) -> None:
+        self.patient_model = patient_model
+        self.rewarder = rewarder
+        self.config = (config or SessionConfig()).model_copy(update={"opener": "patient"})
+        self.therapist_label = therapist_label
+        self.run_id = run_id
+        self._session: Session | None = None
+
+    @property
+    def transcript(self) -> Transcript:
+        return self._live.transcript
+
+    @property
+    def _live(self) -> Session:
+        if self._session is None:
+            raise RuntimeError("call reset() before step()")
+        return self._session
+
+    async def reset(
+        self,
+        profile: PatientProfile,
+        seed: int,
+        *,
+        session_id: str | None = None,
+        opening: str | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        """Start an episode: the patient opens. `opening` replays a known first line (so
+        every rollout of a GRPO group starts from the same one) instead of asking the
+        simulator again."""
+        self._session = Session(
+            session_id=session_id or f"rl:{profile.id}:{seed}",
+            patient=LLMPatient(profile, self.patient_model),
+            therapist=_Policy(self.therapist_label),
+            profile_id=profile.id,
+            profile_version=profile.version,
+            config=self.config,
+            seed=seed,
+            run_id=self.run_id,
+        )
+        self._session.transcript.meta["cues_tracked"] = True  # the safety judge relies on it
+        if opening is None:
+            turn = await self._session.step()
+        else:
+            cues = [c.kind.value for c in profile.cues_at(1)]
+            turn = self._session.add("patient", Utterance(text=opening, cues=cues))
+        if turn is None:
+            raise RuntimeError(
+                f"patient {profile.id} did not open the session: {self.transcript.error}"
+            )
+        return turn.text, {"session_id": self.transcript.session_id, "turn": turn}
+
+    def messages(self, system_prompt: str | None = None) -> list[dict[str, str]]:
+        """The conversation from the therapist's side, ready for a chat template."""
+        history = as_messages(self._live.turns, "therapist")
+        return ([{"role": "system", "content": system_prompt}] if system_prompt else []) + history
+
+    async def step(self, therapist_text: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """The policy says `therapist_text`; the patient answers unless the session is over.
+
+        terminated: the patient ended the session (or its model failed); truncated: the
+        turn limit was reached. The reply is "" when the patient said nothing more.
+        """
+        session = self._live
+        session.add("therapist", Utterance(text=therapist_text, model=self.therapist_label))
+        reply = ""
+        if not session.done:
+            turn = await session.step()
+            reply = turn.text if turn is not None else ""
+        info: dict[str, Any] = {"session_id": self.transcript.session_id}
+        if not session.done:
+            return reply, 0.0, False, False, info
+        status = self.transcript.status
+        terminated = status in (SessionStatus.ENDED_BY_PATIENT, SessionStatus.FAILED)
+        reward = 0.0
+        if self.rewarder is not None and status != SessionStatus.FAILED:
+            breakdown, records = await self.rewarder.score(self.transcript)
+            info["reward"], info["records"] = breakdown, records
+            reward = math.nan if breakdown.total is None else breakdown.total
+        elif status == SessionStatus.FAILED:
+            reward = math.nan
+            info["error"] = self.transcript.error
+        return reply, reward, terminated, not terminated, info

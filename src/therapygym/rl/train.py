@@ -1,0 +1,216 @@
+"""`therapygym train --config train.yaml`: GRPO with LoRA on whole simulated sessions.
+
+The policy is loaded by transformers (a model folder, a GGUF file it dequantises, or the
+embedded SmolLM2), wrapped in a LoRA adapter (peft), and trained by TRL's GRPOTrainer
+through `TherapyRollout`: the patient is a frozen chat model (any spec), the reward is R
+from the frozen judge (`rl/reward.py`), weights from `reward_weights` (the file
+`therapygym calibrate` writes) or TherapyGym's default. Every rollout is stored as a
+session of run `run_id`, with its scores and reward breakdown, so `runs show` and the
+report can look at what the policy said. The reward per step goes to
+`<output_dir>/rewards.jsonl`; the adapter to `<output_dir>/adapter`, ready for
+`therapygym eval --therapist hf:<model>?adapter=<output_dir>/adapter`.
+
+Needs the `[train]` extra. `grpo:` is passed to TRL's `GRPOConfig` as it is (TRL checks
+the names), with our defaults for what a CPU smoke run needs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console
+
+from therapygym.errors import ConfigError
+from therapygym.judges.base import JudgeSettings
+from therapygym.models import AccountedModel, ResponseCache, UsageLedger, load_model
+from therapygym.patients.select import select_profiles
+from therapygym.rl.loop import BackgroundLoop
+from therapygym.rl.reward import SessionRewarder, load_reward_spec
+from therapygym.rl.trl import TherapyRollout, reward_functions
+from therapygym.session import SessionConfig
+from therapygym.store import RunStore
+from therapygym.therapists.prompted import default_prompt, read_prompt
+from therapygym.yamlfile import read_yaml_model
+
+
+class LoraSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    r: int = Field(8, ge=1, le=512)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+class TrainConfig(BaseModel):
+    """A training run, as written in train.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    model: str = Field("smollm2", description="smollm2, a .gguf file, or a model folder.")
+    patient_model: str = "local:smollm2"
+    judge: str = "local:smollm2"
+    patients: str = Field("all", description="A patient selector, as for `run --patients`.")
+    seeds: tuple[int, ...] = Field((0,), min_length=1, description="Episodes per profile.")
+    session: SessionConfig = SessionConfig(max_turns=6, max_tokens=96)
+    turn_tokens: int = Field(96, ge=8, le=4096, description="Policy tokens per turn.")
+    therapist_prompt: str | None = Field(None, description="A file; default: our CBT prompt.")
+    reward_weights: str | None = Field(None, description="Weights file; default: TherapyGym's.")
+    judge_samples: int = Field(1, ge=1, le=16)
+    judge_rationale_chars: int = Field(120, ge=20, le=2000)
+    lora: LoraSettings = LoraSettings()
+    grpo: dict[str, Any] = Field(default_factory=dict, description="TRL GRPOConfig fields.")
+    output_dir: str = "runs/train"
+
+
+def load_train_config(path: Path | str) -> TrainConfig:
+    """The config file (relative paths in it are taken from the working directory)."""
+    return read_yaml_model(Path(path), "train config", TrainConfig, ConfigError)
+
+
+GRPO_DEFAULTS: dict[str, Any] = {
+    "max_steps": 2,
+    "num_generations": 2,
+    "per_device_train_batch_size": 2,
+    "gradient_accumulation_steps": 1,
+    "learning_rate": 1e-5,
+    "beta": 0.0,  # no reference model: half the memory, as TRL recommends for LoRA runs
+    "logging_steps": 1,
+    "save_strategy": "no",
+    "report_to": "none",
+    "use_cpu": True,
+    "temperature": 0.9,
+    "max_completion_length": 2048,
+    "disable_tqdm": True,
+}
+
+
+def _reward_log(path: Path, console: Console | None) -> Any:
+    from transformers import TrainerCallback
+
+    class RewardLog(TrainerCallback):  # type: ignore[misc]
+        """Appends TRL's reward metrics of every logged step to rewards.jsonl."""
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **_: Any) -> None:
+            if not logs or "reward" not in logs:
+                return
+            row = {"step": state.global_step, **{k: v for k, v in logs.items() if "reward" in k}}
+            with path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+            if console is not None:
+                parts = [f"{k}={v:.3f}" for k, v in row.items() if isinstance(v, float)]
+                console.print(f"step {state.global_step}: " + "  ".join(parts))
+
+    return RewardLog()
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    adapter: Path
+    rewards: Path  # rewards.jsonl: TRL's reward metrics per logged step
+    steps: int
+    wall_s: float
+    usage: UsageLedger
+
+
+def train(
+    config: TrainConfig,
+    *,
+    store: RunStore,
+    cache: ResponseCache | None,
+    models_file: Path | str | None = None,
+    console: Console | None = None,
+) -> TrainResult:
+    """Run GRPO; returns where the adapter and the reward log are, and the wall time."""
+    try:
+        from datasets import Dataset
+        from peft import LoraConfig
+        from trl import GRPOConfig, GRPOTrainer
+    except ImportError as err:
+        raise ConfigError(f"training needs the [train] extra ({err.name} is missing)") from None
+    from therapygym.models.transformers_local import load_causal_lm
+
+    started = time.perf_counter()
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rewards_path = out / "rewards.jsonl"
+    rewards_path.unlink(missing_ok=True)
+    profiles = select_profiles(config.patients)
+    system = read_prompt(config.therapist_prompt) if config.therapist_prompt else default_prompt()
+    spec = load_reward_spec(config.reward_weights)
+    grpo = {**GRPO_DEFAULTS, **config.grpo, "output_dir": str(out / "trainer")}
+    try:
+        args = GRPOConfig(**grpo)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"train config: grpo: {err}") from None
+    store.ensure_run(
+        config.run_id, {"train": config.model_dump(mode="json"), "reward": spec.source}
+    )
+
+    loop = BackgroundLoop()
+    ledger = UsageLedger()
+    patient_base = load_model(config.patient_model, cache=cache, models_file=models_file)
+    judge_base = load_model(config.judge, cache=cache, models_file=models_file)
+    try:
+        rewarder = SessionRewarder(
+            AccountedModel(judge_base, "judge", ledger),
+            spec,
+            samples=config.judge_samples,
+            settings=JudgeSettings(
+                temperature=0.0 if config.judge_samples == 1 else 0.7,
+                rationale_chars=config.judge_rationale_chars,
+            ),
+        )
+        rollout = TherapyRollout(
+            patient_model=AccountedModel(patient_base, "patient", ledger),
+            rewarder=rewarder,
+            loop=loop,
+            session=config.session,
+            system_prompt=system,
+            turn_tokens=config.turn_tokens,
+            store=store,
+            run_id=config.run_id,
+        )
+        rows = rollout.dataset(profiles, config.seeds)
+        policy, tokenizer = load_causal_lm(config.model)
+        tokenizer.padding_side = "left"
+        policy.train()
+        trainer = GRPOTrainer(
+            model=policy,
+            processing_class=tokenizer,
+            reward_funcs=reward_functions(),
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            rollout_func=rollout,
+            peft_config=LoraConfig(
+                r=config.lora.r,
+                lora_alpha=config.lora.alpha,
+                lora_dropout=config.lora.dropout,
+                target_modules=list(config.lora.target_modules),
+                task_type="CAUSAL_LM",
+            ),
+            callbacks=[_reward_log(rewards_path, console)],
+        )
+        trainer.train()
+        adapter = out / "adapter"
+        trainer.model.save_pretrained(adapter)
+        tokenizer.save_pretrained(adapter)
+    finally:
+        loop.run(patient_base.aclose())
+        loop.run(judge_base.aclose())
+        loop.close()
+    return TrainResult(
+        run_id=config.run_id,
+        adapter=adapter,
+        rewards=rewards_path,
+        steps=trainer.state.global_step,
+        wall_s=time.perf_counter() - started,
+        usage=ledger,
+    )

@@ -1,0 +1,309 @@
+"""TRL glue: reward functions for `GRPOTrainer`, and a multi-turn rollout through its
+`rollout_func` hook. Built against TRL 1.16 (`rollout_func` is experimental there).
+
+Reward functions are plain `f(prompts, completions, **columns) -> list[float | None]`.
+`reward_functions(...)` returns two, `ctrs_fidelity` and `safety_penalty`, whose sum is
+TherapyGym's R; TRL logs each under its name, so the trade-off is visible step by step,
+and the judges run once per sample for both. They work two ways:
+
+- single-turn GRPO: the prompt (a conversation, the patient speaking last) plus the
+  completion (one therapist reply) is judged as a session;
+- with `TherapyRollout`: the rollout already judged each whole session and passes its
+  breakdown in the `therapygym_reward` column; the functions only read it.
+
+`TherapyRollout` plays whole sessions: the policy (the trainer's model) speaks as the
+therapist, a frozen chat model (any spec) plays the patient through `rl/env.py`. The
+completion is every token after the prompt; the patient's turns (rendered with the
+policy's chat template) are in it for context but carry `env_mask` 0, so only the
+therapist's tokens are in the loss. A failed judge gives None (TRL skips that sample) and
+the cause is logged, never a made-up 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from therapygym.models import ChatModel
+from therapygym.patients.profile import PatientProfile
+from therapygym.rl.env import TherapyEnv
+from therapygym.rl.loop import BackgroundLoop
+from therapygym.rl.reward import RewardBreakdown, SessionRewarder
+from therapygym.session import SessionConfig, Transcript, Turn
+from therapygym.store import RunStore
+
+log = logging.getLogger(__name__)
+
+REWARD_COLUMN = "therapygym_reward"
+TRL_VERSION = "1.16.0"  # what this module is built and tested against
+
+
+def _prompt_key(prompt: list[dict[str, str]]) -> str:
+    return json.dumps([[m["role"], m["content"]] for m in prompt], ensure_ascii=False)
+
+
+def transcript_from_chat(
+    prompt: list[dict[str, str]], completion: str | list[dict[str, str]], session_id: str
+) -> Transcript:
+    """A prompt conversation (user = patient, assistant = therapist, system dropped) and
+    the therapist's completion, as a transcript the judges can read."""
+    reply = completion if isinstance(completion, str) else completion[-1]["content"]
+    said = [m for m in prompt if m["role"] in ("user", "assistant")]
+    said.append({"role": "assistant", "content": reply})
+    turns = [
+        Turn(
+            id=f"{session_id}:{i}",
+            index=i,
+            speaker="patient" if m["role"] == "user" else "therapist",
+            text=m["content"],
+        )
+        for i, m in enumerate(said)
+    ]
+    return Transcript(
+        session_id=session_id,
+        profile_id="trl-prompt",
+        therapist="policy",
+        patient="dataset",
+        status="completed",
+        turns=turns,
+    )
+
+
+class _Rewards:
+    """The judged breakdowns of the current batch, shared by both reward functions."""
+
+    def __init__(self, rewarder: SessionRewarder | None, loop: BackgroundLoop | None) -> None:
+        self.rewarder = rewarder
+        self.loop = loop
+        self._batch: dict[tuple[str, str], RewardBreakdown] = {}
+
+    def breakdowns(
+        self, prompts: list[Any], completions: list[Any], columns: dict[str, Any]
+    ) -> list[RewardBreakdown]:
+        if REWARD_COLUMN in columns:
+            return [RewardBreakdown.model_validate(b) for b in columns[REWARD_COLUMN]]
+        if self.rewarder is None or self.loop is None:
+            raise ValueError(
+                f"no '{REWARD_COLUMN}' column (TherapyRollout) and no rewarder to judge with"
+            )
+        keys = [(_prompt_key(p), json.dumps(c)) for p, c in zip(prompts, completions, strict=True)]
+        todo = {k: (p, c) for k, p, c in zip(keys, prompts, completions, strict=True)}
+        todo = {k: v for k, v in todo.items() if k not in self._batch}
+        if todo:
+            self._batch = {k: v for k, v in self._batch.items() if k in set(keys)}
+            transcripts = [
+                transcript_from_chat(p, c, f"trl:{i}") for i, (p, c) in enumerate(todo.values())
+            ]
+            scored = self.loop.gather(self.rewarder.score(t) for t in transcripts)
+            self._batch.update(zip(todo, (b for b, _ in scored), strict=True))
+        return [self._batch[k] for k in keys]
+
+
+def reward_functions(
+    rewarder: SessionRewarder | None = None, loop: BackgroundLoop | None = None
+) -> list[Callable[..., list[float | None]]]:
+    """[ctrs_fidelity, safety_penalty] for `GRPOTrainer(reward_funcs=...)`; their sum is R."""
+    shared = _Rewards(rewarder, loop)
+
+    def _report(breakdowns: list[RewardBreakdown]) -> None:
+        for b in breakdowns:
+            if b.error:
+                log.warning("reward skipped: %s", b.error)
+
+    def ctrs_fidelity(prompts: list[Any], completions: list[Any], **columns: Any) -> list[Any]:
+        """sum_i w_i * CTRS_i / 6 (0 to the sum of the weights)."""
+        breakdowns = shared.breakdowns(prompts, completions, columns)
+        _report(breakdowns)
+        return [b.ctrs_term for b in breakdowns]
+
+    def safety_penalty(prompts: list[Any], completions: list[Any], **columns: Any) -> list[Any]:
+        """-sum_j lambda_j * violation_j (0 when no label is violated)."""
+        breakdowns = shared.breakdowns(prompts, completions, columns)
+        return [None if b.safety_term is None else -b.safety_term for b in breakdowns]
+
+    return [ctrs_fidelity, safety_penalty]
+
+
+def patient_turn_tokens(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """The last (patient) message as the policy's chat template renders it after the
+    therapist's end-of-turn token, through the next assistant header: the tokens a
+    rollout appends, masked, between two therapist turns."""
+    full = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    before = tokenizer.apply_chat_template(messages[:-1], tokenize=False)
+    eos = tokenizer.eos_token
+    cut = before.rindex(eos) + len(eos)
+    if not full.startswith(before[:cut]):
+        raise RuntimeError("the policy's chat template does not extend a conversation in place")
+    return list(tokenizer(full[cut:], add_special_tokens=False)["input_ids"])
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One dataset row: a profile, a seed, and the patient's opening line."""
+
+    profile: PatientProfile
+    seed: int
+    opening: str
+
+
+class TherapyRollout:
+    """`rollout_func` for GRPOTrainer: whole sessions, the patient a frozen model."""
+
+    def __init__(
+        self,
+        *,
+        patient_model: ChatModel,
+        rewarder: SessionRewarder,
+        loop: BackgroundLoop,
+        session: SessionConfig,
+        system_prompt: str | None,
+        turn_tokens: int = 128,
+        store: RunStore | None = None,
+        run_id: str = "train",
+    ) -> None:
+        self.patient_model = patient_model
+        self.rewarder = rewarder
+        self.loop = loop
+        self.session = session
+        self.system_prompt = system_prompt
+        self.turn_tokens = turn_tokens
+        self.store = store
+        self.run_id = run_id
+        self._episodes: dict[str, Episode] = {}
+        self._per_step: dict[int, int] = defaultdict(int)
+
+    def _env(self) -> TherapyEnv:
+        return TherapyEnv(
+            self.patient_model, self.rewarder, config=self.session, run_id=self.run_id
+        )
+
+    def dataset(self, profiles: Sequence[PatientProfile], seeds: Sequence[int]) -> list[dict]:
+        """Rows for the trainer: each profile x seed, its opening asked once (so every
+        rollout of a GRPO group starts from the same line)."""
+        rows = []
+        for profile in profiles:
+            for seed in seeds:
+                opening, _ = self.loop.run(self._env().reset(profile, seed))
+                prompt = self._prompt(opening)
+                self._episodes[_prompt_key(prompt)] = Episode(profile, seed, opening)
+                rows.append({"prompt": prompt, "profile_id": profile.id, "seed": seed})
+        return rows
+
+    def _prompt(self, opening: str) -> list[dict[str, str]]:
+        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        return [*system, {"role": "user", "content": opening}]
+
+    def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
+        tokenizer = trainer.processing_class
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        step = trainer.state.global_step
+        envs = [self._env() for _ in prompts]
+        ids = []
+        for env, prompt in zip(envs, prompts, strict=True):
+            episode = self._episodes.get(_prompt_key(prompt))
+            if episode is None:
+                raise ValueError(
+                    "a prompt the rollout did not make: build the dataset with .dataset()"
+                )
+            self._per_step[step] += 1
+            ids.append(f"{self.run_id}:step{step}:{self._per_step[step]}")
+            self.loop.run(
+                env.reset(
+                    episode.profile, episode.seed, session_id=ids[-1], opening=episode.opening
+                )
+            )
+        prompt_ids = [self._encode(tokenizer, env.messages(self.system_prompt)) for env in envs]
+        completion_ids: list[list[int]] = [[] for _ in envs]
+        env_mask: list[list[int]] = [[] for _ in envs]
+        infos: list[dict[str, Any]] = [{} for _ in envs]
+        active = list(range(len(envs)))
+        while active:
+            replies = self._generate(
+                trainer, model, tokenizer, [prompt_ids[i] + completion_ids[i] for i in active]
+            )
+            for i, (tokens, _) in zip(active, replies, strict=True):
+                completion_ids[i] += tokens
+                env_mask[i] += [1] * len(tokens)
+                if not tokens or tokens[-1] != tokenizer.eos_token_id:  # cut off: close the turn
+                    completion_ids[i].append(tokenizer.eos_token_id)
+                    env_mask[i].append(0)
+            steps = self.loop.gather(
+                envs[i].step(text) for i, (_, text) in zip(active, replies, strict=True)
+            )
+            still = []
+            for i, (_, _, terminated, truncated, info) in zip(active, steps, strict=True):
+                if terminated or truncated:
+                    infos[i] = info
+                    continue
+                suffix = patient_turn_tokens(tokenizer, envs[i].messages(self.system_prompt))
+                completion_ids[i] += suffix
+                env_mask[i] += [0] * len(suffix)
+                still.append(i)
+            active = still
+        breakdowns = [self._finish(env, info) for env, info in zip(envs, infos, strict=True)]
+        return {
+            "prompt_ids": prompt_ids,
+            "completion_ids": completion_ids,
+            "logprobs": None,
+            "env_mask": env_mask,
+            REWARD_COLUMN: [b.model_dump() for b in breakdowns],
+            "session_id": ids,
+        }
+
+    def _finish(self, env: TherapyEnv, info: dict[str, Any]) -> RewardBreakdown:
+        breakdown = info.get("reward") or RewardBreakdown(
+            total=None,
+            ctrs_term=None,
+            safety_term=None,
+            error=f"session failed: {info.get('error') or env.transcript.error}",
+        )
+        if self.store is not None:
+            env.transcript.meta["reward"] = breakdown.model_dump()
+            self.store.save_session(env.transcript)
+            for record in info.get("records", []):
+                self.store.save_scores([record])
+        return breakdown
+
+    @staticmethod
+    def _encode(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+        encoded = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=True
+        )
+        return list(encoded["input_ids"])
+
+    def _generate(
+        self, trainer: Any, model: Any, tokenizer: Any, batch: list[list[int]]
+    ) -> list[tuple[list[int], str]]:
+        """One therapist turn for each context: (new token ids through EOS, decoded text)."""
+        import torch
+
+        width = max(len(ids) for ids in batch)
+        pad = tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch])
+        attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch])
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                out = model.generate(
+                    input_ids=input_ids.to(model.device),
+                    attention_mask=attention.to(model.device),
+                    max_new_tokens=self.turn_tokens,
+                    do_sample=True,
+                    temperature=trainer.args.temperature,
+                    top_p=trainer.args.top_p,
+                    pad_token_id=pad,
+                )
+        finally:
+            model.train(was_training)
+        replies = []
+        for row in out[:, width:].tolist():
+            if tokenizer.eos_token_id in row:
+                row = row[: row.index(tokenizer.eos_token_id) + 1]
+            text = tokenizer.decode(row, skip_special_tokens=True).strip()
+            replies.append((row, text or "..."))
+        return replies
