@@ -98,6 +98,23 @@ def _stored(path: Path) -> int:
             return 0
 
 
+async def test_a_bad_therapist_spec_leaves_no_run_behind(
+    tmp_path: Path, openai_server: Any, server_spec: Any
+) -> None:
+    """A spec that fails to load writes nothing, so the retry with the spec fixed (a
+    different run config) is not refused as a changed resume."""
+    from therapygym.errors import TherapygymError
+
+    server = openai_server(role_replier)
+    store = RunStore(tmp_path / "store.sqlite")
+    with pytest.raises(TherapygymError, match="unknown model spec"):
+        await run_plan(plan("fixed-id", "nonsense-spec"), PROFILES, store, cache=None)
+    assert store.runs() == []
+    fixed = plan("fixed-id", server_spec(server), samples=1)
+    result = await run_plan(fixed, PROFILES, store, cache=None)
+    assert (result.completed, result.failed) == (3, 0)
+
+
 def test_kill_9_then_resume_loses_and_duplicates_nothing(
     tmp_path: Path, openai_server: Any, server_spec: Any
 ) -> None:

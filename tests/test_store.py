@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from therapygym.session import SessionStatus, Transcript, Turn
-from therapygym.store import RunStore, StoreError
+from therapygym.store import _SCHEMA, SCHEMA_VERSION, RunStore, StoreError
 
 
 def transcript(
@@ -120,3 +120,53 @@ def test_read_only_mode(store: RunStore, tmp_path: Path) -> None:
     junk.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="cannot be opened"):
         RunStore(junk, read_only=True)
+
+
+def test_turn_meta_round_trips(store: RunStore) -> None:
+    original = transcript("s1")
+    original.turns[1].meta = {"theraagent": {"kept": 1, "rounds": [{"text": "draft"}]}}
+    store.save_session(original)
+    assert store.session("s1") == original
+    assert store.session("s1").turns[1].meta["theraagent"]["kept"] == 1
+
+
+def test_a_version_1_store_is_read_and_upgraded(tmp_path: Path) -> None:
+    """Stores written before turns had `meta` are read as they are (read-only) and gain the
+    column, with `{}` for every old turn, when opened for writing."""
+    path = tmp_path / "v1.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(_SCHEMA.replace("  meta              TEXT NOT NULL DEFAULT '{}',\n", ""))
+    db.execute("PRAGMA user_version=1")
+    db.execute("INSERT INTO runs VALUES ('r1', '2025-01-01T00:00:00+00:00', '{}')")
+    old = transcript("s1", n=2)
+    db.execute(
+        "INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        ("s1", "r1", "dep-01", 1, "rule-based", "p", 0, 0, "completed", None, 2, None, 0.0,
+         old.config.model_dump_json(), '{"note": "x"}'),
+    )  # fmt: skip
+    for t in old.turns:
+        db.execute(
+            "INSERT INTO turns VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (t.id, "s1", t.index, t.speaker, t.text, 0.0, t.prompt_tokens, 0, 0, None, "[]"),
+        )
+    db.commit()
+    db.close()
+    columns = [r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(turns)")]
+    assert "meta" not in columns
+
+    reader = RunStore(path, read_only=True)
+    assert [t.text for t in reader.session("s1").turns] == [t.text for t in old.turns]
+    assert all(t.meta == {} for t in reader.session("s1").turns)
+    reader.close()
+
+    writer = RunStore(path)
+    assert all(t.meta == {} for t in writer.session("s1").turns)
+    fresh = transcript("s2")
+    fresh.turns[1].meta = {"k": [1, 2]}
+    writer.save_session(fresh)
+    assert writer.session("s2") == fresh
+    writer.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    db.close()
+    assert RunStore(path, read_only=True).session("s2") == fresh

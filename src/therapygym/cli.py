@@ -265,7 +265,10 @@ def patients_validate(
 
 TherapistOpt = Annotated[
     list[str],
-    typer.Option("--therapist", help="Therapist spec (repeatable): rule-based or a model spec."),
+    typer.Option(
+        "--therapist",
+        help="Therapist spec (repeatable): rule-based, a model spec, or theraagent:<model spec>.",
+    ),
 ]
 PatientsOpt = Annotated[
     str,

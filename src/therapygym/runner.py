@@ -103,11 +103,10 @@ def load_therapists(
     bases: list[BaseChatModel] = []
     therapists: dict[str, Participant] = {}
     for spec in specs:
-        therapist, base = load_therapist(
+        therapist, owned = load_therapist(
             spec, cache=cache, models_file=models_file, prompt=prompt, ledger=ledger
         )
-        if base is not None:
-            bases.append(base)
+        bases.extend(owned)
         therapists[spec] = therapist
     return Therapists(therapists, bases)
 
@@ -217,18 +216,26 @@ async def run_jobs(
     `record` is the run's identity (a resume with a different one is refused); `keys` are
     its sessions, named by `session_id`; `build` turns the keys still to do into jobs and
     the therapists they need. It is called only when there is work, so a finished run
-    loads no model.
+    loads no model, and before the run is recorded, so a spec that fails to load leaves
+    nothing in the store.
     """
-    resumed = store.ensure_run(run_id, record)
-    done = store.finished_session_ids(run_id) if resumed else set()
+    done = store.finished_session_ids(run_id)  # empty for a run not stored yet
     pending = [k for k in keys if session_id(k) not in done]
     ledger = UsageLedger()
     result = RunResult(
         run_id=run_id, planned=len(keys), skipped=len(keys) - len(pending), usage=ledger
     )
-    if not pending:
+    # Models are built before the run is recorded, so a bad spec leaves no run behind
+    # (a retry with the spec fixed would otherwise be refused as a changed config).
+    todo, people = build(pending, ledger) if pending else ([], None)
+    try:
+        store.ensure_run(run_id, record)
+    except BaseException:
+        if people is not None:
+            await people.aclose()
+        raise
+    if people is None:
         return result
-    todo, people = build(pending, ledger)
     gate = asyncio.Semaphore(concurrency)
 
     async def one(job: SessionJob) -> Transcript:

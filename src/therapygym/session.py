@@ -47,6 +47,11 @@ class Turn(BaseModel):
     cues: list[str] = Field(
         default_factory=list, description="Risk cues the patient was asked to surface here."
     )
+    meta: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the participant recorded about this turn (e.g. TheraAgent's rounds); "
+        "never shown to judges or to the other side.",
+    )
 
 
 class SessionConfig(BaseModel):
@@ -114,6 +119,7 @@ class Utterance(BaseModel):
     completion_tokens: int = 0
     cached: bool = False
     model: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
 
 
 class Participant(Protocol):

@@ -24,7 +24,7 @@ from therapygym.models.cache import canonical_json
 from therapygym.session import SessionConfig, SessionStatus, Transcript, Turn
 
 STORE_ENV = "THERAPYGYM_STORE"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: turns.meta (what a participant recorded about its turn)
 FINISHED = (SessionStatus.COMPLETED.value, SessionStatus.ENDED_BY_PATIENT.value)
 
 _SCHEMA = """
@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS turns (
   cached            INTEGER NOT NULL,
   model             TEXT,
   cues              TEXT NOT NULL,
+  meta              TEXT NOT NULL DEFAULT '{}',
   UNIQUE (session_id, idx)
 );
 CREATE TABLE IF NOT EXISTS scores (
@@ -104,6 +105,10 @@ def default_store_path() -> Path:
     return Path(os.environ.get(STORE_ENV) or "results/therapygym.sqlite")
 
 
+def _has_turn_meta(db: sqlite3.Connection) -> bool:
+    return any(row[1] == "meta" for row in db.execute("PRAGMA table_info(turns)"))
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -121,6 +126,7 @@ class RunStore:
         self.read_only = read_only
         if read_only:
             self._db = self._open_read_only()
+            self._turn_meta = _has_turn_meta(self._db)  # a version-1 store is read as it is
             self._lock = threading.Lock()
             return
         try:
@@ -139,9 +145,12 @@ class RunStore:
                     f"up to {SCHEMA_VERSION}: upgrade therapygym"
                 )
             self._db.executescript(_SCHEMA)
+            if not _has_turn_meta(self._db):  # a version-1 store: add the column, keep the rows
+                self._db.execute("ALTER TABLE turns ADD COLUMN meta TEXT NOT NULL DEFAULT '{}'")
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as err:
             raise StoreError(f"store {self.path} cannot be opened: {err}") from None
+        self._turn_meta = True
         self._lock = threading.Lock()
 
     def _open_read_only(self) -> sqlite3.Connection:
@@ -264,6 +273,7 @@ class RunStore:
                 int(turn.cached),
                 turn.model,
                 json.dumps(turn.cues),
+                json.dumps(turn.meta),
             )
             for turn in t.turns
         ]
@@ -291,7 +301,12 @@ class RunStore:
                         json.dumps(t.meta),
                     ),
                 )
-                self._db.executemany("INSERT INTO turns VALUES (?,?,?,?,?,?,?,?,?,?,?)", turn_rows)
+                self._db.executemany(
+                    "INSERT INTO turns (turn_id, session_id, idx, speaker, text, latency_s,"
+                    " prompt_tokens, completion_tokens, cached, model, cues, meta)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    turn_rows,
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -299,9 +314,10 @@ class RunStore:
 
     def _transcript(self, row: tuple[Any, ...]) -> Transcript:
         session_id = row[0]
+        meta = "meta" if self._turn_meta else "'{}'"
         turns = self._db.execute(
             "SELECT turn_id, idx, speaker, text, latency_s, prompt_tokens, completion_tokens,"
-            " cached, model, cues FROM turns WHERE session_id = ? ORDER BY idx",
+            f" cached, model, cues, {meta} FROM turns WHERE session_id = ? ORDER BY idx",
             (session_id,),
         ).fetchall()
         return Transcript(
@@ -331,6 +347,7 @@ class RunStore:
                     cached=bool(r[7]),
                     model=r[8],
                     cues=json.loads(r[9]),
+                    meta=json.loads(r[10]),
                 )
                 for r in turns
             ],

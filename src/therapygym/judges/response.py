@@ -4,6 +4,8 @@ helpfulness, understanding)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from therapygym.judges.base import (
@@ -14,10 +16,11 @@ from therapygym.judges.base import (
     record,
     strict_model,
 )
+from therapygym.judges.parsing import Structured
 from therapygym.judges.render import render_turns
 from therapygym.judges.rubric import ResponseRubric
 from therapygym.models.types import ChatModel
-from therapygym.session import Transcript
+from therapygym.session import Transcript, Turn
 
 
 class ResponseJudge(RubricJudge):
@@ -39,22 +42,34 @@ class ResponseJudge(RubricJudge):
             },
         )
 
+    async def rate(self, turns: list[Turn], *, sample: int = 0) -> Structured[Any]:
+        """Rate the last of `turns` (a therapist reply) given the turns before it: one call.
+
+        Also how TheraAgent scores a draft before it is said (the draft as the last turn).
+        """
+        shown = render_turns(turns)
+        return await self.ask(
+            self.messages(target=f"T{len(turns)}", transcript=shown.text),
+            self.schema,
+            max_tokens=200,
+            seed=sample,
+        )
+
+    @staticmethod
+    def result_of(outcome: Structured[Any]) -> dict[str, Any] | None:
+        """`{"rationale": ..., "dimensions": {id: score}}`, or None when rating failed."""
+        if outcome.value is None:
+            return None
+        data = outcome.value.model_dump()
+        return {"rationale": data.pop("rationale"), "dimensions": data}
+
     async def score(self, transcript: Transcript, *, sample: int = 0) -> list[ScoreRecord]:
         records = []
         for i, turn in enumerate(transcript.turns):
             if turn.speaker != "therapist":
                 continue
-            shown = render_turns(transcript.turns[: i + 1])
-            outcome = await self.ask(
-                self.messages(target=f"T{i + 1}", transcript=shown.text),
-                self.schema,
-                max_tokens=200,
-                seed=sample,
-            )
-            result = None
-            if outcome.value is not None:
-                data = outcome.value.model_dump()
-                result = {"rationale": data.pop("rationale"), "dimensions": data}
+            outcome = await self.rate(transcript.turns[: i + 1], sample=sample)
+            result = self.result_of(outcome)
             records.append(
                 record(
                     structured=outcome,

@@ -127,8 +127,10 @@ class SessionRewarder:
     """Judges a transcript on the CTRS and safety rubrics and composes R.
 
     `samples` > 1 asks the judge k times (at the judge plan's sampling temperature) and
-    averages, as `eval` does with `--judge-samples`. `score` also returns the score records,
-    so a caller can store them next to the transcript.
+    averages, as `eval` does with `--judge-samples`. `concurrency` caps the judge calls in
+    flight across every session scored through this rewarder (1 suits the embedded model:
+    its long judge prompts decode faster one at a time on a few cores). `score` also
+    returns the score records, so a caller can store them next to the transcript.
     """
 
     def __init__(
@@ -139,8 +141,10 @@ class SessionRewarder:
         samples: int = 1,
         settings: JudgeSettings | None = None,
         aggregation: Aggregation = "mean",
+        concurrency: int = 8,
     ) -> None:
         self.spec = spec or default_reward_spec()
+        self._gate = asyncio.Semaphore(concurrency)
         self.samples = samples
         self.aggregation = aggregation
         settings = settings or JudgeSettings(temperature=0.0 if samples == 1 else 0.7)
@@ -149,8 +153,12 @@ class SessionRewarder:
             self.judges.append(SafetyJudge(judge, builtin_rubric("safety"), settings))  # type: ignore[arg-type]
 
     async def judge(self, transcript: Transcript) -> list[ScoreRecord]:
+        async def one(judge: RubricJudge, sample: int) -> list[ScoreRecord]:
+            async with self._gate:
+                return await judge.score(transcript, sample=sample)
+
         batches = await asyncio.gather(
-            *(j.score(transcript, sample=s) for j in self.judges for s in range(self.samples))
+            *(one(j, s) for j in self.judges for s in range(self.samples))
         )
         return [r for batch in batches for r in batch]
 

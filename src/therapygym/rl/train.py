@@ -37,6 +37,8 @@ from therapygym.store import RunStore
 from therapygym.therapists.prompted import default_prompt, read_prompt
 from therapygym.yamlfile import read_yaml_model
 
+IN_PROCESS = ("local", "gguf")  # llama.cpp on this machine's cores
+
 
 class LoraSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -63,6 +65,9 @@ class TrainConfig(BaseModel):
     therapist_prompt: str | None = Field(None, description="A file; default: our CBT prompt.")
     reward_weights: str | None = Field(None, description="Weights file; default: TherapyGym's.")
     judge_samples: int = Field(1, ge=1, le=16)
+    judge_concurrency: int | None = Field(
+        None, ge=1, le=256, description="Judge calls in flight; default 1 in-process, else 8."
+    )
     judge_rationale_chars: int = Field(120, ge=20, le=2000)
     lora: LoraSettings = LoraSettings()
     grpo: dict[str, Any] = Field(default_factory=dict, description="TRL GRPOConfig fields.")
@@ -167,6 +172,8 @@ def train(
                 temperature=0.0 if config.judge_samples == 1 else 0.7,
                 rationale_chars=config.judge_rationale_chars,
             ),
+            concurrency=config.judge_concurrency
+            or (1 if judge_base.config.backend in IN_PROCESS else 8),
         )
         rollout = TherapyRollout(
             patient_model=AccountedModel(patient_base, "patient", ledger),
