@@ -155,15 +155,18 @@ def train(
         args = GRPOConfig(**grpo)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"train config: grpo: {err}") from None
-    store.ensure_run(
-        config.run_id, {"train": config.model_dump(mode="json"), "reward": spec.source}
-    )
-
     loop = BackgroundLoop()
     ledger = UsageLedger()
     patient_base = load_model(config.patient_model, cache=cache, models_file=models_file)
     judge_base = load_model(config.judge, cache=cache, models_file=models_file)
     try:
+        if judge_base.config.backend == "hf":
+            raise ConfigError(
+                f"train config: judge: {config.judge} cannot constrain its output to the judges' "
+                "JSON schemas; use local:smollm2, gguf:..., or an OpenAI-compatible server"
+            )
+        record = {"train": config.model_dump(mode="json"), "reward": spec.source}
+        store.ensure_run(config.run_id, record)  # after the models load: a bad spec leaves none
         rewarder = SessionRewarder(
             AccountedModel(judge_base, "judge", ledger),
             spec,
@@ -205,7 +208,7 @@ def train(
             ),
             callbacks=[_reward_log(rewards_path, console)],
         )
-        trainer.train()
+        trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
         adapter = out / "adapter"
         trainer.model.save_pretrained(adapter)
         tokenizer.save_pretrained(adapter)
