@@ -32,6 +32,7 @@ from therapygym.report.charts import Chart, run_charts
 from therapygym.report.data import RunData, SessionView, run_data, single_session
 from therapygym.report.html import content_security_policy, render_page, session_href
 from therapygym.store import RunStore, StoreError
+from therapygym.web_thread import ThreadedApp
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -266,9 +267,7 @@ class ViewerServer:
         self.host, self._requested_port = host, port
         self.aggregation = aggregation
         self.port: int | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
+        self._served: ThreadedApp | None = None
 
     @property
     def url(self) -> str:
@@ -287,42 +286,15 @@ class ViewerServer:
             aggregation=self.aggregation,
             allowed_hosts=_allowed_hosts(self.host, self.port),
         )
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        async def serve() -> None:
-            runner = web.AppRunner(app, access_log=None)
-            try:
-                await runner.setup()
-                await web.SockSite(runner, sock).start()
-            except BaseException as exc:
-                failure.append(exc)
-                sock.close()
-                await runner.cleanup()
-                ready.set()
-                return
-            self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
-            ready.set()
-            try:
-                await self._stopping.wait()
-            finally:
-                await runner.cleanup()
-
-        self._thread = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True)
-        self._thread.start()
-        ready.wait()
-        if failure:
-            self._thread.join()
-            self._thread = None
-            raise failure[0]
+        served = ThreadedApp(app, sock, name=f"therapygym-viewer-{self.port}")
+        served.start()
+        self._served = served
         return self
 
     def stop(self) -> None:
-        if self._thread is not None:
-            if self._loop is not None and self._stopping is not None:
-                self._loop.call_soon_threadsafe(self._stopping.set)
-            self._thread.join()
-            self._thread = self._loop = self._stopping = None
+        if self._served is not None:
+            self._served.stop()
+            self._served = None
         self.store.close()
 
     def __enter__(self) -> ViewerServer:

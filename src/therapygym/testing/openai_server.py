@@ -45,6 +45,8 @@ from typing import Any, TypeAlias
 
 from aiohttp import web
 
+from therapygym.web_thread import ThreadedApp
+
 __all__ = ["FakeOpenAIServer", "Fault", "Replier", "Reply", "main"]
 
 logger = logging.getLogger(__name__)
@@ -205,9 +207,7 @@ class FakeOpenAIServer:
         self._stats_lock = threading.Lock()
 
         self._port: int | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
+        self._served: ThreadedApp | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -229,34 +229,31 @@ class FakeOpenAIServer:
         The socket is bound here, in the caller's thread, so a bind error (port in use)
         raises directly from ``start()``.
         """
-        if self._thread is not None:
+        if self._served is not None:
             raise RuntimeError("server already started")
         sock = socket.create_server((self._host, self._requested_port), backlog=_BACKLOG)
         self._port = sock.getsockname()[1]
-        ready = threading.Event()
-        failure: list[BaseException] = []
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._serve(sock, ready, failure)),
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat_completions)
+        app.router.add_get("/v1/models", self._models)
+        # handler_cancellation: when a client gives up (timeout during HANG) its handler
+        # is cancelled instead of sleeping on; access_log=None keeps it quiet and fast.
+        served = ThreadedApp(
+            app,
+            sock,
             name=f"fake-openai-{self._port}",
-            daemon=True,
+            runner_options={"handler_cancellation": True, "shutdown_timeout": _SHUTDOWN_GRACE_S},
+            site_options={"backlog": _BACKLOG},
         )
-        self._thread.start()
-        ready.wait()
-        if failure:
-            self._thread.join()
-            self._thread = None
-            raise failure[0]
+        served.start()
+        self._served = served
         return self
 
     def stop(self) -> None:
         """Stop serving and join the thread; in-flight requests get a short grace period."""
-        thread, loop, stopping = self._thread, self._loop, self._stopping
-        if thread is None:
-            return
-        if loop is not None and stopping is not None and thread.is_alive():
-            loop.call_soon_threadsafe(stopping.set)
-        thread.join()
-        self._thread = self._loop = self._stopping = None
+        if self._served is not None:
+            self._served.stop()
+            self._served = None
 
     def __enter__(self) -> FakeOpenAIServer:
         return self.start()
@@ -273,33 +270,6 @@ class FakeOpenAIServer:
         with self._stats_lock:
             self.requests.clear()
             self.fault_counts.clear()
-
-    async def _serve(
-        self, sock: socket.socket, ready: threading.Event, failure: list[BaseException]
-    ) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._chat_completions)
-        app.router.add_get("/v1/models", self._models)
-        # handler_cancellation: when a client gives up (timeout during HANG) its handler
-        # is cancelled instead of sleeping on; access_log=None keeps it quiet and fast.
-        runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=_SHUTDOWN_GRACE_S
-        )
-        try:
-            await runner.setup()
-            await web.SockSite(runner, sock, backlog=_BACKLOG).start()
-        except BaseException as exc:  # surfaced by start() in the caller's thread
-            failure.append(exc)
-            sock.close()
-            await runner.cleanup()
-            ready.set()
-            return
-        self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
-        ready.set()
-        try:
-            await self._stopping.wait()
-        finally:
-            await runner.cleanup()
 
     # ------------------------------------------------------------------ handlers
 
