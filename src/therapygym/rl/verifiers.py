@@ -1,0 +1,192 @@
+"""The therapy environment for the `verifiers` library (0.4.0, its `verifiers.v1` API).
+
+verifiers drives the policy, we drive the patient and the reward: one `Env` subclass
+whose `run(task, agents)` relays between verifiers' therapist agent (the model under
+evaluation or training, through verifiers' own client and interception) and
+`rl/env.py`'s `TherapyEnv` (our patient simulator on any model spec, and the session
+loop with its stopping rules). Nothing here re-implements the session: each therapist
+segment goes to `TherapyEnv.step`, each patient reply back to `Interaction.turn`. The
+reward is `SessionRewarder`'s R, recorded in `finalize` as the trace's one reward
+(`therapygym_r`), its terms and items as metrics, so verifiers logs what moved.
+
+verifiers needs `openai<3` and our dev extra `openai>=3`, so it lives in its own venv
+(`make test-verifiers` builds `.vfenv`: verifiers==0.4.0 plus therapygym, and tests this).
+
+verifiers loads a taskset by importing a top-level module named by its id, so this
+module registers itself as `therapygym_verifiers` (id `therapygym-verifiers`) when
+imported; build the env from Python (`TherapyVerifiersEnv(TherapyVerifiersConfig())`).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+try:
+    import verifiers.v1 as vf
+except ImportError as err:  # pragma: no cover - exercised only without verifiers
+    raise ImportError(
+        "therapygym.rl.verifiers needs verifiers 0.4.0 in its own venv "
+        "(it requires openai<3): pip install verifiers==0.4.0"
+    ) from err
+
+from pydantic import Field
+
+from therapygym.models import BaseChatModel, load_model
+from therapygym.patients.select import select_profiles
+from therapygym.rl.env import TherapyEnv
+from therapygym.rl.reward import RewardBreakdown, SessionRewarder, load_reward_spec
+from therapygym.session import SessionConfig
+from therapygym.therapists.prompted import default_prompt, read_prompt
+
+VERIFIERS_VERSION = "0.4.0"  # what this module is built and tested against
+TASKSET_ID = "therapygym-verifiers"
+REWARD_NAME = "therapygym_r"
+THERAPIST = "therapist"
+
+# verifiers imports a taskset's module by its id (`-` -> `_`), top level only: alias us.
+sys.modules.setdefault(TASKSET_ID.replace("-", "_"), sys.modules[__name__])
+
+
+class TherapyTaskData(vf.TaskData):
+    """One episode: a patient profile, a seed, and optionally the opening to replay (so
+    every rollout of a group starts from the same words)."""
+
+    profile_id: str
+    seed: int = 0
+    opening: str | None = None
+
+
+class TherapyTask(vf.Task[TherapyTaskData]):
+    """No task-side scoring: the session's R is recorded by the env once the patient
+    side (which verifiers does not see) is over."""
+
+
+class TherapyTasksetConfig(vf.TasksetConfig):
+    id: str = TASKSET_ID
+    patients: str = Field("all", description="A patient selector, as for `run --patients`.")
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    therapist_prompt: str | None = Field(None, description="A file; default: our CBT prompt.")
+
+
+class TherapyTaskset(vf.Taskset[TherapyTask, TherapyTasksetConfig]):
+    """Profiles x seeds; the therapist's system prompt rides on each task, the patient's
+    situation does not (the therapist learns it only by asking)."""
+
+    def load(self) -> Iterator[TherapyTask]:
+        cfg = self.config
+        system = read_prompt(cfg.therapist_prompt) if cfg.therapist_prompt else default_prompt()
+        for profile in select_profiles(cfg.patients):
+            for seed in cfg.seeds:
+                data = TherapyTaskData(
+                    id=f"{profile.id}:{seed}",
+                    name=profile.id,
+                    prompt=None,  # the patient opens, through the first turn
+                    system_prompt=system,
+                    profile_id=profile.id,
+                    seed=seed,
+                )
+                yield TherapyTask(data, cfg.task)
+
+
+class TherapyVerifiersConfig(vf.EnvConfig):
+    """The env block. The therapist seat is verifiers' (`--env.therapist.*`); the patient
+    and judge are our model specs, frozen. The tool-less `null` harness runs nothing but
+    a chat loop, so the local subprocess runtime is the default."""
+
+    taskset: TherapyTasksetConfig = TherapyTasksetConfig()
+    therapist: vf.AgentConfig = vf.AgentConfig(
+        harness={"id": "null"}, runtime={"type": "subprocess"}
+    )
+    patient_model: str = "local:smollm2"
+    judge: str = "local:smollm2"
+    models_file: str | None = None
+    reward_weights: str | None = None
+    judge_samples: int = Field(1, ge=1)
+    judge_concurrency: int = Field(8, ge=1)
+    session: SessionConfig = SessionConfig()
+
+
+def _metrics(breakdown: RewardBreakdown) -> dict[str, float]:
+    """R's parts as flat metrics: both terms, every CTRS item, every safety label."""
+    out = {"ctrs_term": breakdown.ctrs_term, "safety_term": breakdown.safety_term}
+    out |= {f"ctrs/{k}": v for k, v in breakdown.items.items()}
+    out |= {f"safety/{k}": float(v) for k, v in breakdown.violations.items()}
+    return {k: float(v) for k, v in out.items() if v is not None}
+
+
+class TherapyVerifiersEnv(vf.Env[TherapyVerifiersConfig]):
+    """verifiers' therapist agent against our simulated patient; R from our judges."""
+
+    def __init__(self, config: TherapyVerifiersConfig) -> None:
+        super().__init__(config)
+        self.patient_model: BaseChatModel | None = None
+        self.judge_model: BaseChatModel | None = None
+        self.rewarder: SessionRewarder | None = None
+        self._results: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    async def start(self) -> None:
+        """Load the frozen models once per `serving()`, on the loop that will use them."""
+        cfg = self.config
+        self.patient_model = load_model(cfg.patient_model, models_file=cfg.models_file)
+        self.judge_model = load_model(cfg.judge, models_file=cfg.models_file)
+        self.rewarder = SessionRewarder(
+            self.judge_model,
+            load_reward_spec(cfg.reward_weights),
+            samples=cfg.judge_samples,
+            concurrency=cfg.judge_concurrency,
+        )
+
+    async def stop(self) -> None:
+        """Close the models' HTTP sessions with the loop that opened them."""
+        for model in (self.patient_model, self.judge_model):
+            if model is not None:
+                await model.aclose()
+        self.patient_model = self.judge_model = self.rewarder = None
+
+    def therapy_env(self) -> TherapyEnv:
+        """A fresh `TherapyEnv` per episode: episodes run concurrently, models are shared."""
+        if self.patient_model is None:
+            raise RuntimeError("run episodes inside `async with env.serving():`")
+        return TherapyEnv(self.patient_model, self.rewarder, config=self.config.session)
+
+    async def run(self, task: vf.Task, agents: vf.Agents) -> None:
+        """Relay: the patient's line is the therapist agent's user turn, its reply is
+        `TherapyEnv.step`'s input, until the session (not the agent) says it is over."""
+        data: TherapyTaskData = task.data  # type: ignore[assignment]
+        (profile,) = select_profiles(data.profile_id)
+        env = self.therapy_env()
+        said, _ = await env.reset(profile, data.seed, opening=data.opening)
+        async with agents.therapist.interaction(task) as therapist:
+            while True:
+                segment = await therapist.turn(said)
+                if segment.terminated:  # the agent's own limit or its model failed
+                    stop = therapist.trace.stop_condition
+                    reward, info = math.nan, {"error": f"the therapist agent stopped ({stop})"}
+                    break
+                said, reward, terminated, truncated, info = await env.step(segment.last_reply)
+                if terminated or truncated:
+                    break
+        info["status"] = env.transcript.status
+        info["patient_turns"] = sum(t.speaker == "patient" for t in env.transcript.turns)
+        self._results[therapist.trace.id] = (reward, info)
+
+    async def finalize(self, task: vf.Task, episode: vf.Episode) -> None:
+        """Record R on the therapist's trace. A session without R (a judge or the patient
+        model failed) fails the episode with the cause: never a made-up 0."""
+        for trace in episode.traces:
+            if trace.agent.name != THERAPIST or trace.id not in self._results:
+                continue
+            reward, info = self._results.pop(trace.id)
+            breakdown: RewardBreakdown | None = info.get("reward")
+            if math.isnan(reward) or breakdown is None:
+                cause = breakdown.error if breakdown is not None else info.get("error")
+                raise RuntimeError(f"no reward for {task.data.id}: {cause}")
+            trace.record_reward(REWARD_NAME, reward)
+            trace.record_metrics(_metrics(breakdown))
+            trace.record_metric("patient_turns", info["patient_turns"])
+
+
+__all__ = ["TherapyTaskset", "TherapyVerifiersEnv"]

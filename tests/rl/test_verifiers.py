@@ -1,0 +1,174 @@
+"""The verifiers 0.4.0 adapter end to end: verifiers' therapist agent (its null harness,
+interception and OpenAI client) against our patient and judges, all on the local server.
+
+Skipped where verifiers is not installed (our CI: it needs openai<3); run it in its own
+venv, see docs/training.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("verifiers.v1", reason="verifiers 0.4.0 lives in its own venv (needs openai<3)")
+
+import verifiers.v1 as vf
+from aiohttp import ClientSession, web
+from judges.scripted import judge_replier
+
+from therapygym.models import load_model
+from therapygym.patients.select import select_profiles
+from therapygym.rl.reward import SessionRewarder, load_reward_spec
+from therapygym.rl.trl import transcript_from_chat
+from therapygym.rl.verifiers import (
+    REWARD_NAME,
+    TherapyVerifiersConfig,
+    TherapyVerifiersEnv,
+)
+from therapygym.session import SessionConfig
+
+PROFILE = select_profiles("dep-01-maya")[0]
+POLICY = "policy-under-test"
+
+
+def replier(judge: Any) -> Any:
+    """The policy (asked by verifiers under POLICY) and the patient (our spec's model)
+    get numbered lines, so the test can tell who said what; judge calls get `judge`."""
+    counters = {POLICY: itertools.count(1), "patient": itertools.count(1)}
+
+    def reply(body: dict[str, Any]) -> Any:
+        if body.get("response_format"):
+            return judge(body)
+        who = POLICY if body.get("model") == POLICY else "patient"
+        return f"{who} line {next(counters[who])}"
+
+    return reply
+
+
+async def streaming_front(upstream: str) -> tuple[web.AppRunner, str]:
+    """verifiers' harness always streams and our test server does not: relay each request
+    unstreamed and answer it as one SSE chunk plus the usage chunk."""
+
+    async def chat(request: web.Request) -> web.Response:
+        body = await request.json()
+        stream = body.pop("stream", False)
+        body.pop("stream_options", None)
+        async with (
+            ClientSession() as http,
+            http.post(f"{upstream}/chat/completions", json=body) as r,
+        ):
+            data, status = await r.json(), r.status
+        if status != 200 or not stream:
+            return web.json_response(data, status=status)
+        head = {"id": data["id"], "object": "chat.completion.chunk", "created": int(time.time())}
+        head["model"] = data["model"]
+        choice = data["choices"][0]
+        delta = {"role": "assistant", "content": choice["message"]["content"]}
+        chunks = [
+            {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
+            {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+            {**head, "choices": [], "usage": data["usage"]},
+        ]
+        text = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+        return web.Response(text=text, content_type="text/event-stream")
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}/v1"
+
+
+async def play(
+    server: Any, spec: str, weights: Path, max_turns: int
+) -> tuple[TherapyVerifiersEnv, vf.Episode]:
+    """One episode of dep-01-maya through verifiers' own `run_episode`."""
+    runner, front = await streaming_front(server.base_url)
+    try:
+        config = TherapyVerifiersConfig(
+            taskset={"patients": PROFILE.id, "seeds": [3]},
+            patient_model=spec,
+            judge=spec,
+            reward_weights=str(weights),
+            session=SessionConfig(max_turns=max_turns),
+        )
+        env = TherapyVerifiersEnv(config)
+        (task,) = list(env.taskset)
+        client = vf.EvalClientConfig(base_url=front, api_key_var="THERAPYGYM_TEST_KEY")
+        async with env.serving():
+            episode = await env.run_episode(task, vf.ModelContext(model=POLICY, client=client))
+        return env, episode
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+def weights(tmp_path: Path) -> Path:
+    path = tmp_path / "weights.yaml"
+    path.write_text("ctrs: {agenda: 1.0, feedback: 0.5}\nsafety: {medication_advice: 2.0}\n")
+    return path
+
+
+@pytest.mark.timeout(240)
+async def test_episode_reward_is_the_sessions_R(openai_server, server_spec, weights) -> None:
+    server = openai_server(replier(judge_replier(score=4, verdict="yes")))
+    spec = server_spec(server)
+    env, episode = await play(server, spec, weights, max_turns=4)
+    assert episode.ok, episode.errors
+    (trace,) = episode.traces
+    assert trace.agent.name == "therapist"
+
+    # The therapist's side of the session: our system prompt, the authored opening, and
+    # the policy's and patient's lines alternating until the session's turn limit.
+    messages = [(type(m).__name__, m.content) for m in trace.messages]
+    assert [role for role, _ in messages] == [
+        "SystemMessage",
+        "UserMessage",
+        "AssistantMessage",
+        "UserMessage",
+        "AssistantMessage",
+    ]
+    assert messages[1][1] == PROFILE.opening_line
+    assert [c for r, c in messages[2:]] == [
+        f"{POLICY} line 1",
+        "patient line 1",
+        f"{POLICY} line 2",
+    ]
+
+    # R as our rewarder computes it on the same conversation (no made-up value).
+    chat = [
+        {"role": "user" if r == "UserMessage" else "assistant", "content": c}
+        for r, c in messages[1:]
+    ]
+    judge = load_model(spec)
+    try:
+        rewarder = SessionRewarder(judge, load_reward_spec(weights))
+        transcript = transcript_from_chat(chat[:-1], chat[-1]["content"], "check")
+        expected, _ = await rewarder.score(transcript)
+    finally:
+        await judge.aclose()
+    assert expected.total == pytest.approx(1.5 * 4 / 6 - 2.0)  # both items 4/6, one violation
+    assert trace.rewards[REWARD_NAME].score == pytest.approx(expected.total)
+    assert trace.reward == pytest.approx(expected.total)
+    assert trace.metrics["ctrs/agenda"] == 4.0
+    assert trace.metrics["safety/medication_advice"] == 1.0
+    assert trace.metrics["safety_term"] == pytest.approx(2.0)
+    assert trace.metrics["patient_turns"] == 2.0
+    assert env.patient_model is None  # models closed with serving()
+
+
+@pytest.mark.timeout(240)
+async def test_failed_judge_fails_the_episode(openai_server, server_spec, weights) -> None:
+    server = openai_server(replier(lambda body: "not json"))
+    _env, episode = await play(server, server_spec(server, max_retries=0), weights, max_turns=2)
+    assert not episode.ok
+    assert REWARD_NAME not in episode.traces[0].rewards
+    assert any("no reward for" in e.message for e in episode.errors), episode.errors
