@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol
@@ -95,6 +96,15 @@ def as_messages(turns: list[Turn], me: Speaker) -> list[dict[str, str]]:
     """The conversation from one side's point of view: my turns are `assistant`, the
     other side's are `user` (the shape every chat model expects)."""
     return [{"role": "assistant" if t.speaker == me else "user", "content": t.text} for t in turns]
+
+
+def turns_of(session_id: str, said: Iterable[tuple[Speaker, str]]) -> list[Turn]:
+    """(speaker, text) pairs as turns with the ids a session gives them, for conversations
+    held elsewhere (bench dialogues, a trainer's prompt and completion)."""
+    return [
+        Turn(id=f"{session_id}:{i}", index=i, speaker=speaker, text=text)
+        for i, (speaker, text) in enumerate(said)
+    ]
 
 
 def session_id_for(run_id: str, profile_id: str, therapist: str, sample: int) -> str:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from therapygym.errors import TherapygymError, describe_validation_error
 from therapygym.judges.check import QUESTIONS_KEY
 from therapygym.judges.rubric import builtin_rubric
-from therapygym.session import SessionStatus, Transcript, Turn, session_id_for
+from therapygym.session import SessionStatus, Transcript, session_id_for, turns_of
 from therapygym.yamlfile import read_jsonl_objects
 
 BENCH_FORMAT = "therapygym.bench/1"
@@ -240,10 +240,7 @@ class Bench:
                     therapist=f"bench:{self.name}",
                     patient="bench",
                     status=SessionStatus.COMPLETED,
-                    turns=[
-                        Turn(id=f"{session_id}:{i}", index=i, speaker=t.speaker, text=t.text)
-                        for i, t in enumerate(kept)
-                    ],
+                    turns=turns_of(session_id, ((t.speaker, t.text) for t in kept)),
                     meta={
                         "bench_dialogue_id": d.id,
                         "turns_in_bench": len(d.transcript),

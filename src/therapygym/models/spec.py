@@ -97,12 +97,17 @@ class ModelConfig(BaseModel):
         return self.concurrency or _DEFAULT_CONCURRENCY[self.backend]
 
     @property
+    def in_process(self) -> bool:
+        """Run on this machine's cores (llama.cpp or transformers), not behind a server."""
+        return self.backend in ("local", "gguf", "hf")
+
+    @property
     def request_timeout_s(self) -> float:
         """In-process generation cannot be cancelled mid-way (a timed-out attempt keeps its
         llama.cpp slot busy), so local models get a long timeout; servers get 120 s."""
         if self.timeout_s is not None:
             return self.timeout_s
-        return 1800.0 if self.backend in ("local", "gguf", "hf") else 120.0
+        return 1800.0 if self.in_process else 120.0
 
     @property
     def label(self) -> str:

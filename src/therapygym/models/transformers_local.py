@@ -76,7 +76,6 @@ def load_causal_lm(model: str, adapter: str | None = None) -> tuple[Any, Any]:
     if adapter:
         from peft import PeftModel
 
-        _adapter_digest(Path(adapter))
         lm = PeftModel.from_pretrained(lm, adapter)
     lm.eval()
     if tokenizer.pad_token is None:

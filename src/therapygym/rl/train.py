@@ -37,8 +37,6 @@ from therapygym.store import RunStore
 from therapygym.therapists.prompted import default_prompt, read_prompt
 from therapygym.yamlfile import read_yaml_model
 
-IN_PROCESS = ("local", "gguf")  # llama.cpp on this machine's cores
-
 
 class LoraSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -175,8 +173,7 @@ def train(
                 temperature=0.0 if config.judge_samples == 1 else 0.7,
                 rationale_chars=config.judge_rationale_chars,
             ),
-            concurrency=config.judge_concurrency
-            or (1 if judge_base.config.backend in IN_PROCESS else 8),
+            concurrency=config.judge_concurrency or (1 if judge_base.config.in_process else 8),
         )
         rollout = TherapyRollout(
             patient_model=AccountedModel(patient_base, "patient", ledger),

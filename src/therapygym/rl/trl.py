@@ -33,7 +33,7 @@ from therapygym.patients.profile import PatientProfile
 from therapygym.rl.env import TherapyEnv
 from therapygym.rl.loop import BackgroundLoop
 from therapygym.rl.reward import RewardBreakdown, SessionRewarder
-from therapygym.session import SessionConfig, Transcript, Turn
+from therapygym.session import SessionConfig, Transcript, turns_of
 from therapygym.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -54,15 +54,10 @@ def transcript_from_chat(
     reply = completion if isinstance(completion, str) else completion[-1]["content"]
     said = [m for m in prompt if m["role"] in ("user", "assistant")]
     said.append({"role": "assistant", "content": reply})
-    turns = [
-        Turn(
-            id=f"{session_id}:{i}",
-            index=i,
-            speaker="patient" if m["role"] == "user" else "therapist",
-            text=m["content"],
-        )
-        for i, m in enumerate(said)
-    ]
+    turns = turns_of(
+        session_id,
+        (("patient" if m["role"] == "user" else "therapist", m["content"]) for m in said),
+    )
     return Transcript(
         session_id=session_id,
         profile_id="trl-prompt",
@@ -94,7 +89,8 @@ class _Rewards:
         todo = {k: (p, c) for k, p, c in zip(keys, prompts, completions, strict=True)}
         todo = {k: v for k, v in todo.items() if k not in self._batch}
         if todo:
-            self._batch = {k: v for k, v in self._batch.items() if k in set(keys)}
+            wanted = set(keys)
+            self._batch = {k: v for k, v in self._batch.items() if k in wanted}
             transcripts = [
                 transcript_from_chat(p, c, f"trl:{i}") for i, (p, c) in enumerate(todo.values())
             ]
