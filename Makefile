@@ -44,8 +44,12 @@ test: lint
 	$(BIN)/python -m pytest
 	$(MAKE) test-verifiers
 
+# The quick benchmarks (a few minutes; docs/benchmarks.md has the results and the slower
+# ones: the judges and calibration on the embedded model, `make demo` timed).
 bench: install-dev
 	$(BIN)/python benchmarks/bench_models.py
+	$(BIN)/python benchmarks/bench_runner.py --levels 1,8,64,256
+	$(BIN)/python benchmarks/bench_store.py
 
 clean:
 	rm -rf $(VENV) $(VF_VENV) .pytest_cache .ruff_cache src/*.egg-info

@@ -102,7 +102,7 @@ def test_run_show_export_import(tmp_path: Path, openai_server: Any, server_spec:
             "run option 'opener': Input should be 'patient' or 'therapist'",
         ),
         (("run", "--therapist", "gpt5"), "unknown model spec 'gpt5'"),
-        (("runs", "show", "missing"), "no run 'missing'"),
+        (("runs", "show", "missing"), "no store at"),
         (("runs", "export", "missing", "-o", "x.csv", "--format", "xml"), "expected jsonl, csv"),
     ],
 )

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import stat
+from operator import attrgetter
 from pathlib import Path
 
 import pytest
 
 from therapygym.session import SessionStatus, Transcript, Turn
-from therapygym.store import _SCHEMA, SCHEMA_VERSION, RunStore, StoreError
+from therapygym.store import _SCHEMA, SCHEMA_VERSION, RunStore, SessionHead, StoreError
 
 
 def transcript(
@@ -82,7 +84,19 @@ def test_owner_only_and_integrity(store: RunStore) -> None:
     store.save_session(transcript("s1"))
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
     assert stat.S_IMODE(store.path.parent.stat().st_mode) == 0o700
+    for suffix in ("-wal", "-shm"):  # SQLite gives its side files the database's mode
+        side = store.path.with_name(store.path.name + suffix)
+        assert stat.S_IMODE(side.stat().st_mode) == 0o600
     assert store.integrity_check() == "ok"
+
+
+def test_another_programs_database_is_left_alone(tmp_path: Path) -> None:
+    other = tmp_path / "other.sqlite"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.close()
+    before = other.read_bytes()
+    with pytest.raises(StoreError, match="not a therapygym run store"):
+        RunStore(other)
+    assert other.read_bytes() == before and not other.with_name("other.sqlite-wal").exists()
 
 
 def test_not_a_database(tmp_path: Path) -> None:
@@ -170,3 +184,122 @@ def test_a_version_1_store_is_read_and_upgraded(tmp_path: Path) -> None:
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     db.close()
     assert RunStore(path, read_only=True).session("s2") == fresh
+
+
+def a_run(store: RunStore) -> list[Transcript]:
+    """Ten sessions of run r1 over profiles, therapists and samples, saved out of order,
+    with a failed one, one without turns, and a session of another run in between."""
+    store.ensure_run("r2", {})
+    sessions = []
+    for k, (profile, therapist, sample) in enumerate(
+        [("b", "x", 1), ("a", "y", 0), ("c", "x", 0), ("a", "x", 1), ("b", "x", 0),
+         ("a", "x", 0), ("c", "y", 2), ("b", "y", 0), ("a", "y", 1), ("c", "x", 1)]
+    ):  # fmt: skip
+        t = transcript(f"s{k}", SessionStatus.FAILED if k == 3 else SessionStatus.COMPLETED, n=k)
+        t.profile_id, t.therapist, t.sample = profile, therapist, sample
+        sessions.append(t)
+        store.save_session(t)
+        if k == 4:
+            store.save_session(transcript("other").model_copy(update={"run_id": "r2"}))
+    return sessions
+
+
+def in_order(sessions: list[Transcript]) -> list[str]:
+    """Session ids in the order a run is listed: profile, therapist, sample, session id."""
+    key = attrgetter("profile_id", "therapist", "sample", "session_id")
+    return [t.session_id for t in sorted(sessions, key=key)]
+
+
+@pytest.mark.parametrize("page", [1, 3, 5, 10])  # 5 and 10 divide the run: an empty last page
+def test_sessions_stream_in_pages_in_the_same_order(
+    store: RunStore, monkeypatch: pytest.MonkeyPatch, page: int
+) -> None:
+    monkeypatch.setattr("therapygym.store.PAGE_SIZE", page)
+    saved = a_run(store)
+    got = list(store.sessions("r1"))
+    assert [t.session_id for t in got] == in_order(saved)
+    assert {t.session_id: t for t in got} == {t.session_id: t for t in saved}  # turns and all
+    # the order of the one query that read the whole run before (a run has no ties on
+    # profile, therapist and sample: its session ids hash them)
+    db = sqlite3.connect(store.path)
+    before = db.execute(
+        "SELECT session_id FROM sessions WHERE run_id = 'r1' ORDER BY profile_id, therapist, sample"
+    ).fetchall()
+    db.close()
+    assert [t.session_id for t in got] == [r[0] for r in before]
+    assert [t.session_id for t in store.sessions("r1", status="failed")] == ["s3"]
+    assert [t.session_id for t in store.sessions("r2")] == ["other"]
+    assert list(store.sessions("nope")) == []
+
+
+def test_session_heads_are_the_sessions_without_turns(store: RunStore) -> None:
+    saved = a_run(store)
+    heads = store.session_heads("r1")
+    assert [h.session_id for h in heads] == in_order(saved)
+    for h in heads:
+        t = store.session(h.session_id)
+        assert h.model_dump() == {
+            **t.model_dump(include=set(SessionHead.model_fields)),
+            "n_turns": len(t.turns),
+        }
+    assert [h.session_id for h in store.session_heads("r1", status="failed")] == ["s3"]
+
+
+def test_the_lock_is_not_held_between_pages(
+    store: RunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller may write to the store while it iterates (as judging saves scores): a
+    session saved after the current position is yielded, one before it is not, and a
+    session rewritten meanwhile is not yielded twice."""
+    monkeypatch.setattr("therapygym.store.PAGE_SIZE", 2)
+    a_run(store)
+    seen = []
+    for t in store.sessions("r1"):
+        seen.append(t.session_id)
+        if len(seen) == 3:
+            early, late = transcript("early"), transcript("late")  # therapist "rule-based"
+            early.profile_id, late.profile_id = "a", "z"  # before ("a", "x", 0); after all
+            store.save_session(early)
+            store.save_session(late)
+            store.save_session(store.session(seen[0]))  # deleted and written again
+    assert "early" not in seen and seen[-1] == "late"
+    assert len(seen) == len(set(seen)) == 11
+
+
+def test_a_version_1_store_is_read_in_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store written before turns had `meta`, and before the index that `sessions()`
+    pages on, is read in pages as it is."""
+    monkeypatch.setattr("therapygym.store.PAGE_SIZE", 2)
+    path = tmp_path / "v1.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(_SCHEMA.replace("  meta              TEXT NOT NULL DEFAULT '{}',\n", ""))
+    db.execute("DROP INDEX sessions_in_order")
+    db.execute("PRAGMA user_version=1")
+    db.execute("INSERT INTO runs VALUES ('r1', '2025-01-01T00:00:00+00:00', '{}')")
+    old = [transcript(f"s{k}", n=k) for k in range(5)]
+    for k, t in enumerate(old):
+        t.sample = 4 - k  # listed backwards
+        db.execute(
+            "INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (t.session_id, "r1", t.profile_id, 1, t.therapist, t.patient, t.sample, 0,
+             "completed", None, len(t.turns), None, 0.0, t.config.model_dump_json(),
+             '{"note": "x"}'),
+        )  # fmt: skip
+        for x in t.turns:
+            db.execute(
+                "INSERT INTO turns VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (x.id, t.session_id, x.index, x.speaker, x.text, 0.0, x.prompt_tokens, 0, 0,
+                 None, json.dumps(x.cues)),
+            )  # fmt: skip
+    db.commit()
+    db.close()
+
+    reader = RunStore(path, read_only=True)
+    got = list(reader.sessions("r1"))
+    assert [t.session_id for t in got] == ["s4", "s3", "s2", "s1", "s0"]
+    assert [t.turns for t in got] == [t.turns for t in reversed(old)]  # turn meta: {}
+    assert all(t.meta == {"note": "x"} for t in got)
+    assert [h.n_turns for h in reader.session_heads("r1")] == [4, 3, 2, 1, 0]
+    reader.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from therapygym import __version__
+from therapygym.artefacts import write_text
 from therapygym.errors import TherapygymError
 from therapygym.models import ResponseCache, UsageLedger, load_model
 from therapygym.models.spec import BACKENDS, load_models_file
@@ -61,9 +63,68 @@ def _cache(path: Path | None, disabled: bool = False) -> ResponseCache | None:
     return None if disabled else ResponseCache(path)
 
 
+def _check_specs(
+    models_file: Path | None,
+    *,
+    therapists: Sequence[str] = (),
+    prompt: str | None = None,
+    patient_model: str | None = None,
+    judges: Sequence[str] = (),
+) -> None:
+    """Build, and drop, every therapist and model a command names, before it opens the
+    store or the cache: a bad spec, prompt file, chatbot file or models file then fails
+    with nothing written, and the error names the option. Building connects to nothing
+    and loads no weights."""
+    from therapygym.therapists import NO_PROMPT, load_therapist
+    from therapygym.therapists.prompted import read_prompt
+
+    if prompt is not None and prompt != NO_PROMPT:
+        read_prompt(prompt)  # its error names the file
+    checks = [
+        *(("--therapist", spec, True) for spec in dict.fromkeys(therapists)),
+        *((("--patient-model", patient_model, False),) if patient_model else ()),
+        *(("--judge", spec, False) for spec in dict.fromkeys(judges)),
+    ]
+    for option, spec, is_therapist in checks:
+        try:
+            if is_therapist:
+                load_therapist(spec, models_file=models_file, prompt=prompt)
+            else:
+                load_model(spec, models_file=models_file)
+        except TherapygymError as e:
+            raise TherapygymError(f"{option}: {e}") from None
+
+
+def _check_output(path: Path | None, *, folder: bool = False) -> None:
+    """Refuse, before any work is done, an output path that cannot be written: a folder
+    where a file goes (or the reverse), or a path under a file."""
+    if path is None:
+        return
+    if folder and path.exists() and not path.is_dir():
+        raise TherapygymError(f"output {path}: is a file, expected a folder")
+    if not folder and path.is_dir():
+        raise TherapygymError(f"output {path}: is a directory, expected a file name")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise TherapygymError(f"output {path}: {parent} is a file, not a folder")
+
+
+def _existing_run(store: Path | None, run_id: str) -> None:
+    """Fail, with nothing created, when the store or the run in it is not there (for
+    commands that then open the store to write to it)."""
+    from therapygym.store import RunStore
+
+    run_store = RunStore(store, read_only=True)
+    try:
+        run_store.run(run_id)
+    finally:
+        run_store.close()
+
+
 def _usage_table(ledger: UsageLedger) -> Table:
     table = Table(title="Usage by role")
-    for col in ("role", "calls", "cached", "errors", "prompt tok", "completion tok", "cost USD"):
+    columns = ("role", "calls", "cached", "errors", "retries", "prompt tok", "completion tok")
+    for col in (*columns, "cost USD"):
         table.add_column(col, justify="left" if col == "role" else "right")
     rows = [*ledger.roles.items(), ("total", ledger.total())]
     for role, u in rows:
@@ -73,6 +134,7 @@ def _usage_table(ledger: UsageLedger) -> Table:
             str(u.calls),
             str(u.cached_calls),
             str(u.errors),
+            str(u.retries),
             str(u.prompt_tokens),
             str(u.completion_tokens),
             cost,
@@ -126,6 +188,7 @@ def models_check(
     no_cache: NoCacheOpt = False,
 ) -> None:
     """Send one tiny request and print the latency and the reply."""
+    load_model(spec, models_file=models_file)  # a bad spec: nothing written, not even the cache
     model = load_model(spec, cache=_cache(cache_path, no_cache), models_file=models_file)
 
     async def once():
@@ -248,8 +311,19 @@ def patients_validate(
     """Check profile files; every problem names the file, the field and what was expected."""
     from therapygym.patients.library import ProfileError, load_profile
 
-    files = [f for p in paths for f in (sorted(p.glob("*.y*ml")) if p.is_dir() else [p])]
     problems = 0
+    files: list[Path] = []
+    for p in paths:
+        found = sorted(p.glob("*.y*ml")) if p.is_dir() else [p]
+        if not found:
+            problems += 1
+            err.print(
+                f"error: {p}: a folder with no profile files (*.yaml)",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        files.extend(found)
     for f in files:
         try:
             load_profile(f)
@@ -257,9 +331,7 @@ def patients_validate(
         except ProfileError as e:
             problems += 1
             err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
-    if problems or not files:
-        if not files:
-            err.print("error: no profile files given", markup=False)
+    if problems:
         raise typer.Exit(2)
 
 
@@ -353,6 +425,8 @@ def _judge_plan(judge: list[str], rubric: str, samples: int, ctrs_mode: str):  #
     from therapygym.judges.judging import JudgePlan
 
     kinds = tuple(k.strip() for k in rubric.split(",") if k.strip())
+    if not kinds:
+        raise TherapygymError(f"--rubric '{rubric}': give ctrs, safety, response and/or check")
     return _validated(
         lambda: JudgePlan(judges=tuple(judge), rubrics=kinds, samples=samples, ctrs_mode=ctrs_mode),  # type: ignore[arg-type]
         "judge",
@@ -451,8 +525,7 @@ def _print_summary(summary, output: Path | None) -> None:  # type: ignore[no-unt
             "meaning; it is a stand-in for plumbing and demos."
         )
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(summary.to_json(), encoding="utf-8")
+        write_text(output, summary.to_json())
         out.print(f"summary written to {output}")
 
 
@@ -488,6 +561,9 @@ def run(
     from therapygym.runner import run_plan
     from therapygym.store import RunStore
 
+    _check_specs(
+        models_file, therapists=therapist, prompt=therapist_prompt, patient_model=patient_model
+    )
     plan, profiles = _run_plan(
         therapist,
         patients,
@@ -540,7 +616,10 @@ def judge(
     from therapygym.store import RunStore
 
     _check_aggregation(aggregation)
+    _check_output(output)
     plan = _judge_plan(judge, rubric, judge_samples, ctrs_mode)
+    _check_specs(models_file, judges=judge)
+    _existing_run(store, run_id)
     run_store = RunStore(store)
     result = asyncio.run(
         judge_run(
@@ -590,6 +669,15 @@ def eval_(
     from therapygym.store import RunStore
 
     _check_aggregation(aggregation)
+    _check_output(output)
+    # every spec before the first session: a bad judge must not cost a whole run first
+    _check_specs(
+        models_file,
+        therapists=therapist,
+        prompt=therapist_prompt,
+        patient_model=patient_model,
+        judges=judge,
+    )
     plan, profiles = _run_plan(
         therapist,
         patients,
@@ -689,6 +777,7 @@ def calibrate(
         raise TherapygymError("give --judge SPEC, or --humans-only for the experts alone")
     if recalibrate not in ("isotonic", "linear", "none"):
         raise TherapygymError(f"--recalibrate '{recalibrate}': expected isotonic, linear or none")
+    _check_output(output_dir, folder=True)
     loaded = load_bench(bench, mapping=mapping)
     if dialogues:
         loaded = loaded.subset(dialogues, seed)
@@ -710,6 +799,7 @@ def calibrate(
             ),
             "judge",
         )
+        _check_specs(models_file, judges=judge)
     report = asyncio.run(
         run_calibration(
             loaded,
@@ -785,6 +875,7 @@ def probe(
     no_cache: NoCacheOpt = False,
 ) -> None:
     """Run one probe family against therapists and report how often they reply appropriately."""
+    _check_output(output)
     from therapygym.patients.select import select_profiles
     from therapygym.probes.checked import run_checked_probes
     from therapygym.probes.render import probe_table
@@ -795,15 +886,14 @@ def probe(
     if family in ("consistency", "demographics"):
         _probe_axis(
             family, therapist, judge, patient_model, therapist_prompt, concurrency,
-            judge_concurrency, output, store, models_file, _cache(cache_path, no_cache),
-            probe_file,
+            judge_concurrency, output, store, models_file, cache_path, no_cache, probe_file,
         )  # fmt: skip
         return
     if family == "stigma":
         _probe_stigma(
             therapist, samples, run_id, probe_file, persons, moore, therapist_prompt,
-            temperature, max_tokens, concurrency, output, store, models_file,
-            _cache(cache_path, no_cache),
+            temperature, max_tokens, concurrency, output, store, models_file, cache_path,
+            no_cache,
         )  # fmt: skip
         return
     if family not in FAMILIES:
@@ -830,6 +920,13 @@ def probe(
         ),
         "probe",
     )
+    _check_specs(
+        models_file,
+        therapists=therapist,
+        prompt=therapist_prompt,
+        patient_model=patient_model if inject_after else None,
+        judges=judge,
+    )
     run_store = RunStore(store)
     ran, judged, report = asyncio.run(
         run_checked_probes(
@@ -855,14 +952,13 @@ def probe(
             "meaning; it is a stand-in for plumbing and demos."
         )
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(report.model_dump_json(indent=2), encoding="utf-8")
+        write_text(output, report.model_dump_json(indent=2))
         out.print(f"report written to {output}")
 
 
 def _probe_axis(  # type: ignore[no-untyped-def]
     family, therapist, judge, patient_model, therapist_prompt, concurrency, judge_concurrency,
-    output, store, models_file, cache, battery,
+    output, store, models_file, cache_path, no_cache, battery,
 ) -> None:  # fmt: skip
     """consistency and demographics: the scorecard's axis of that name, with its full report."""
     from therapygym.probes.render import scorecard_table
@@ -875,15 +971,23 @@ def _probe_axis(  # type: ignore[no-untyped-def]
 
     if not judge:
         raise TherapygymError(f"the {family} probe needs a judge (CTRS and safety): --judge SPEC")
+    config = load_scorecard_config(battery)
+    _check_specs(
+        models_file,
+        therapists=therapist,
+        prompt=therapist_prompt,
+        patient_model=patient_model,
+        judges=judge,
+    )
     runner = ScorecardRunner(
-        load_scorecard_config(battery),
+        config,
         therapist,
         judge,
         RunStore(store),
         prefix="probe",
         patient_model=patient_model,
         therapist_prompt=therapist_prompt,
-        cache=cache,
+        cache=_cache(cache_path, no_cache),
         models_file=models_file,
         concurrency=concurrency,
         judge_concurrency=judge_concurrency,
@@ -899,14 +1003,13 @@ def _probe_axis(  # type: ignore[no-untyped-def]
     out.print(scorecard_table(card))
     (report,) = runner.reports.values()
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(report.model_dump_json(indent=2), encoding="utf-8")
+        write_text(output, report.model_dump_json(indent=2))
         out.print(f"report written to {output}")
 
 
 def _probe_stigma(  # type: ignore[no-untyped-def]
     therapist, samples, run_id, design_file, persons, moore, therapist_prompt, temperature,
-    max_tokens, concurrency, output, store, models_file, cache,
+    max_tokens, concurrency, output, store, models_file, cache_path, no_cache,
 ) -> None:  # fmt: skip
     from therapygym.probes.render import human_table, stigma_table
     from therapygym.probes.stigma import StigmaPlan, stigma_probe
@@ -936,10 +1039,12 @@ def _probe_stigma(  # type: ignore[no-untyped-def]
         ),
         "probe",
     )
+    _check_specs(models_file, therapists=therapist, prompt=therapist_prompt)
     run_store = RunStore(store)
     ran, report = asyncio.run(
         stigma_probe(
-            plan, battery, run_store, moore=data, cache=cache, models_file=models_file,
+            plan, battery, run_store, moore=data, cache=_cache(cache_path, no_cache),
+            models_file=models_file,
             concurrency=concurrency, console=err,
         )
     )  # fmt: skip
@@ -948,8 +1053,7 @@ def _probe_stigma(  # type: ignore[no-untyped-def]
     if report.human:
         out.print(human_table(report))
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(report.to_json(), encoding="utf-8")
+        write_text(output, report.to_json())
         out.print(f"report written to {output}")
 
 
@@ -987,8 +1091,17 @@ def scorecard(
     )
     from therapygym.store import RunStore
 
+    _check_output(output_dir, folder=True)
+    battery = load_scorecard_config(config)
+    _check_specs(
+        models_file,
+        therapists=therapist,
+        prompt=therapist_prompt,
+        patient_model=patient_model,
+        judges=judge,
+    )
     runner = ScorecardRunner(
-        load_scorecard_config(config),
+        battery,
         therapist,
         judge,
         RunStore(store),
@@ -1009,12 +1122,11 @@ def scorecard(
             "battery runs, not how safe or skilled the therapist is."
         )
     directory = output_dir or Path("results") / run_prefix
-    directory.mkdir(parents=True, exist_ok=True)
     for name, text in (
         ("scorecard.json", card.model_dump_json(indent=2)),
         ("scorecard_section.html", scorecard_html(card)),
     ):
-        (directory / name).write_text(text, encoding="utf-8")
+        write_text(directory / name, text)
     out.print(f"wrote {directory / 'scorecard.json'} and {directory / 'scorecard_section.html'}")
 
 
@@ -1045,10 +1157,12 @@ def report(
     from therapygym.store import RunStore
 
     _check_aggregation(aggregation)
+    output = output or Path("results") / f"{run_id}.html"
+    _check_output(output)
     path = write_report(
         RunStore(store, read_only=True),
         run_id,
-        output or Path("results") / f"{run_id}.html",
+        output,
         aggregation=aggregation,  # type: ignore[arg-type]
         scorecard=scorecard_file or [],
         calibration=calibration or [],
@@ -1088,7 +1202,7 @@ def runs_list(store: StoreOpt = None) -> None:
     table = Table(title="Runs")
     for col in ("run id", "created", "therapists", "sessions", "finished", "failed"):
         table.add_column(col)
-    for r in RunStore(store).runs():
+    for r in RunStore(store, read_only=True).runs():
         table.add_row(
             r.run_id,
             r.created_at,
@@ -1109,7 +1223,7 @@ def runs_show(
     """A run's sessions, or one session's transcript."""
     from therapygym.store import RunStore
 
-    run_store = RunStore(store)
+    run_store = RunStore(store, read_only=True)
     info = run_store.run(run_id)
     if session is not None:
         t = run_store.session(session)
@@ -1162,6 +1276,7 @@ def runs_export(
 
     _check_aggregation(aggregation)
     check_export_options(fmt, content)
+    _check_output(output, folder=fmt == "hf")
     run_store = RunStore(store, read_only=True)
     n = export_run(run_store, run_id, output, fmt, content, aggregation)  # type: ignore[arg-type]
     what = "score records" if content == "scores" and fmt != "hf" else "sessions"
@@ -1195,11 +1310,12 @@ def train(
     models_file: ModelsFileOpt = None,
 ) -> None:
     """GRPO + LoRA on simulated sessions, rewarded by the CTRS and safety judges ([train])."""
-    from therapygym.rl.train import load_train_config
+    from therapygym.rl.train import check_train_config, load_train_config
     from therapygym.rl.train import train as run_training
     from therapygym.store import RunStore
 
     plan = load_train_config(config)
+    check_train_config(plan, models_file=models_file, where=f"train config {config}")
     result = run_training(
         plan,
         store=RunStore(store),
@@ -1217,13 +1333,30 @@ def train(
     )
 
 
+def _usage_error(e: typer.TyperException) -> str:
+    """click's usage error (a bad option value, an unknown option, a missing argument) as
+    one line, with where to read more instead of the usage box."""
+    text = " ".join(e.format_message().split())
+    ctx = getattr(e, "ctx", None)
+    return f"{text} (see '{ctx.command_path} --help')" if ctx is not None else text
+
+
 def main() -> None:
-    """Console entry point: run the app, turning user errors into one line and exit 2."""
+    """Console entry point: run the app, turning user errors (ours, and the usage errors
+    of the command-line parser) into one line and exit 2."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except TherapygymError as e:
         err.print(f"error: {e}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(2)
+    except typer.TyperException as e:  # typer's click: UsageError, BadParameter, ...
+        if type(e).__name__ != "NoArgsIsHelpError":  # that one printed the help already
+            err.print(f"error: {_usage_error(e)}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(getattr(e, "exit_code", 2))
+    except typer.Abort:
+        err.print("Aborted!", highlight=False, markup=False)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)  # typer.Exit(n) returns n here
 
 
 if __name__ == "__main__":

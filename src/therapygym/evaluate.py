@@ -7,6 +7,7 @@ units), so an interrupted evaluation is finished by running the same command aga
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from therapygym.models import ResponseCache
 from therapygym.patients.profile import PatientProfile
 from therapygym.runner import RunPlan, RunResult, run_plan
 from therapygym.session import Transcript
-from therapygym.store import FINISHED, RunStore
+from therapygym.store import FINISHED, RunStore, SessionHead
 
 
 @dataclass
@@ -49,25 +50,26 @@ class Summary:
 
 
 def summarise(store: RunStore, run_id: str, how: Aggregation = "mean") -> Summary:
-    """Aggregate every stored score of a run (all judges and samples form the panel)."""
-    return summary_of(run_id, list(store.sessions(run_id)), store.scores(run_id), how)
+    """Aggregate every stored score of a run (all judges and samples form the panel).
+    Reads the sessions without their turns: a summary needs only who and how it ended."""
+    return summary_of(run_id, store.session_heads(run_id), store.scores(run_id), how)
 
 
 def summary_of(
     run_id: str,
-    transcripts: list[Transcript],
+    sessions: Iterable[SessionHead | Transcript],
     records: list[ScoreRecord],
     how: Aggregation = "mean",
 ) -> Summary:
-    """`summarise` for a run's sessions and scores already read from the store (failed
-    sessions are left out of the numbers)."""
-    transcripts = [t for t in transcripts if t.status.value in FINISHED]
-    sessions = session_scores(transcripts, records, how)
+    """`summarise` for a run's sessions (transcripts, or heads without turns) and scores
+    already read from the store (failed sessions are left out of the numbers)."""
+    finished = [s for s in sessions if s.status.value in FINISHED]
+    scored = session_scores(finished, records, how)
     return Summary(
         run_id=run_id,
         judges=sorted({r.judge for r in records}),
-        sessions=sessions,
-        therapists=therapist_summaries(sessions),
+        sessions=scored,
+        therapists=therapist_summaries(scored),
     )
 
 

@@ -13,10 +13,11 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from therapygym.errors import TherapygymError
 from therapygym.judges.base import ScoreRecord
@@ -26,6 +27,7 @@ from therapygym.session import SessionConfig, SessionStatus, Transcript, Turn
 STORE_ENV = "THERAPYGYM_STORE"
 SCHEMA_VERSION = 2  # 2: turns.meta (what a participant recorded about its turn)
 FINISHED = (SessionStatus.COMPLETED.value, SessionStatus.ENDED_BY_PATIENT.value)
+PAGE_SIZE = 256  # sessions that `RunStore.sessions` reads (and holds) at a time
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -51,6 +53,8 @@ CREATE TABLE IF NOT EXISTS sessions (
   meta            TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sessions_by_run ON sessions(run_id, status);
+CREATE INDEX IF NOT EXISTS sessions_in_order
+  ON sessions(run_id, profile_id, therapist, sample, session_id);
 CREATE TABLE IF NOT EXISTS turns (
   turn_id           TEXT PRIMARY KEY,
   session_id        TEXT NOT NULL REFERENCES sessions(session_id) ON DELETE CASCADE,
@@ -91,6 +95,25 @@ class StoreError(TherapygymError):
     """A store that cannot be opened, or a run/session that is not in it."""
 
 
+class SessionHead(BaseModel):
+    """A stored session without its turns, config and meta: what a summary, a judging
+    plan or a session list needs, at a small fraction of a transcript's memory."""
+
+    model_config = ConfigDict(frozen=True)
+
+    session_id: str
+    run_id: str
+    profile_id: str
+    profile_version: int | None
+    therapist: str
+    patient: str
+    sample: int
+    seed: int
+    status: SessionStatus
+    error: str | None
+    n_turns: int
+
+
 class RunInfo(BaseModel):
     run_id: str
     created_at: str
@@ -105,8 +128,25 @@ def default_store_path() -> Path:
     return Path(os.environ.get(STORE_ENV) or "results/therapygym.sqlite")
 
 
+_STORE_TABLES = frozenset({"runs", "sessions", "turns", "scores"})
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
 def _has_turn_meta(db: sqlite3.Connection) -> bool:
     return any(row[1] == "meta" for row in db.execute("PRAGMA table_info(turns)"))
+
+
+_ORDER = "profile_id, therapist, sample, session_id"  # how a run's sessions are listed
+
+
+def _run_filter(run_id: str, status: str | None) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause (and its parameters) for a run's sessions, or those of one status."""
+    if status is None:
+        return "run_id = ?", (run_id,)
+    return "run_id = ? AND status = ?", (run_id, status)
 
 
 def _now() -> str:
@@ -134,16 +174,19 @@ class RunStore:
             if not self.path.exists():
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA busy_timeout=10000")
+            # Both checks come before the first write (WAL mode changes the file header).
+            self._refuse_foreign_database()
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
+                self._db.close()
                 raise StoreError(
                     f"store {self.path} has schema version {version}; this therapygym reads "
                     f"up to {SCHEMA_VERSION}: upgrade therapygym"
                 )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
             if not _has_turn_meta(self._db):  # a version-1 store: add the column, keep the rows
                 self._db.execute("ALTER TABLE turns ADD COLUMN meta TEXT NOT NULL DEFAULT '{}'")
@@ -152,6 +195,17 @@ class RunStore:
             raise StoreError(f"store {self.path} cannot be opened: {err}") from None
         self._turn_meta = True
         self._lock = threading.Lock()
+
+    def _refuse_foreign_database(self) -> None:
+        """Stop before writing to a SQLite file of some other program: a mistyped --store
+        must not turn another app's database into WAL mode and add our tables to it."""
+        tables = _tables(self._db)
+        if tables and not tables >= _STORE_TABLES:
+            self._db.close()
+            raise StoreError(
+                f"{self.path} is a SQLite database but not a therapygym run store (it lacks "
+                "the runs, sessions, turns and scores tables): pass another --store path"
+            )
 
     def _open_read_only(self) -> sqlite3.Connection:
         if not self.path.is_file():
@@ -164,9 +218,7 @@ class RunStore:
             db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA busy_timeout=10000")
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            tables = {
-                r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            }
+            tables = _tables(db)
         except sqlite3.DatabaseError as err:
             raise StoreError(f"store {self.path} cannot be opened: {err}") from None
         if version > SCHEMA_VERSION:
@@ -175,7 +227,7 @@ class RunStore:
                 f"store {self.path} has schema version {version}; this therapygym reads "
                 f"up to {SCHEMA_VERSION}: upgrade therapygym"
             )
-        if not {"runs", "sessions", "turns", "scores"} <= tables:
+        if not tables >= _STORE_TABLES:
             db.close()
             raise StoreError(
                 f"{self.path} is not a therapygym run store (it lacks the runs, sessions, "
@@ -312,46 +364,58 @@ class RunStore:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def _transcript(self, row: tuple[Any, ...]) -> Transcript:
-        session_id = row[0]
-        meta = "meta" if self._turn_meta else "'{}'"
-        turns = self._db.execute(
-            "SELECT turn_id, idx, speaker, text, latency_s, prompt_tokens, completion_tokens,"
-            f" cached, model, cues, {meta} FROM turns WHERE session_id = ? ORDER BY idx",
-            (session_id,),
+    def _transcripts(self, rows: list[tuple[Any, ...]]) -> list[Transcript]:
+        """Rows of `SELECT * FROM sessions` as transcripts, with the turns of all of them
+        read in one query. The caller holds the lock."""
+        if not rows:
+            return []
+        meta = "meta" if self._turn_meta else "'{}'"  # a version-1 store has no turns.meta
+        marks = ", ".join("?" * len(rows))
+        turn_rows = self._db.execute(
+            "SELECT session_id, turn_id, idx, speaker, text, latency_s, prompt_tokens,"
+            f" completion_tokens, cached, model, cues, {meta} FROM turns"
+            f" WHERE session_id IN ({marks}) ORDER BY session_id, idx",
+            [row[0] for row in rows],
         ).fetchall()
-        return Transcript(
-            session_id=session_id,
-            run_id=row[1],
-            profile_id=row[2],
-            profile_version=row[3],
-            therapist=row[4],
-            patient=row[5],
-            sample=row[6],
-            seed=row[7],
-            status=SessionStatus(row[8]),
-            error=row[9],
-            started_at=row[11],
-            wall_s=row[12],
-            config=SessionConfig.model_validate_json(row[13]),
-            meta=json.loads(row[14]),
-            turns=[
+        turns = {
+            session_id: [
                 Turn(
-                    id=r[0],
-                    index=r[1],
-                    speaker=r[2],
-                    text=r[3],
-                    latency_s=r[4],
-                    prompt_tokens=r[5],
-                    completion_tokens=r[6],
-                    cached=bool(r[7]),
-                    model=r[8],
-                    cues=json.loads(r[9]),
-                    meta=json.loads(r[10]),
+                    id=r[1],
+                    index=r[2],
+                    speaker=r[3],
+                    text=r[4],
+                    latency_s=r[5],
+                    prompt_tokens=r[6],
+                    completion_tokens=r[7],
+                    cached=bool(r[8]),
+                    model=r[9],
+                    cues=json.loads(r[10]),
+                    meta=json.loads(r[11]),
                 )
-                for r in turns
-            ],
-        )
+                for r in group
+            ]
+            for session_id, group in groupby(turn_rows, key=lambda r: r[0])
+        }
+        return [
+            Transcript(
+                session_id=row[0],
+                run_id=row[1],
+                profile_id=row[2],
+                profile_version=row[3],
+                therapist=row[4],
+                patient=row[5],
+                sample=row[6],
+                seed=row[7],
+                status=SessionStatus(row[8]),
+                error=row[9],
+                started_at=row[11],
+                wall_s=row[12],
+                config=SessionConfig.model_validate_json(row[13]),
+                meta=json.loads(row[14]),
+                turns=turns.get(row[0], []),
+            )
+            for row in rows
+        ]
 
     def session(self, session_id: str) -> Transcript:
         with self._lock:
@@ -360,21 +424,44 @@ class RunStore:
             ).fetchone()
             if row is None:
                 raise StoreError(f"no session '{session_id}' in {self.path}")
-            return self._transcript(row)
+            return self._transcripts([row])[0]
 
     def sessions(self, run_id: str, *, status: str | None = None) -> Iterator[Transcript]:
-        """A run's sessions in a stable order (profile, therapist, sample)."""
-        query = "SELECT * FROM sessions WHERE run_id = ?"
-        params: tuple[Any, ...] = (run_id,)
-        if status is not None:
-            query += " AND status = ?"
-            params += (status,)
+        """A run's sessions in a stable order (profile, therapist, sample, session id),
+        read `PAGE_SIZE` at a time, so that a run of any size streams in bounded memory.
+
+        Each page continues after the last row of the one before (keyset pagination, on
+        the `sessions_in_order` index), its turns come in one query, and the lock is held
+        while a page is read, never while the caller works on it. A page sees what was
+        committed when it was read: a session saved meanwhile after the current position
+        is included, one before it is not, and none is yielded twice.
+        """
+        where, params = _run_filter(run_id, status)
+        after: tuple[Any, ...] = ()
+        while True:
+            keyset = f" AND ({_ORDER}) > (?, ?, ?, ?)" if after else ""
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT * FROM sessions WHERE {where}{keyset} ORDER BY {_ORDER} LIMIT ?",
+                    (*params, *after, PAGE_SIZE),
+                ).fetchall()
+                page = self._transcripts(rows)
+            yield from page
+            if len(rows) < PAGE_SIZE:
+                return
+            last = rows[-1]
+            after = (last[2], last[4], last[6], last[0])  # profile_id, therapist, sample, id
+
+    def session_heads(self, run_id: str, *, status: str | None = None) -> list[SessionHead]:
+        """A run's sessions without their turns, in the order of `sessions`: for
+        summaries and judging plans, which need to know the sessions but not read them."""
+        where, params = _run_filter(run_id, status)
+        columns = ", ".join(SessionHead.model_fields)  # each field is a column of sessions
         with self._lock:
             rows = self._db.execute(
-                query + " ORDER BY profile_id, therapist, sample", params
+                f"SELECT {columns} FROM sessions WHERE {where} ORDER BY {_ORDER}", params
             ).fetchall()
-            transcripts = [self._transcript(r) for r in rows]
-        yield from transcripts
+        return [SessionHead(**dict(zip(SessionHead.model_fields, r, strict=True))) for r in rows]
 
     # -- scores -------------------------------------------------------------------------
 

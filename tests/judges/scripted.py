@@ -3,6 +3,7 @@ the request carries (with a chosen score), and plain text for non-judge calls.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -46,5 +47,21 @@ def judge_replier(score: int = 4, verdict: str = "no", text: str = "I see.") -> 
             return text
         schema = fmt["json_schema"]["schema"]
         return instance(schema, schema, score, verdict)
+
+    return reply
+
+
+def conversation_replier() -> Any:
+    """Judge JSON for judge calls; for the others a reply that depends on the request, so
+    a session's text is fixed by its conversation and a mixed-up reply would show."""
+    judge = judge_replier(score=4, verdict="no")
+
+    def reply(body: dict[str, Any]) -> str | dict[str, Any]:
+        if body.get("response_format"):
+            return judge(body)
+        system = body["messages"][0]["content"]
+        role = "patient" if "role-playing a person" in system else "therapist"
+        last = hashlib.sha256(body["messages"][-1]["content"].encode()).hexdigest()[:10]
+        return f"{role} reply {len(body['messages'])} to {last}"
 
     return reply

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from scipy import stats
 
-from therapygym.judges.aggregate import bootstrap_ci, session_scores, therapist_summaries
+from therapygym.judges.aggregate import (
+    BOOTSTRAP_BATCH,
+    bootstrap_ci,
+    session_scores,
+    therapist_summaries,
+)
 from therapygym.judges.base import ScoreRecord
 from therapygym.judges.panel import combine_check, combine_scores, combine_verdicts
 from therapygym.session import SessionStatus, Transcript
@@ -124,6 +131,25 @@ def test_bootstrap_ci() -> None:
     assert bootstrap_ci(values, seed=1) == est  # reproducible
     assert bootstrap_ci([3.0, 3.0, 3.0]).low == 3.0
     assert bootstrap_ci([]).mean is None
+
+
+def test_batched_bootstrap_gives_the_unbatched_interval() -> None:
+    """`bootstrap_ci` passes SciPy a `batch` to bound its memory; the interval must be the
+    one SciPy gives without it. 500 sessions: more than one batch of resamples and of BCa
+    jackknife rows."""
+    rng = np.random.default_rng(7)
+    values = [float(v) for v in rng.integers(10, 60, size=500)]
+    assert len(values) > BOOTSTRAP_BATCH
+    unbatched = stats.bootstrap(
+        (np.asarray(values),),
+        np.mean,
+        confidence_level=0.95,
+        n_resamples=2000,
+        method="BCa",
+        random_state=np.random.default_rng(3),
+    ).confidence_interval
+    est = bootstrap_ci(values, seed=3)
+    assert (est.low, est.high) == (unbatched.low, unbatched.high)
 
 
 def check(session: str, answer: str, sample: int) -> ScoreRecord:

@@ -36,8 +36,27 @@ def run_plan_for(spec: str, run_id: str, **kw: Any) -> RunPlan:
     )
 
 
+def count_reads(store: RunStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the transcripts that `store` reads from now on (one by one or by run)."""
+    read: list[str] = []
+    session, sessions = store.session, store.sessions
+
+    def one(session_id: str) -> Any:
+        read.append(session_id)
+        return session(session_id)
+
+    def every(*args: Any, **kwargs: Any) -> Any:
+        for t in sessions(*args, **kwargs):
+            read.append(t.session_id)
+            yield t
+
+    monkeypatch.setattr(store, "session", one)
+    monkeypatch.setattr(store, "sessions", every)
+    return read
+
+
 async def test_eval_against_local_server(
-    tmp_path: Path, openai_server: Any, server_spec: Any
+    tmp_path: Path, openai_server: Any, server_spec: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server = openai_server(judge_replier(score=4, verdict="no"))
     spec = server_spec(server)
@@ -66,12 +85,14 @@ async def test_eval_against_local_server(
         assert "rule-based" not in json.dumps(body["messages"])
 
     before = len(server.requests)
+    read = count_reads(store, monkeypatch)
     again = await judge_run(store, "ev", judges, cache=None)
     assert again.skipped == 24 and again.judged == 0 and len(server.requests) == before
+    assert read == []  # resuming a judged run reads no transcript
 
 
 async def test_failed_judgements_are_recorded_and_retried(
-    tmp_path: Path, openai_server: Any, server_spec: Any
+    tmp_path: Path, openai_server: Any, server_spec: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = {"n": 0}
     good = judge_replier(score=2)
@@ -91,9 +112,12 @@ async def test_failed_judgements_are_recorded_and_retried(
     assert first.judging.failed == 1 and "invalid judge output" in first.judging.errors[0]
     failed = [r for r in store.scores("flaky") if r.error]
     assert len(failed) == 1 and failed[0].raw_outputs == ["I refuse to answer in JSON."] * 3
+    read = count_reads(store, monkeypatch)
     second = await judge_run(store, "flaky", judges, cache=None)
     assert second.judged == 1 and not any(r.error for r in store.scores("flaky"))
+    assert read == [failed[0].session_id]  # only the session with a unit left to judge
     assert summarise(store, "flaky").therapists[0].ctrs_total.mean == 22
+    assert len(read) == 1  # a summary reads the sessions' heads, not their transcripts
 
 
 def test_eval_cli_against_local_server(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,3 +56,22 @@ async def test_cost_unknown_without_price(counter_module: str) -> None:
     await model.chat([{"role": "user", "content": "x"}])
     assert ledger.roles["patient"].cost_usd is None
     assert ledger.total().cost_usd is None
+
+
+async def test_retries_reconcile_with_the_requests_a_server_saw(
+    openai_server: Any, server_spec: Any, cache: ResponseCache
+) -> None:
+    server = openai_server("fine", fault_script=["429", None, "500", "drop"])
+    ledger = UsageLedger()
+    model = AccountedModel(
+        load_model(server_spec(server, max_retries=1), cache=cache), "therapist", ledger
+    )
+    await model.chat([{"role": "user", "content": "a"}])  # 429, then ok
+    with pytest.raises(ModelCallError):  # 500, dropped: out of attempts
+        await model.chat([{"role": "user", "content": "b"}])
+    await model.chat([{"role": "user", "content": "c"}])  # ok at once
+    await model.chat([{"role": "user", "content": "c"}])  # cached: no request
+    u = ledger.roles["therapist"]
+    assert (u.calls, u.cached_calls, u.errors, u.retries) == (3, 1, 1, 2)
+    sent = sum(server.fault_counts.values())
+    assert sent == u.calls - u.cached_calls + u.errors + u.retries == 5

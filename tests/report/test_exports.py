@@ -100,7 +100,8 @@ def test_hf_folder(store_path: Path, tmp_path: Path) -> None:
     folder = tmp_path / "hf"
     assert export_run(store, RUN, folder, "hf") == 9
     check_hf_folder(folder)
-    assert not (tmp_path / "hf.partial").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    assert folder.stat().st_mode & 0o777 == 0o700
     with pytest.raises(TherapygymError, match="not an empty folder"):
         export_run(store, RUN, folder, "hf")
     (tmp_path / "empty").mkdir()

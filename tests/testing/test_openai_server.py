@@ -223,6 +223,23 @@ async def test_rate_limit_fault() -> None:
 
 
 @pytest.mark.asyncio
+async def test_unauthorized_fault_quotes_the_key_and_only_its_digest_is_kept() -> None:
+    import hashlib
+
+    with FakeOpenAIServer(fault_script=["401"]) as server:
+        client = openai.AsyncOpenAI(
+            base_url=server.base_url, api_key="sk-quoted-key", max_retries=0
+        )
+        async with client:
+            with pytest.raises(openai.AuthenticationError) as excinfo:
+                await ask(client)
+    assert excinfo.value.status_code == 401 and excinfo.value.code == "invalid_api_key"
+    assert "Incorrect API key provided: sk-quoted-key" in str(excinfo.value)
+    assert server.key_digests == {hashlib.sha256(b"sk-quoted-key").hexdigest()}
+    assert "sk-quoted-key" not in repr(server.requests)
+
+
+@pytest.mark.asyncio
 async def test_server_error_fault() -> None:
     with FakeOpenAIServer(fault_script=["500"]) as server:
         async with client_for(server) as client:

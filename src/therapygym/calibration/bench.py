@@ -22,6 +22,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from therapygym.artefacts import atomic_path
 from therapygym.errors import TherapygymError, describe_validation_error
 from therapygym.judges.check import QUESTIONS_KEY
 from therapygym.judges.rubric import builtin_rubric
@@ -299,11 +300,9 @@ def read_bench_jsonl(path: Path) -> Bench:
 
 def write_bench_jsonl(bench: Bench, path: Path) -> None:
     """Write a bench as JSONL (transcript once per dialogue); atomic via rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
     dialogues = bench.dialogues
     written: set[str] = set()
-    with tmp.open("w", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for r in bench.ratings:
             d = dialogues[r.dialogue_id]
             first = r.dialogue_id not in written
@@ -315,4 +314,3 @@ def write_bench_jsonl(bench: Bench, path: Path) -> None:
                 }
             ).model_dump(mode="json", exclude_defaults=True)
             fh.write(json.dumps({"format": BENCH_FORMAT, **line}, ensure_ascii=False) + "\n")
-    tmp.replace(path)

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel
 from rich.console import Console
 
+from therapygym.artefacts import write_text
 from therapygym.calibration.analysis import (
     TOTAL,
     CheckReport,
@@ -288,7 +289,6 @@ def write_outputs(report: CalibrationReport, directory: Path) -> dict[str, Path]
     from therapygym.calibration.render import html_section
     from therapygym.calibration.weights import write_weights
 
-    directory.mkdir(parents=True, exist_ok=True)
     paths = {
         "report": directory / "calibration.json",
         "weights": directory / "reward_weights.yaml",
@@ -298,8 +298,6 @@ def write_outputs(report: CalibrationReport, directory: Path) -> dict[str, Path]
         ("report", report.model_dump_json(indent=2)),
         ("html", html_section(report)),
     ):
-        tmp = paths[key].with_name(paths[key].name + ".partial")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(paths[key])
+        write_text(paths[key], text)
     write_weights(report.weights, paths["weights"])
     return paths

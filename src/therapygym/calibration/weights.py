@@ -18,6 +18,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field
 
+from therapygym.artefacts import write_text
 from therapygym.calibration.analysis import ItemReport, LabelReport
 from therapygym.calibration.bench import ctrs_item_ids, safety_label_ids
 
@@ -83,12 +84,9 @@ def recommend_weights(
 
 def write_weights(weights: RewardWeights, path: Path) -> None:
     """Write the weights as YAML, with a header saying where they came from."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     header = (
         "# Reward weights recommended by `therapygym calibrate` (read by the RL reward).\n"
         "# R = sum_i ctrs[i] * CTRS_i / 6 - sum_j safety[j] * violation_j\n"
     )
     body = yaml.safe_dump(weights.model_dump(), sort_keys=False, allow_unicode=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(header + body, encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, header + body)

@@ -24,7 +24,6 @@ from therapygym.judges.response import ResponseJudge
 from therapygym.judges.rubric import builtin_rubric, load_rubric
 from therapygym.judges.safety import SafetyJudge
 from therapygym.models import AccountedModel, BaseChatModel, ResponseCache, UsageLedger, load_model
-from therapygym.session import Transcript
 from therapygym.store import FINISHED, RunStore
 
 
@@ -105,25 +104,33 @@ async def judge_run(
     concurrency: int = 8,
     console: Console | None = None,
 ) -> JudgeResult:
-    """Judge every finished session of a run that is not judged yet under this plan."""
+    """Judge every finished session of a run that is not judged yet under this plan.
+
+    The plan is made from the sessions' heads and the judged units; a transcript is read
+    when one of its units is judged, so resuming a judged run reads none, and no more than
+    `concurrency` transcripts are held at a time.
+    """
     store.run(run_id)
-    sessions = [t for t in store.sessions(run_id) if t.status.value in FINISHED]
+    heads = store.session_heads(run_id)
+    session_ids = [h.session_id for h in heads if h.status.value in FINISHED]
     done = store.judged_units(run_id)
     ledger = UsageLedger()
     bases = [load_model(spec, cache=cache, models_file=models_file) for spec in plan.judges]
     panel = [(base, build_judges(plan, AccountedModel(base, "judge", ledger))) for base in bases]
     units = [
-        (t, judge, sample)
-        for t in sessions
+        (session_id, judge, sample)
+        for session_id in session_ids
         for _, judges in panel
         for judge in judges
         for sample in range(plan.samples)
     ]
 
-    def key(t: Transcript, judge: RubricJudge, sample: int) -> tuple[str, str, str, str, str, int]:
+    def key(
+        session_id: str, judge: RubricJudge, sample: int
+    ) -> tuple[str, str, str, str, str, int]:
         rubric = judge.rubric
         return (
-            t.session_id,
+            session_id,
             judge.model.spec,
             rubric.id,
             rubric.version,
@@ -146,9 +153,9 @@ async def judge_run(
     )
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(t: Transcript, judge: RubricJudge, sample: int) -> list[ScoreRecord]:
+    async def one(session_id: str, judge: RubricJudge, sample: int) -> list[ScoreRecord]:
         async with gate:
-            records = await judge.score(t, sample=sample)
+            records = await judge.score(store.session(session_id), sample=sample)
             store.save_scores(records)
             return records
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from therapygym.errors import ConfigError
 from therapygym.models.types import ChatRequest, Completion
 
 CACHE_ENV = "THERAPYGYM_CACHE"
@@ -64,20 +65,36 @@ class ResponseCache:
 
     def __init__(self, path: Path | str | None = None) -> None:
         self.path = Path(path) if path is not None else default_cache_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not self.path.exists():
-            # Create the file owner-only before SQLite opens it with the umask's mode.
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS responses ("
-            " key TEXT PRIMARY KEY, model TEXT NOT NULL, created REAL NOT NULL,"
-            " completion TEXT NOT NULL)"
-        )
+        where = f"response cache {self.path}"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not self.path.exists():
+                # Create the file owner-only before SQLite opens it with the umask's mode.
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            tables = {
+                r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            if tables and "responses" not in tables:  # never write into another app's file
+                self._db.close()
+                raise ConfigError(
+                    f"{where}: a SQLite database of some other program, not a response cache; "
+                    "pass another --cache path, or --no-cache"
+                )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS responses ("
+                " key TEXT PRIMARY KEY, model TEXT NOT NULL, created REAL NOT NULL,"
+                " completion TEXT NOT NULL)"
+            )
+        except (sqlite3.DatabaseError, OSError) as err:
+            problem = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            raise ConfigError(
+                f"{where}: cannot be opened ({problem}); pass another --cache path, or --no-cache"
+            ) from None
 
     def get(self, key: str) -> Completion | None:
         with self._lock:

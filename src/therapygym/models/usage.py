@@ -2,7 +2,10 @@
 
 A model is wrapped once per role with `AccountedModel`; the wrapper forwards `chat` and
 adds the completion's usage to a shared `UsageLedger`. Cached replies are counted as
-calls and tokens but cost nothing; failed calls are counted as errors.
+calls and tokens but cost nothing; failed calls are counted as errors. Retries (attempts
+after the first, of calls that succeeded or failed) are counted too, so the requests a
+server saw can be reconciled with the calls a run made: requests = calls - cached_calls
++ errors + retries.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ class RoleUsage(BaseModel):
     calls: int = 0
     cached_calls: int = 0
     errors: int = 0
+    retries: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float | None = None
@@ -46,12 +50,15 @@ class UsageLedger:
         if completion.cached:
             usage.cached_calls += 1
         else:
+            usage.retries += completion.attempts - 1
             usage.latency_s += completion.latency_s
             if cost_usd is not None:
                 usage.cost_usd = (usage.cost_usd or 0.0) + cost_usd
 
-    def record_error(self, role: str) -> None:
-        self.roles.setdefault(role, RoleUsage()).errors += 1
+    def record_error(self, role: str, error: ModelCallError) -> None:
+        usage = self.roles.setdefault(role, RoleUsage())
+        usage.errors += 1
+        usage.retries += error.attempts - 1
 
     def total(self) -> RoleUsage:
         """All roles summed; cost is None only when no role had a known price."""
@@ -60,6 +67,7 @@ class UsageLedger:
             total.calls += u.calls
             total.cached_calls += u.cached_calls
             total.errors += u.errors
+            total.retries += u.retries
             total.prompt_tokens += u.prompt_tokens
             total.completion_tokens += u.completion_tokens
             total.latency_s += u.latency_s
@@ -80,8 +88,8 @@ class AccountedModel:
     async def chat(self, messages: list[Any], **params: Any) -> Completion:
         try:
             completion = await self.model.chat(messages, **params)
-        except ModelCallError:
-            self.ledger.record_error(self.role)
+        except ModelCallError as err:
+            self.ledger.record_error(self.role, err)
             raise
         price = self.model.config.price
         cost: float | None = None

@@ -18,10 +18,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
-from therapygym.errors import ConfigError
+from therapygym.errors import ConfigError, TherapygymError
 from therapygym.judges.aggregate import Estimate, bootstrap_ci, session_scores, therapist_summaries
 from therapygym.judges.judging import JudgePlan, judge_run, plan_records
 from therapygym.models import ResponseCache
+from therapygym.patients.library import load_profiles
 from therapygym.patients.select import select_profiles
 from therapygym.probes.checked import run_checked_probes
 from therapygym.probes.consistency import DRIFT_ID, DRIFT_QUESTION, consistency_report
@@ -91,12 +92,20 @@ class ScorecardConfig(_Strict):
 
 
 def load_scorecard_config(path: Path | str | None = None) -> ScorecardConfig:
-    """The battery file (the shipped default when None); errors name file and field."""
+    """The battery file (the shipped default when None); errors name file and field. The
+    axes' patient selectors are checked here, before any axis runs."""
     if path is None:
         p = Path(str(resources.files("therapygym.probes") / "data" / "scorecard.yaml"))
     else:
         p = Path(path)
-    return read_yaml_model(p, "scorecard config", ScorecardConfig, ConfigError)
+    config = read_yaml_model(p, "scorecard config", ScorecardConfig, ConfigError)
+    library = load_profiles()  # the selectors now, not when their axis comes up
+    for axis in ("fidelity", "consistency", "demographics"):
+        try:
+            select_profiles(getattr(config, axis).patients, library)
+        except TherapygymError as err:
+            raise ConfigError(f"scorecard config {p}: field '{axis}.patients': {err}") from None
+    return config
 
 
 class Axis(BaseModel):

@@ -209,7 +209,7 @@ def _kind(path: Path) -> str | None:
     try:
         with path.open(encoding="utf-8") as f:
             first = json.loads(next((line for line in f if line.strip()), "null"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     if not isinstance(first, dict):
         return None

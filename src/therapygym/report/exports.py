@@ -24,17 +24,18 @@ scores), `turns` and `scores`.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
+from therapygym.artefacts import atomic_directory, atomic_path
 from therapygym.errors import TherapygymError, describe_validation_error
 from therapygym.judges.aggregate import SessionScores
 from therapygym.judges.base import ScoreRecord
 from therapygym.session import Transcript, as_messages
+from therapygym.store import SessionHead
 from therapygym.yamlfile import read_jsonl_objects
 
 if TYPE_CHECKING:
@@ -97,15 +98,12 @@ def turn_rows(transcripts: Iterable[Transcript]) -> list[dict[str, object]]:
 
 def _write_rows(rows: list[dict[str, Any]], path: Path, fmt: ExportFormat) -> None:
     """Flat rows to CSV or Parquet (lists become `;`-joined text in CSV), or JSONL."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
     if fmt == "jsonl":
-        with tmp.open("w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    else:
-        import pandas as pd
+        _write_jsonl((json.dumps(row, ensure_ascii=False) for row in rows), path)
+        return
+    import pandas as pd
 
+    with atomic_path(path) as tmp:
         if fmt == "csv":
             flat = [
                 {k: ";".join(v) if isinstance(v, list) else v for k, v in row.items()}
@@ -114,24 +112,33 @@ def _write_rows(rows: list[dict[str, Any]], path: Path, fmt: ExportFormat) -> No
             pd.DataFrame(flat).to_csv(tmp, index=False)
         else:
             pd.DataFrame(rows).to_parquet(tmp, index=False)
-    tmp.replace(path)
+
+
+def _write_jsonl(lines: Iterable[str], path: Path) -> int:
+    """Write each line as it comes (nothing is collected first); returns how many."""
+    written = 0
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
+        for line in lines:
+            fh.write(line + "\n")
+            written += 1
+    return written
 
 
 def export_transcripts(transcripts: Iterable[Transcript], path: Path, fmt: ExportFormat) -> int:
     """Write transcripts to `path` in `fmt`; returns how many sessions were written.
 
     Writes to a temporary file and renames, so an interrupted export leaves no partial file.
+    JSONL writes each transcript as it is read, so a run streamed from the store
+    (`RunStore.sessions`) is exported in the memory of one page of it. CSV and Parquet
+    still collect every turn row first (about 450 MB for Parquet at 10,000 sessions,
+    docs/benchmarks.md): pandas infers each column's type from all its rows (an integer
+    column with a gap becomes float, a column empty so far has no type), so writing them
+    in chunks would need an explicit schema to give the same file.
     """
-    items = list(transcripts)
     if fmt == "jsonl":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".partial")
-        with tmp.open("w", encoding="utf-8") as fh:
-            for t in items:
-                fh.write(t.model_dump_json() + "\n")
-        tmp.replace(path)
-    else:
-        _write_rows(turn_rows(items), path, fmt)
+        return _write_jsonl((t.model_dump_json() for t in transcripts), path)
+    items = list(transcripts)
+    _write_rows(turn_rows(items), path, fmt)
     return len(items)
 
 
@@ -160,13 +167,13 @@ SCORE_COLUMNS: tuple[tuple[str, str], ...] = (
 
 
 def score_rows(
-    records: Iterable[ScoreRecord], transcripts: Iterable[Transcript] = ()
+    records: Iterable[ScoreRecord], transcripts: Iterable[SessionHead | Transcript] = ()
 ) -> list[dict[str, Any]]:
     """One flat row per judged key: a CTRS item (score), a safety label (verdict,
     severity), a response dimension of one therapist turn (score, `target` = turn id) or
     a check question (verdict = the answer); each with its rationale and evidence turn
     ids. A failed judgement is one row with its error and no key. Session columns
-    (run, profile, therapist) come from `transcripts` when given."""
+    (run, profile, therapist) come from `transcripts` (or session heads) when given."""
     sessions = {t.session_id: t for t in transcripts}
     rows: list[dict[str, Any]] = []
     for r in records:
@@ -225,29 +232,25 @@ def export_scores(
     records: Iterable[ScoreRecord],
     path: Path,
     fmt: ExportFormat,
-    transcripts: Iterable[Transcript] = (),
+    transcripts: Iterable[SessionHead | Transcript] = (),
 ) -> int:
     """Write score records: JSONL as stored (one record per line, raw output included),
     CSV/Parquet as `score_rows`. Returns how many records were written."""
     items = list(records)
     if fmt == "jsonl":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".partial")
-        with tmp.open("w", encoding="utf-8") as fh:
-            for r in items:
-                fh.write(r.model_dump_json() + "\n")
-        tmp.replace(path)
+        _write_jsonl((r.model_dump_json() for r in items), path)
     else:
         _write_rows(score_rows(items, transcripts), path, fmt)
     return len(items)
 
 
 def session_score_rows(
-    transcripts: Iterable[Transcript], scores: Iterable[SessionScores]
+    transcripts: Iterable[SessionHead | Transcript], scores: Iterable[SessionScores]
 ) -> list[dict[str, Any]]:
-    """One row per session: its metadata and the panel's combined scores (`ctrs_<item>`
-    0-6, `safety_<label>` yes/no/not_applicable, `response_<dimension>` 1-5). Sessions
-    without scores (failed, or not judged yet) have empty score columns."""
+    """One row per session (transcripts, or heads without turns): its metadata and the
+    panel's combined scores (`ctrs_<item>` 0-6, `safety_<label>` yes/no/not_applicable,
+    `response_<dimension>` 1-5). Sessions without scores (failed, or not judged yet) have
+    empty score columns."""
     by_id = {s.session_id: s for s in scores}
     items = sorted({i for s in by_id.values() for i in s.ctrs_items})
     labels = sorted({lb for s in by_id.values() for lb in s.safety})
@@ -257,7 +260,7 @@ def session_score_rows(
         s = by_id.get(t.session_id)
         row: dict[str, Any] = {c: getattr(t, c) for c in SESSION_COLUMNS}
         row["status"] = t.status.value
-        row["n_turns"] = len(t.turns)
+        row["n_turns"] = t.n_turns if isinstance(t, SessionHead) else len(t.turns)
         row["ctrs_total"] = s.ctrs_total if s else None
         row["ctrs_normalised"] = s.ctrs_normalised if s else None
         row["competent"] = s.competent if s else None
@@ -414,17 +417,13 @@ def export_hf_dataset(
         "turns": _turn_table(transcripts),
         "scores": _score_table(records, transcripts),
     }
-    tmp = directory.with_name(directory.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "data").mkdir(parents=True)
-    for name, table in tables.items():
-        pq.write_table(table, tmp / "data" / f"{name}.parquet")
     counts = {name: table.num_rows for name, table in tables.items()}
     judges = sorted({r.judge for r in records})
-    (tmp / "README.md").write_text(_dataset_card(run_id, judges, counts), encoding="utf-8")
-    if directory.exists():
-        directory.rmdir()
-    tmp.replace(directory)
+    with atomic_directory(directory) as tmp:
+        (tmp / "data").mkdir()
+        for name, table in tables.items():
+            pq.write_table(table, tmp / "data" / f"{name}.parquet")
+        (tmp / "README.md").write_text(_dataset_card(run_id, judges, counts), encoding="utf-8")
     return counts
 
 
@@ -450,20 +449,21 @@ def export_run(
 
     check_export_options(fmt, content)
     store.run(run_id)
-    transcripts = list(store.sessions(run_id))
-    if fmt == "hf":
+    if fmt == "hf":  # the folder's tables hold every turn: the whole run is read
+        transcripts = list(store.sessions(run_id))
         records = store.scores(run_id)
         summary = summary_of(run_id, transcripts, records, how)
         export_hf_dataset(transcripts, records, summary.sessions, output, run_id=run_id)
         return len(transcripts)
     if content == "transcripts":
-        return export_transcripts(transcripts, output, fmt)
+        return export_transcripts(store.sessions(run_id), output, fmt)
+    heads = store.session_heads(run_id)  # scores and per-session rows need no turns
     records = store.scores(run_id)
     if content == "scores":
-        return export_scores(records, output, fmt, transcripts)
-    summary = summary_of(run_id, transcripts, records, how)
-    _write_rows(session_score_rows(transcripts, summary.sessions), output, fmt)
-    return len(transcripts)
+        return export_scores(records, output, fmt, heads)
+    summary = summary_of(run_id, heads, records, how)
+    _write_rows(session_score_rows(heads, summary.sessions), output, fmt)
+    return len(heads)
 
 
 def read_transcripts_jsonl(path: Path) -> list[Transcript]:

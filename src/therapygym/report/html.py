@@ -26,6 +26,7 @@ from markupsafe import Markup
 from pydantic import BaseModel, ValidationError
 
 from therapygym import __version__
+from therapygym.artefacts import write_text
 from therapygym.errors import TherapygymError, describe_validation_error
 from therapygym.judges.aggregate import Estimate
 from therapygym.judges.panel import Aggregation
@@ -116,9 +117,10 @@ def _load(path: Path, default_name: str, model: type[BaseModel], what: str) -> B
     file = path / default_name if path.is_dir() else path
     try:
         text = file.read_text(encoding="utf-8")
-    except OSError as err:
+    except (OSError, UnicodeDecodeError) as err:
+        problem = "not UTF-8 text" if isinstance(err, UnicodeDecodeError) else err.strerror
         raise ReportInputError(
-            f"{what} file {file} cannot be read ({err.strerror or err}); give the JSON the "
+            f"{what} file {file} cannot be read ({problem or err}); give the JSON the "
             f"`{what}` command wrote, or the folder holding {default_name}"
         ) from None
     try:
@@ -185,8 +187,4 @@ def write_report(
         "calibrations": [calibration_section(p) for p in calibration],
     }
     html = render_report(run_data(store, run_id, aggregation), **sections)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".partial")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(output)
-    return output
+    return write_text(output, html)

@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
-from therapygym.errors import ConfigError
+from therapygym.errors import ConfigError, TherapygymError
 from therapygym.judges.base import JudgeSettings
 from therapygym.models import AccountedModel, ResponseCache, UsageLedger, load_model
 from therapygym.patients.select import select_profiles
@@ -75,6 +75,47 @@ class TrainConfig(BaseModel):
 def load_train_config(path: Path | str) -> TrainConfig:
     """The config file (relative paths in it are taken from the working directory)."""
     return read_yaml_model(Path(path), "train config", TrainConfig, ConfigError)
+
+
+def check_train_config(
+    config: TrainConfig, *, models_file: Path | str | None = None, where: str = "train config"
+) -> None:
+    """Everything a config names, checked before anything is written: the patients, the
+    prompt and weights files, the patient and judge specs (built and dropped: no
+    connection, no weights), and last TRL's own settings (which imports TRL). Errors name
+    the field; `where` names the config (its file)."""
+
+    def field(name: str, check: Any) -> Any:
+        try:
+            return check()
+        except TherapygymError as err:
+            raise ConfigError(f"{where}: field '{name}': {err}") from None
+
+    if config.therapist_prompt:
+        field("therapist_prompt", lambda: read_prompt(config.therapist_prompt))
+    field("reward_weights", lambda: load_reward_spec(config.reward_weights))
+    field("patients", lambda: select_profiles(config.patients))
+    field("patient_model", lambda: load_model(config.patient_model, models_file=models_file))
+    judge = field("judge", lambda: load_model(config.judge, models_file=models_file))
+    if judge.config.backend == "hf":
+        raise ConfigError(
+            f"{where}: field 'judge': {config.judge} cannot constrain its output to the "
+            "judges' JSON schemas; use local:smollm2, gguf:..., or an OpenAI-compatible server"
+        )
+    _grpo_args(config, where)
+
+
+def _grpo_args(config: TrainConfig, where: str = "train config") -> Any:
+    """TRL's GRPOConfig: our defaults, the config's `grpo:`, our output folder."""
+    try:
+        from trl import GRPOConfig
+    except ImportError as err:
+        raise ConfigError(f"training needs the [train] extra ({err.name} is missing)") from None
+    grpo = {**GRPO_DEFAULTS, **config.grpo, "output_dir": str(Path(config.output_dir) / "trainer")}
+    try:
+        return GRPOConfig(**grpo)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: grpo: {err}") from None
 
 
 GRPO_DEFAULTS: dict[str, Any] = {
@@ -132,39 +173,31 @@ def train(
     console: Console | None = None,
 ) -> TrainResult:
     """Run GRPO; returns where the adapter and the reward log are, and the wall time."""
+    check_train_config(config, models_file=models_file)  # before anything is written
     try:
         from datasets import Dataset
         from peft import LoraConfig
-        from trl import GRPOConfig, GRPOTrainer
+        from trl import GRPOTrainer
     except ImportError as err:
         raise ConfigError(f"training needs the [train] extra ({err.name} is missing)") from None
     from therapygym.models.transformers_local import load_causal_lm
 
     started = time.perf_counter()
+    profiles = select_profiles(config.patients)
+    system = read_prompt(config.therapist_prompt) if config.therapist_prompt else default_prompt()
+    spec = load_reward_spec(config.reward_weights)
+    args = _grpo_args(config)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     rewards_path = out / "rewards.jsonl"
     rewards_path.unlink(missing_ok=True)
-    profiles = select_profiles(config.patients)
-    system = read_prompt(config.therapist_prompt) if config.therapist_prompt else default_prompt()
-    spec = load_reward_spec(config.reward_weights)
-    grpo = {**GRPO_DEFAULTS, **config.grpo, "output_dir": str(out / "trainer")}
-    try:
-        args = GRPOConfig(**grpo)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"train config: grpo: {err}") from None
     loop = BackgroundLoop()
     ledger = UsageLedger()
     patient_base = load_model(config.patient_model, cache=cache, models_file=models_file)
     judge_base = load_model(config.judge, cache=cache, models_file=models_file)
     try:
-        if judge_base.config.backend == "hf":
-            raise ConfigError(
-                f"train config: judge: {config.judge} cannot constrain its output to the judges' "
-                "JSON schemas; use local:smollm2, gguf:..., or an OpenAI-compatible server"
-            )
         record = {"train": config.model_dump(mode="json"), "reward": spec.source}
-        store.ensure_run(config.run_id, record)  # after the models load: a bad spec leaves none
+        store.ensure_run(config.run_id, record)
         rewarder = SessionRewarder(
             AccountedModel(judge_base, "judge", ledger),
             spec,

@@ -23,7 +23,9 @@ which prints ``READY http://127.0.0.1:PORT/v1`` once listening and serves until
 SIGTERM/SIGINT.
 
 Tokens are counted as whitespace-separated words: cheap, deterministic and good enough
-to test budget accounting.  Request headers are never logged (they carry API keys).
+to test budget accounting.  Request headers are never logged (they carry API keys); the
+server keeps only the SHA-256 digests of the bearer tokens it was sent (``key_digests``),
+so a test can check that a key was used without the key being kept anywhere.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import argparse
 import asyncio
 import collections
 import enum
+import hashlib
 import json
 import logging
 import random
@@ -79,6 +82,9 @@ class Fault(enum.StrEnum):
     HANG = "hang"  # sleep ``hang_s`` and then answer normally: past any sane client timeout
     MALFORMED = "malformed"  # HTTP 200, application/json, truncated (invalid) JSON body
     DROP = "drop"  # close the connection without sending any HTTP response
+    # HTTP 401 whose message quotes the API key the request carried, as some gateways do:
+    # what the client puts in its errors must mask it.
+    UNAUTHORIZED = "401"
 
     @classmethod
     def parse(cls, value: Fault | str) -> Fault:
@@ -204,6 +210,7 @@ class FakeOpenAIServer:
 
         self.requests: list[dict[str, Any]] = []
         self.fault_counts: collections.Counter[str] = collections.Counter()
+        self.key_digests: set[str] = set()  # SHA-256 of each bearer token sent
         self._stats_lock = threading.Lock()
 
         self._port: int | None = None
@@ -291,7 +298,8 @@ class FakeOpenAIServer:
         if not isinstance(body, dict):
             return _error(400, "The request body must be a JSON object.", "invalid_request_error")
 
-        fault = self._admit(body)
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        fault = self._admit(body, token)
         if self.latency_s > 0:
             await asyncio.sleep(self.latency_s)
         if fault is Fault.RATE_LIMIT:
@@ -305,6 +313,13 @@ class FakeOpenAIServer:
         if fault is Fault.SERVER_ERROR:
             return _error(
                 500, "The server had an error (injected by FakeOpenAIServer).", "server_error"
+            )
+        if fault is Fault.UNAUTHORIZED:
+            return _error(
+                401,
+                f"Incorrect API key provided: {token}. (injected by FakeOpenAIServer)",
+                "invalid_request_error",
+                code="invalid_api_key",
             )
         if fault is Fault.MALFORMED:
             return web.Response(text=_MALFORMED_BODY, content_type="application/json")
@@ -334,8 +349,9 @@ class FakeOpenAIServer:
 
     # ------------------------------------------------------------------- helpers
 
-    def _admit(self, body: dict[str, Any]) -> Fault | None:
-        """Record the request and decide its fault. Synchronous, so atomic on the loop."""
+    def _admit(self, body: dict[str, Any], token: str) -> Fault | None:
+        """Record the request (and its token's digest) and decide its fault. Synchronous,
+        so atomic on the loop."""
         index = self._next_index
         self._next_index += 1
         if index < len(self._fault_script):
@@ -351,6 +367,8 @@ class FakeOpenAIServer:
                         break
         with self._stats_lock:
             self.requests.append(body)
+            if token:
+                self.key_digests.add(hashlib.sha256(token.encode()).hexdigest())
             if fault is not None:
                 self.fault_counts[fault.value] += 1
         return fault

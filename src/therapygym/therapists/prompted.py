@@ -10,6 +10,7 @@ from pathlib import Path
 from therapygym.errors import ConfigError
 from therapygym.models.types import ChatModel
 from therapygym.session import SessionConfig, Turn, Utterance, as_messages
+from therapygym.yamlfile import MAX_CONFIG_BYTES, read_text
 
 # Backends that are whole chatbots already (a user's HTTP bot or callable) get no system
 # prompt unless one is given; raw LLMs get the default CBT prompt.
@@ -26,14 +27,9 @@ def default_prompt() -> str:
 def read_prompt(path: Path | str) -> str:
     """A system prompt from a file, with a clear error when it is missing or empty."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        raise ConfigError(f"therapist prompt file {p} not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"therapist prompt file {p}: cannot read as UTF-8 text ({err})") from None
+    text = read_text(p, "therapist prompt file", ConfigError, max_bytes=MAX_CONFIG_BYTES).strip()
     if not text:
-        raise ConfigError(f"therapist prompt file {p} is empty")
+        raise ConfigError(f"therapist prompt file {p}: the file is empty")
     return text
 
 
