@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -141,35 +142,34 @@ def read_yaml(path: Path, what: str, error: type[TherapygymError]) -> Any:
     return data
 
 
+def _nodes(data: Any) -> Iterator[Any]:
+    """Every key and value of a parsed document, depth first, each alias followed (so a
+    repeated or self-containing alias yields its content again, without end)."""
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, dict):
+            stack.extend(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
 def _check_expansion(data: Any, where: str, error: type[TherapygymError]) -> None:
     """Refuse a document that holds more than `MAX_YAML_VALUES` values once its aliases
     are followed (or an alias that contains itself), before anything walks it."""
-    stack, left = [data], MAX_YAML_VALUES
-    while stack:
-        node = stack.pop()
-        left -= 1
-        if left < 0:
+    for count, _ in enumerate(_nodes(data)):
+        if count >= MAX_YAML_VALUES:
             raise error(
                 f"{where}: the document expands to more than {MAX_YAML_VALUES:,} values "
                 "through YAML aliases (*name) that repeat or contain each other"
             )
-        if isinstance(node, dict):
-            stack.extend(node)
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
 
 
 def _check_surrogates(data: Any, where: str, error: type[TherapygymError], escape: str) -> None:
-    stack = [data]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            stack.extend(node)
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-        elif isinstance(node, str):
+    for node in _nodes(data):
+        if isinstance(node, str):
             try:
                 node.encode("utf-8")
             except UnicodeEncodeError:
