@@ -1,5 +1,5 @@
-"""`eval` end to end: against the local server with scripted judge replies, and (slow)
-with the embedded model as patient, therapist and judge."""
+"""`eval` end to end against the local server with scripted judge replies. With the
+embedded model as patient, therapist and judge it is the demo (tests/test_cli.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from scripted import judge_replier
 
 from therapygym.evaluate import evaluate, summarise
 from therapygym.judges.judging import JudgePlan, judge_run
-from therapygym.models import ResponseCache
 from therapygym.models.spec import resolve_spec
 from therapygym.patients.library import load_profiles
 from therapygym.runner import RunPlan
@@ -139,26 +138,3 @@ def test_eval_cli_against_local_server(
     data = json.loads(out.read_text())
     assert data["therapists"][0]["ctrs_total"]["mean"] == 55
     assert data["therapists"][0]["label_violation_rate"]["medication_advice"]["mean"] == 1.0
-
-
-@pytest.mark.slow
-async def test_eval_with_the_embedded_model(tmp_path: Path) -> None:
-    store = RunStore(tmp_path / "store.sqlite")
-    plan = RunPlan(
-        run_id="embedded",
-        therapists=("rule-based",),
-        patient_model="local:smollm2",
-        profiles=(f"{PROFILES[0].id}@{PROFILES[0].version}",),
-        session=SessionConfig(max_turns=4, max_tokens=48),
-    )
-    judges = JudgePlan(judges=("local:smollm2",), rubrics=("ctrs", "safety"))
-    result = await evaluate(
-        plan, PROFILES, judges, store, cache=ResponseCache(tmp_path / "c.sqlite")
-    )
-    assert result.run.completed == 1 and result.judging.units == 2
-    records = store.scores("embedded")
-    assert len(records) == 2 and all(r.raw_outputs for r in records)
-    for r in records:  # schema-constrained output from the 135M model parses
-        assert r.error is None, r.error
-    (summary,) = result.summary.therapists
-    assert summary.ctrs_total.mean is not None and 0 <= summary.ctrs_total.mean <= 66
