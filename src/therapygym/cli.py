@@ -1315,9 +1315,10 @@ def train(
     from therapygym.store import RunStore
 
     plan = load_train_config(config)
-    check_train_config(plan, models_file=models_file, where=f"train config {config}")
+    inputs = check_train_config(plan, models_file=models_file, where=f"train config {config}")
     result = run_training(
         plan,
+        inputs=inputs,
         store=RunStore(store),
         cache=_cache(cache_path, no_cache),
         models_file=models_file,

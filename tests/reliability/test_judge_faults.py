@@ -19,7 +19,7 @@ import pytest
 from judges.scripted import instance
 
 from therapygym.evaluate import summarise
-from therapygym.judges.judging import JudgePlan, judge_run
+from therapygym.judges.judging import JudgePlan, JudgeResult, judge_run
 from therapygym.session import SessionStatus, Transcript, Turn
 from therapygym.store import RunStore
 
@@ -88,7 +88,7 @@ APPLIES = {
     ("response", "-"): {**FAULTS, **NUMERIC},
 }
 CASES = [
-    pytest.param(kind, mode, name, mutate, says, id=f"{kind}-{mode}-{name}")
+    pytest.param(kind, mode, mutate, says, id=f"{kind}-{mode}-{name}")
     for (kind, mode), faults in APPLIES.items()
     for name, (mutate, says) in faults.items()
 ]
@@ -137,30 +137,34 @@ def judge_answering(mutate: Mutation, bad_answers: int) -> tuple[Callable[..., A
     return reply, sent
 
 
-def plan(spec: str, kind: str, mode: str) -> JudgePlan:
-    return JudgePlan(
-        judges=(spec,),
+async def judged(
+    tmp_path: Path, openai_server: Any, server_spec: Any, kind: str, mode: str, replier: Any
+) -> tuple[JudgeResult, RunStore, Any]:
+    """The stored session judged on `kind` (in CTRS `mode`) by a judge answering with
+    `replier`, two attempts per call: the result, the store and the server."""
+    server = openai_server(replier)
+    store = stored_session(tmp_path / "store.sqlite")
+    plan = JudgePlan(
+        judges=(server_spec(server),),
         rubrics=(kind,),  # type: ignore[arg-type]
         ctrs_mode=mode if mode != "-" else "one_call",  # type: ignore[arg-type]
         max_attempts=2,
     )
+    return await judge_run(store, "faults", plan, cache=None), store, server
 
 
-@pytest.mark.parametrize(("kind", "mode", "name", "mutate", "says"), CASES)
+@pytest.mark.parametrize(("kind", "mode", "mutate", "says"), CASES)
 async def test_a_bad_answer_that_stays_bad_is_recorded_never_accepted(
     tmp_path: Path,
     openai_server: Any,
     server_spec: Any,
     kind: str,
     mode: str,
-    name: str,
     mutate: Mutation,
     says: str,
 ) -> None:
     replier, sent = judge_answering(mutate, bad_answers=10**6)
-    server = openai_server(replier)
-    store = stored_session(tmp_path / "store.sqlite")
-    result = await judge_run(store, "faults", plan(server_spec(server), kind, mode), cache=None)
+    result, store, server = await judged(tmp_path, openai_server, server_spec, kind, mode, replier)
     assert result.failed == result.units == 1 and result.judged == 0
     records = store.scores("faults")
     assert records and all(r.result is None for r in records)
@@ -178,21 +182,18 @@ async def test_a_bad_answer_that_stays_bad_is_recorded_never_accepted(
         assert "the rubric is void" not in body["messages"][0]["content"]
 
 
-@pytest.mark.parametrize(("kind", "mode", "name", "mutate", "says"), CASES)
+@pytest.mark.parametrize(("kind", "mode", "mutate", "says"), CASES)
 async def test_a_bad_answer_is_reasked_with_its_error(
     tmp_path: Path,
     openai_server: Any,
     server_spec: Any,
     kind: str,
     mode: str,
-    name: str,
     mutate: Mutation,
     says: str,
 ) -> None:
     replier, sent = judge_answering(mutate, bad_answers=1)
-    server = openai_server(replier)
-    store = stored_session(tmp_path / "store.sqlite")
-    result = await judge_run(store, "faults", plan(server_spec(server), kind, mode), cache=None)
+    result, store, server = await judged(tmp_path, openai_server, server_spec, kind, mode, replier)
     assert (result.judged, result.failed) == (1, 0), result.errors
     records = store.scores("faults")
     assert all(r.error is None and r.result is not None for r in records)

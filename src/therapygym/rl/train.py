@@ -28,9 +28,10 @@ from rich.console import Console
 from therapygym.errors import ConfigError, TherapygymError
 from therapygym.judges.base import JudgeSettings
 from therapygym.models import AccountedModel, ResponseCache, UsageLedger, load_model
+from therapygym.patients.profile import PatientProfile
 from therapygym.patients.select import select_profiles
 from therapygym.rl.loop import BackgroundLoop
-from therapygym.rl.reward import SessionRewarder, load_reward_spec
+from therapygym.rl.reward import RewardSpec, SessionRewarder, load_reward_spec
 from therapygym.rl.trl import TherapyRollout, reward_functions
 from therapygym.session import SessionConfig
 from therapygym.store import RunStore
@@ -77,13 +78,23 @@ def load_train_config(path: Path | str) -> TrainConfig:
     return read_yaml_model(Path(path), "train config", TrainConfig, ConfigError)
 
 
+@dataclass(frozen=True)
+class TrainInputs:
+    """What a config names, read and checked: what `train` runs on."""
+
+    profiles: list[PatientProfile]
+    system_prompt: str
+    reward: RewardSpec
+    grpo_args: Any  # TRL's GRPOConfig (TRL is imported only when training)
+
+
 def check_train_config(
     config: TrainConfig, *, models_file: Path | str | None = None, where: str = "train config"
-) -> None:
-    """Everything a config names, checked before anything is written: the patients, the
-    prompt and weights files, the patient and judge specs (built and dropped: no
-    connection, no weights), and last TRL's own settings (which imports TRL). Errors name
-    the field; `where` names the config (its file)."""
+) -> TrainInputs:
+    """Everything a config names, read and checked before anything is written: the
+    patients, the prompt and weights files, the patient and judge specs (built and
+    dropped: no connection, no weights), and last TRL's own settings (which imports TRL).
+    Errors name the field; `where` names the config (its file)."""
 
     def field(name: str, check: Any) -> Any:
         try:
@@ -91,10 +102,11 @@ def check_train_config(
         except TherapygymError as err:
             raise ConfigError(f"{where}: field '{name}': {err}") from None
 
+    system = default_prompt()
     if config.therapist_prompt:
-        field("therapist_prompt", lambda: read_prompt(config.therapist_prompt))
-    field("reward_weights", lambda: load_reward_spec(config.reward_weights))
-    field("patients", lambda: select_profiles(config.patients))
+        system = field("therapist_prompt", lambda: read_prompt(config.therapist_prompt))
+    reward = field("reward_weights", lambda: load_reward_spec(config.reward_weights))
+    profiles = field("patients", lambda: select_profiles(config.patients))
     field("patient_model", lambda: load_model(config.patient_model, models_file=models_file))
     judge = field("judge", lambda: load_model(config.judge, models_file=models_file))
     if judge.config.backend == "hf":
@@ -102,7 +114,7 @@ def check_train_config(
             f"{where}: field 'judge': {config.judge} cannot constrain its output to the "
             "judges' JSON schemas; use local:smollm2, gguf:..., or an OpenAI-compatible server"
         )
-    _grpo_args(config, where)
+    return TrainInputs(profiles, system, reward, _grpo_args(config, where))
 
 
 def _grpo_args(config: TrainConfig, where: str = "train config") -> Any:
@@ -171,9 +183,13 @@ def train(
     cache: ResponseCache | None,
     models_file: Path | str | None = None,
     console: Console | None = None,
+    inputs: TrainInputs | None = None,
 ) -> TrainResult:
-    """Run GRPO; returns where the adapter and the reward log are, and the wall time."""
-    check_train_config(config, models_file=models_file)  # before anything is written
+    """Run GRPO; returns where the adapter and the reward log are, and the wall time.
+    `inputs` is `check_train_config`'s result when the caller checked first (the CLI,
+    before it opens the store); otherwise the config is checked here, before anything
+    is written."""
+    inputs = inputs or check_train_config(config, models_file=models_file)
     try:
         from datasets import Dataset
         from peft import LoraConfig
@@ -183,10 +199,7 @@ def train(
     from therapygym.models.transformers_local import load_causal_lm
 
     started = time.perf_counter()
-    profiles = select_profiles(config.patients)
-    system = read_prompt(config.therapist_prompt) if config.therapist_prompt else default_prompt()
-    spec = load_reward_spec(config.reward_weights)
-    args = _grpo_args(config)
+    args = inputs.grpo_args
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     rewards_path = out / "rewards.jsonl"
@@ -196,11 +209,11 @@ def train(
     patient_base = load_model(config.patient_model, cache=cache, models_file=models_file)
     judge_base = load_model(config.judge, cache=cache, models_file=models_file)
     try:
-        record = {"train": config.model_dump(mode="json"), "reward": spec.source}
+        record = {"train": config.model_dump(mode="json"), "reward": inputs.reward.source}
         store.ensure_run(config.run_id, record)
         rewarder = SessionRewarder(
             AccountedModel(judge_base, "judge", ledger),
-            spec,
+            inputs.reward,
             samples=config.judge_samples,
             settings=JudgeSettings(
                 temperature=0.0 if config.judge_samples == 1 else 0.7,
@@ -213,12 +226,12 @@ def train(
             rewarder=rewarder,
             loop=loop,
             session=config.session,
-            system_prompt=system,
+            system_prompt=inputs.system_prompt,
             turn_tokens=config.turn_tokens,
             store=store,
             run_id=config.run_id,
         )
-        rows = rollout.dataset(profiles, config.seeds)
+        rows = rollout.dataset(inputs.profiles, config.seeds)
         policy, tokenizer = load_causal_lm(config.model)
         tokenizer.padding_side = "left"
         policy.train()
