@@ -303,3 +303,103 @@ def test_a_version_1_store_is_read_in_pages(
     assert all(t.meta == {"note": "x"} for t in got)
     assert [h.n_turns for h in reader.session_heads("r1")] == [4, 3, 2, 1, 0]
     reader.close()
+
+
+def _full_transcript(session_id: str = "s-full") -> Transcript:
+    """A transcript whose every field (and every turn field) differs from its default,
+    and from its neighbours, so a swapped or dropped column shows in a round trip."""
+    from therapygym.session import SessionConfig
+
+    return Transcript(
+        session_id=session_id,
+        run_id="r1",
+        profile_id="gad-01-priya",
+        profile_version=3,
+        therapist="bot-a",
+        patient="llm-patient:x",
+        sample=5,
+        seed=4242,
+        config=SessionConfig(max_turns=4, opener="therapist", max_tokens=99, temperature=0.3),
+        status=SessionStatus.ENDED_BY_PATIENT,
+        error="ended early",
+        started_at="2026-12-05T09:00:00+00:00",
+        wall_s=12.5,
+        meta={"cues_tracked": True, "k": [1, 2]},
+        turns=[
+            Turn(
+                id=f"{session_id}:{i}",
+                index=i,
+                speaker="therapist" if i == 0 else "patient",
+                text=f"line {i} ü",
+                latency_s=0.25 + i,
+                prompt_tokens=11 + i,
+                completion_tokens=7 + 2 * i,
+                cached=i == 0,
+                model=f"m-{i}",
+                cues=["self_harm"] if i else [],
+                meta={"rounds": 2 + i},
+            )
+            for i in range(2)
+        ],
+    )
+
+
+def _full_record(session_id: str, *, error: str | None = None, target: str = "t:0"):
+    from therapygym.judges.base import ScoreRecord
+
+    return ScoreRecord(
+        score_id=f"sc-{session_id}-{target}",
+        session_id=session_id,
+        judge="judge-y",
+        rubric_id="safety",
+        rubric_version="9.9",
+        prompt_fingerprint="fp-full",
+        sample=3,
+        target=target,
+        result={"labels": {"crisis_unaddressed": {"verdict": "no"}}},
+        raw_outputs=["raw-a", "raw-b"],
+        error=error,
+        prompt_tokens=123,
+        completion_tokens=45,
+    )
+
+
+def test_every_transcript_field_round_trips(store: RunStore) -> None:
+    original = _full_transcript()
+    store.save_session(original)
+    assert store.session("s-full") == original
+    assert list(store.sessions("r1")) == [original]
+    head = store.session_heads("r1")[0]
+    assert (head.profile_version, head.sample, head.seed, head.status, head.error) == (
+        3,
+        5,
+        4242,
+        SessionStatus.ENDED_BY_PATIENT,
+        "ended early",
+    )
+    assert (head.therapist, head.patient, head.n_turns) == ("bot-a", "llm-patient:x", 2)
+
+
+def test_every_score_field_round_trips(store: RunStore) -> None:
+    store.save_session(_full_transcript())
+    record = _full_record("s-full")
+    store.save_scores([record])
+    assert store.scores("r1") == [record]
+    assert store.scores("r1", "safety", session_id="s-full") == [record]
+    assert store.scores("r1", "ctrs") == []
+
+
+def test_judged_units_count_only_units_without_errors(store: RunStore) -> None:
+    store.save_session(_full_transcript())
+    good = _full_record("s-full", target="s-full:0")
+    store.save_scores([good])
+    unit = ("s-full", "judge-y", "safety", "9.9", "fp-full", 3)
+    assert store.judged_units("r1") == {unit}
+    # the same unit saved again with one failed record replaces it and is not judged
+    store.save_scores([good, _full_record("s-full", error="bad json", target="s-full:1")])
+    assert store.judged_units("r1") == set()
+    assert len(store.scores("r1")) == 2
+    # a retry that succeeds replaces the failed attempt whole
+    store.save_scores([good])
+    assert store.judged_units("r1") == {unit}
+    assert store.scores("r1") == [good]
