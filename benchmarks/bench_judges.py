@@ -24,7 +24,8 @@ from scipy import stats
 from therapygym.judges.ctrs import CTRSJudge
 from therapygym.judges.rubric import builtin_rubric
 from therapygym.models import ResponseCache, load_model
-from therapygym.store import FINISHED, RunStore
+from therapygym.records import FINISHED
+from therapygym.store import RunStore
 
 
 async def judge_all(spec: str, store: RunStore, run_id: str, limit: int | None) -> dict[str, Any]:

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from therapygym.patients.library import load_profiles
+from therapygym.records import SessionConfig
 from therapygym.runner import RunPlan, run_plan
-from therapygym.session import SessionConfig
 from therapygym.store import RunStore
 
 sys.path.insert(0, str(Path(__file__).parent))

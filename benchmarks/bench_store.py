@@ -56,9 +56,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the parent process imports no therapygym code: its RSS stays small
-    from therapygym.judges.base import ScoreRecord
     from therapygym.patients.profile import PatientProfile
-    from therapygym.session import Transcript
+    from therapygym.records import ScoreRecord, Transcript
 
 RUN_ID = "bench-store"
 THERAPISTS = (
@@ -148,7 +147,7 @@ class Synth:
         }  # fmt: skip
 
     def transcript(self, k: int) -> Transcript:
-        from therapygym.session import SessionStatus, Transcript, Turn, seed_for, session_id_for
+        from therapygym.records import SessionStatus, Transcript, Turn, seed_for, session_id_for
 
         rng = random.Random(k)
         profile = self.profiles[k % len(self.profiles)]
@@ -201,7 +200,7 @@ class Synth:
     def score_units(self, t: Transcript) -> list[list[ScoreRecord]]:
         """A CTRS unit and a safety unit, shaped as `CTRSJudge`/`SafetyJudge` store them:
         `result` holds turn ids as evidence, `raw_outputs` the judge's JSON with T labels."""
-        from therapygym.judges.base import ScoreRecord, score_id
+        from therapygym.records import ScoreRecord, score_id
 
         rng = random.Random(f"scores-{t.session_id}")
         said = [x for x in t.turns if x.speaker == "therapist"]

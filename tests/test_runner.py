@@ -10,8 +10,8 @@ import pytest
 
 from therapygym.models import ResponseCache
 from therapygym.patients.library import load_profiles
+from therapygym.records import SessionConfig
 from therapygym.runner import RunPlan, run_plan
-from therapygym.session import SessionConfig
 from therapygym.store import RunStore
 from therapygym.testing.openai_server import Fault
 

@@ -8,14 +8,8 @@ import pytest
 
 from therapygym.errors import ModelCallError
 from therapygym.patients.simulator import ScriptedPatient
-from therapygym.session import (
-    Session,
-    SessionConfig,
-    SessionStatus,
-    Utterance,
-    seed_for,
-    session_id_for,
-)
+from therapygym.records import SessionConfig, SessionStatus, seed_for, session_id_for
+from therapygym.session import Session, Utterance
 from therapygym.therapists.prompted import PromptedTherapist
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from therapygym.session import SessionStatus, Transcript, Turn
+from therapygym.records import SessionStatus, Transcript, Turn
 from therapygym.store import _SCHEMA, SCHEMA_VERSION, RunStore, SessionHead, StoreError
 
 
@@ -308,7 +308,7 @@ def test_a_version_1_store_is_read_in_pages(
 def _full_transcript(session_id: str = "s-full") -> Transcript:
     """A transcript whose every field (and every turn field) differs from its default,
     and from its neighbours, so a swapped or dropped column shows in a round trip."""
-    from therapygym.session import SessionConfig
+    from therapygym.records import SessionConfig
 
     return Transcript(
         session_id=session_id,
@@ -345,7 +345,7 @@ def _full_transcript(session_id: str = "s-full") -> Transcript:
 
 
 def _full_record(session_id: str, *, error: str | None = None, target: str = "t:0"):
-    from therapygym.judges.base import ScoreRecord
+    from therapygym.records import ScoreRecord
 
     return ScoreRecord(
         score_id=f"sc-{session_id}-{target}",

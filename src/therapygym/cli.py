@@ -397,8 +397,8 @@ def _run_plan(
     from datetime import UTC, datetime
 
     from therapygym.patients.select import select_profiles
+    from therapygym.records import SessionConfig
     from therapygym.runner import RunPlan
-    from therapygym.session import SessionConfig
 
     profiles = select_profiles(patients)
     plan = _validated(

@@ -12,8 +12,8 @@ from __future__ import annotations
 from therapygym.judges.judging import JudgePlan
 from therapygym.patients.library import load_profiles
 from therapygym.patients.profile import PatientProfile
+from therapygym.records import SessionConfig
 from therapygym.runner import RunPlan
-from therapygym.session import SessionConfig
 
 DEMO_MODEL = "local:smollm2"
 DEMO_THERAPISTS = (DEMO_MODEL, "rule-based")

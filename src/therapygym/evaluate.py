@@ -19,14 +19,13 @@ from therapygym.judges.aggregate import (
     session_scores,
     therapist_summaries,
 )
-from therapygym.judges.base import ScoreRecord
 from therapygym.judges.judging import JudgePlan, JudgeResult, judge_run
 from therapygym.judges.panel import Aggregation
 from therapygym.models import ResponseCache
 from therapygym.patients.profile import PatientProfile
+from therapygym.records import FINISHED, ScoreRecord, Transcript
 from therapygym.runner import RunPlan, RunResult, run_plan
-from therapygym.session import Transcript
-from therapygym.store import FINISHED, RunStore, SessionHead
+from therapygym.store import RunStore, SessionHead
 
 
 @dataclass

@@ -30,15 +30,8 @@ from therapygym.judges.check import QUESTIONS_KEY
 from therapygym.models import AccountedModel, BaseChatModel, ResponseCache, UsageLedger, load_model
 from therapygym.patients.profile import PatientProfile
 from therapygym.patients.simulator import LLMPatient
-from therapygym.session import (
-    Participant,
-    Session,
-    SessionConfig,
-    Speaker,
-    Transcript,
-    Utterance,
-    session_id_for,
-)
+from therapygym.records import SessionConfig, Speaker, Transcript, session_id_for
+from therapygym.session import Participant, Session, Utterance
 from therapygym.store import RunStore
 from therapygym.therapists import load_therapist
 

@@ -20,13 +20,18 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from therapygym.errors import TherapygymError
-from therapygym.judges.base import ScoreRecord
-from therapygym.models.cache import canonical_json
-from therapygym.session import SessionConfig, SessionStatus, Transcript, Turn
+from therapygym.records import (
+    FINISHED,
+    ScoreRecord,
+    SessionConfig,
+    SessionStatus,
+    Transcript,
+    Turn,
+    canonical_json,
+)
 
 STORE_ENV = "THERAPYGYM_STORE"
 SCHEMA_VERSION = 2  # 2: turns.meta (what a participant recorded about its turn)
-FINISHED = (SessionStatus.COMPLETED.value, SessionStatus.ENDED_BY_PATIENT.value)
 PAGE_SIZE = 256  # sessions that `RunStore.sessions` reads (and holds) at a time
 
 _SCHEMA = """

@@ -12,9 +12,8 @@ from therapygym.judges.aggregate import (
     session_scores,
     therapist_summaries,
 )
-from therapygym.judges.base import ScoreRecord
 from therapygym.judges.panel import combine_check, combine_scores, combine_verdicts
-from therapygym.session import SessionStatus, Transcript
+from therapygym.records import ScoreRecord, SessionStatus, Transcript
 
 ITEMS = [
     "agenda", "feedback", "understanding", "interpersonal_effectiveness", "collaboration",

@@ -17,8 +17,8 @@ from therapygym.evaluate import evaluate, summarise
 from therapygym.judges.judging import JudgePlan, judge_run
 from therapygym.models.spec import resolve_spec
 from therapygym.patients.library import load_profiles
+from therapygym.records import SessionConfig
 from therapygym.runner import RunPlan
-from therapygym.session import SessionConfig
 from therapygym.store import RunStore
 
 PROFILES = [p for p in load_profiles() if p.risk_cues][:2]

@@ -13,7 +13,7 @@ from therapygym.patients.simulator import (
     ScriptedPatient,
     style_texts,
 )
-from therapygym.session import SessionConfig, Turn
+from therapygym.records import SessionConfig, Turn
 
 LIBRARY = load_profiles()
 CONFIG = SessionConfig()

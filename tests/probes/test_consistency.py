@@ -6,9 +6,8 @@ import statistics
 
 import pytest
 
-from therapygym.judges.base import ScoreRecord
 from therapygym.probes.consistency import DRIFT_ID, consistency_report
-from therapygym.session import SessionStatus, Transcript
+from therapygym.records import ScoreRecord, SessionStatus, Transcript
 
 ITEMS = [
     "agenda", "feedback", "understanding", "interpersonal_effectiveness", "collaboration",

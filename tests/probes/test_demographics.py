@@ -17,7 +17,6 @@ from judges.scripted import instance
 
 from therapygym.errors import ConfigError
 from therapygym.judges.aggregate import bootstrap_ci
-from therapygym.judges.base import ScoreRecord
 from therapygym.judges.judging import judge_run, plan_records
 from therapygym.patients.library import load_profiles
 from therapygym.patients.profile import CoreBelief, Demographics, PatientProfile, RiskCue
@@ -47,7 +46,7 @@ from therapygym.probes.demographics import (
     wilcoxon_p,
 )
 from therapygym.probes.pronouns import PRONOUNS, CounterfactualError, rewrite_pronouns
-from therapygym.session import SessionConfig, SessionStatus, Transcript, Turn
+from therapygym.records import ScoreRecord, SessionConfig, SessionStatus, Transcript, Turn
 from therapygym.store import RunStore, StoreError
 
 LIBRARY = {p.id: p for p in load_profiles()}

@@ -31,7 +31,7 @@ from therapygym.probes.stigma_spec import (
     expand_design,
     load_stigma_design,
 )
-from therapygym.session import SessionStatus, Transcript, Turn
+from therapygym.records import SessionStatus, Transcript, Turn
 from therapygym.store import RunStore, StoreError
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"

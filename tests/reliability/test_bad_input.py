@@ -672,7 +672,7 @@ IMPORT = "sessions.jsonl"
 
 def stored_run(d: Path) -> None:
     """A store holding one imported run, so that imports into it must leave it unchanged."""
-    from therapygym.session import Transcript
+    from therapygym.records import Transcript
     from therapygym.store import RunStore
 
     store = RunStore(d / "store.sqlite")

@@ -21,8 +21,8 @@ from judges.scripted import conversation_replier
 from therapygym.judges.judging import JudgePlan, JudgeResult, judge_run
 from therapygym.models import UsageLedger
 from therapygym.patients.library import load_profiles
+from therapygym.records import SessionConfig
 from therapygym.runner import RunPlan, RunResult, run_plan
-from therapygym.session import SessionConfig
 from therapygym.store import RunStore
 
 PROFILES = load_profiles()[:25]

@@ -6,9 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from therapygym.judges.base import ScoreRecord, score_id
 from therapygym.judges.rubric import CTRSRubric, SafetyRubric, builtin_rubric
-from therapygym.session import SessionStatus, Transcript, Turn, session_id_for
+from therapygym.records import (
+    ScoreRecord,
+    SessionStatus,
+    Transcript,
+    Turn,
+    score_id,
+    session_id_for,
+)
 from therapygym.store import RunStore
 
 RUN = "r1"

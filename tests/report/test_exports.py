@@ -13,7 +13,7 @@ from report_store import ITEMS, LABELS, RATIONALE_HTML, RUN
 
 from therapygym.errors import TherapygymError
 from therapygym.evaluate import summarise
-from therapygym.judges.base import ScoreRecord
+from therapygym.records import ScoreRecord
 from therapygym.report.exports import export_run, read_transcripts_jsonl, score_rows
 from therapygym.store import RunStore
 

@@ -9,9 +9,9 @@ from judges.scripted import judge_replier
 
 from therapygym.models import load_model
 from therapygym.patients.select import select_profiles
+from therapygym.records import SessionConfig, SessionStatus
 from therapygym.rl.env import TherapyEnv
 from therapygym.rl.reward import RewardSpec, SessionRewarder
-from therapygym.session import SessionConfig, SessionStatus
 
 PROFILE = select_profiles("dep-01-maya")[0]
 SPEC = RewardSpec(ctrs={"agenda": 1.0}, safety={"medication_advice": 1.0})

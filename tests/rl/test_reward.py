@@ -12,6 +12,7 @@ from therapygym.calibration.bench import ctrs_item_ids, safety_label_ids
 from therapygym.calibration.weights import RewardWeights, write_weights
 from therapygym.errors import ConfigError
 from therapygym.models import load_model
+from therapygym.records import Transcript, Turn
 from therapygym.rl.reward import (
     LOW_AGREEMENT_ITEMS,
     RewardSpec,
@@ -20,7 +21,6 @@ from therapygym.rl.reward import (
     default_reward_spec,
     load_reward_spec,
 )
-from therapygym.session import Transcript, Turn
 
 
 def _transcript(cues_tracked: bool = True) -> Transcript:

@@ -23,6 +23,7 @@ from judges.scripted import judge_replier
 
 from therapygym.models import load_model
 from therapygym.patients.select import select_profiles
+from therapygym.records import SessionConfig
 from therapygym.rl.reward import SessionRewarder, load_reward_spec
 from therapygym.rl.trl import transcript_from_chat
 from therapygym.rl.verifiers import (
@@ -30,7 +31,6 @@ from therapygym.rl.verifiers import (
     TherapyVerifiersConfig,
     TherapyVerifiersEnv,
 )
-from therapygym.session import SessionConfig
 
 PROFILE = select_profiles("dep-01-maya")[0]
 POLICY = "policy-under-test"

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from therapygym.errors import ConfigError
-from therapygym.session import SessionConfig, Turn
+from therapygym.records import SessionConfig, Turn
 from therapygym.therapists.rule_based import (
     LABEL,
     RuleBasedTherapist,

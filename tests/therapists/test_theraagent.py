@@ -18,9 +18,9 @@ from therapygym.judges.render import render_transcript
 from therapygym.judges.rubric import builtin_rubric
 from therapygym.models import UsageLedger
 from therapygym.patients.library import load_profiles
+from therapygym.records import SessionConfig, Turn
 from therapygym.report.exports import export_transcripts, read_transcripts_jsonl
 from therapygym.runner import RunPlan, load_therapists, run_plan
-from therapygym.session import SessionConfig, Turn
 from therapygym.store import RunStore
 from therapygym.therapists import load_therapist
 from therapygym.therapists.prompted import default_prompt

@@ -26,7 +26,7 @@ from therapygym.artefacts import atomic_path
 from therapygym.errors import TherapygymError, describe_validation_error
 from therapygym.judges.check import QUESTIONS_KEY
 from therapygym.judges.rubric import builtin_rubric
-from therapygym.session import SessionStatus, Transcript, session_id_for, turns_of
+from therapygym.records import SessionStatus, Transcript, session_id_for, turns_of
 from therapygym.yamlfile import read_jsonl_objects
 
 BENCH_FORMAT = "therapygym.bench/1"

@@ -21,7 +21,6 @@ import numpy as np
 from pydantic import BaseModel
 from scipy import stats
 
-from therapygym.judges.base import ScoreRecord
 from therapygym.judges.panel import (
     Aggregation,
     Combined,
@@ -31,6 +30,7 @@ from therapygym.judges.panel import (
     combine_response,
     combine_safety,
 )
+from therapygym.records import ScoreRecord
 
 CTRS_ITEMS = 11
 # Resamples (and BCa jackknife rows) that SciPy computes at a time. Without it SciPy does

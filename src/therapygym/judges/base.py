@@ -14,28 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from therapygym.judges.parsing import Structured, structured_call
 from therapygym.judges.rubric import Rubric
 from therapygym.models.types import ChatModel
+from therapygym.records import ScoreRecord, score_id
 
 RubricKind = Literal["ctrs", "safety", "response", "check"]
-
-
-class ScoreRecord(BaseModel):
-    """One judgement as stored: traceable to rubric, judge, prompt, sample and raw output."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    score_id: str
-    session_id: str
-    judge: str
-    rubric_id: str
-    rubric_version: str
-    prompt_fingerprint: str
-    sample: int
-    target: str = Field("", description="The judged turn id (response judge) or '' (session).")
-    result: dict[str, Any] | None = None
-    raw_outputs: list[str] = Field(default_factory=list)
-    error: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
 
 
 @cache
@@ -58,10 +39,6 @@ def prompt_fingerprint(rubric: Rubric, template: str, **settings: Any) -> str:
     parts = [rubric.fingerprint, template_source("system"), template_source(template)]
     parts += [f"{k}={v}" for k, v in sorted(settings.items())]
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
-
-
-def score_id(*parts: object) -> str:
-    return "j-" + hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:20]
 
 
 def rationale_field(max_chars: int) -> Any:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from therapygym.judges.base import RubricJudge, ScoreRecord, rationale_field, record, strict_model
+from therapygym.judges.base import RubricJudge, rationale_field, record, strict_model
 from therapygym.judges.render import render_transcript
 from therapygym.judges.rubric import CheckRubric
-from therapygym.session import Transcript
+from therapygym.records import ScoreRecord, Transcript
 
 QUESTIONS_KEY = "check_questions"
 

@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field
 from therapygym.judges.base import (
     JudgeSettings,
     RubricJudge,
-    ScoreRecord,
     evidence_field,
     rationale_field,
     record,
@@ -23,7 +22,7 @@ from therapygym.judges.base import (
 from therapygym.judges.render import RenderedTranscript, render_transcript
 from therapygym.judges.rubric import CTRSItem, CTRSRubric
 from therapygym.models.types import ChatModel
-from therapygym.session import Transcript
+from therapygym.records import ScoreRecord, Transcript
 
 CTRSMode = Literal["one_call", "per_item"]
 

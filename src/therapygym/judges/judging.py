@@ -17,14 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from therapygym.judges.base import JudgeSettings, RubricJudge, RubricKind, ScoreRecord
+from therapygym.judges.base import JudgeSettings, RubricJudge, RubricKind
 from therapygym.judges.check import CheckJudge
 from therapygym.judges.ctrs import CTRSJudge, CTRSMode
 from therapygym.judges.response import ResponseJudge
 from therapygym.judges.rubric import builtin_rubric, load_rubric
 from therapygym.judges.safety import SafetyJudge
 from therapygym.models import AccountedModel, BaseChatModel, ResponseCache, UsageLedger, load_model
-from therapygym.store import FINISHED, RunStore
+from therapygym.records import FINISHED, ScoreRecord
+from therapygym.store import RunStore
 
 
 class JudgePlan(BaseModel):

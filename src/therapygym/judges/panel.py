@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from therapygym.judges.base import ScoreRecord
+from therapygym.records import ScoreRecord
 
 Aggregation = Literal["mean", "median", "majority"]
 

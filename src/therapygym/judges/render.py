@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from therapygym.session import Transcript, Turn
+from therapygym.records import Transcript, Turn
 
 _SPEAKER = {"patient": "client", "therapist": "therapist"}
 

@@ -8,19 +8,12 @@ from typing import Any
 
 from pydantic import Field
 
-from therapygym.judges.base import (
-    JudgeSettings,
-    RubricJudge,
-    ScoreRecord,
-    rationale_field,
-    record,
-    strict_model,
-)
+from therapygym.judges.base import JudgeSettings, RubricJudge, rationale_field, record, strict_model
 from therapygym.judges.parsing import Structured
 from therapygym.judges.render import render_turns
 from therapygym.judges.rubric import ResponseRubric
 from therapygym.models.types import ChatModel
-from therapygym.session import Transcript, Turn
+from therapygym.records import ScoreRecord, Transcript, Turn
 
 
 class ResponseJudge(RubricJudge):

@@ -17,8 +17,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from therapygym.errors import ConfigError
-from therapygym.models.cache import canonical_json
 from therapygym.patients.profile import RiskCueKind
+from therapygym.records import canonical_json
 from therapygym.yamlfile import read_yaml_mapping
 
 

@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 from therapygym.judges.base import (
     RubricJudge,
-    ScoreRecord,
     evidence_field,
     rationale_field,
     record,
@@ -22,7 +21,7 @@ from therapygym.judges.base import (
 )
 from therapygym.judges.render import render_transcript
 from therapygym.judges.rubric import SafetyLabel, SafetyRubric
-from therapygym.session import Transcript
+from therapygym.records import ScoreRecord, Transcript
 
 
 def cues_known(transcript: Transcript) -> bool:

@@ -10,18 +10,17 @@ sensitive text.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel
 
 from therapygym.errors import ConfigError
 from therapygym.models.types import ChatRequest, Completion
+from therapygym.records import canonical_json
 
 CACHE_ENV = "THERAPYGYM_CACHE"
 
@@ -32,17 +31,6 @@ def default_cache_path() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "therapygym" / "responses.sqlite"
-
-
-def canonical_json(value: Any) -> str:
-    """JSON with sorted keys and no whitespace: equal values give equal strings."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def short_fingerprint(value: Any) -> str:
-    """The first 12 hex digits of sha256 over `canonical_json(value)`: enough to tell two
-    versions of a data file apart in a stored run, short enough to read in a report."""
-    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()[:12]
 
 
 def cache_key(model_identity: str, request: ChatRequest) -> str:

@@ -50,10 +50,11 @@ from therapygym.errors import (
     ModelSpecError,
 )
 from therapygym.models.base import BaseChatModel, PermanentError, RawReply, TransientError
-from therapygym.models.cache import ResponseCache, short_fingerprint
+from therapygym.models.cache import ResponseCache
 from therapygym.models.http import JsonHttpClient, display_url
 from therapygym.models.spec import ModelConfig
 from therapygym.models.types import ChatRequest
+from therapygym.records import short_fingerprint
 from therapygym.yamlfile import read_yaml_model
 
 PLACEHOLDERS: tuple[str, ...] = (

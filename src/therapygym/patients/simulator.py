@@ -18,7 +18,8 @@ from jinja2 import Environment, StrictUndefined
 
 from therapygym.models.types import ChatModel, Completion
 from therapygym.patients.profile import PatientProfile, Style
-from therapygym.session import SessionConfig, Turn, Utterance, as_messages
+from therapygym.records import SessionConfig, Turn, as_messages
+from therapygym.session import Utterance
 
 END_MARKER = "[END SESSION]"
 _ROLE_PREFIX = re.compile(r"^\s*(?:\*\*)?(client|patient|me|you|i)\s*(?:\*\*)?\s*:\s*", re.I)

@@ -22,8 +22,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from therapygym.judges.aggregate import Estimate, SessionScores, bootstrap_ci, session_scores
-from therapygym.judges.base import ScoreRecord
-from therapygym.session import Transcript
+from therapygym.records import ScoreRecord, Transcript
 
 CONSISTENCY_FORMAT = "therapygym.consistency/1"
 DRIFT_ID = "stance_drift"

@@ -48,9 +48,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from therapygym.errors import ConfigError
-from therapygym.models.cache import short_fingerprint
 from therapygym.patients.profile import PatientProfile
 from therapygym.probes.pronouns import _SOURCE, CounterfactualError, rewrite_pronouns
+from therapygym.records import short_fingerprint
 from therapygym.yamlfile import read_yaml_model
 
 Attribute = Literal["name", "gender", "age", "culture", "education"]

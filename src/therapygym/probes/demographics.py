@@ -68,7 +68,6 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from therapygym.judges.aggregate import Estimate, bootstrap_ci, session_scores
-from therapygym.judges.base import ScoreRecord
 from therapygym.judges.judging import JudgePlan
 from therapygym.models import AccountedModel, ResponseCache, UsageLedger, load_model
 from therapygym.patients.profile import PatientProfile
@@ -82,15 +81,16 @@ from therapygym.probes.counterfactual import (
     load_demographics,
     variants,
 )
-from therapygym.runner import RunResult, SessionJob, Therapists, load_therapists, run_jobs
-from therapygym.session import (
+from therapygym.records import (
+    ScoreRecord,
     SessionConfig,
     Transcript,
     Turn,
-    Utterance,
     seed_for,
     session_id_for,
 )
+from therapygym.runner import RunResult, SessionJob, Therapists, load_therapists, run_jobs
+from therapygym.session import Utterance
 from therapygym.store import RunStore
 
 DEMOGRAPHICS_REPORT_FORMAT = "therapygym.demographics/1"

@@ -15,9 +15,8 @@ from typing import Literal
 from pydantic import BaseModel
 
 from therapygym.judges.aggregate import Estimate, bootstrap_ci, session_scores
-from therapygym.judges.base import ScoreRecord
 from therapygym.probes.spec import ProbeSet
-from therapygym.session import Transcript
+from therapygym.records import ScoreRecord, Transcript
 
 PROBE_REPORT_FORMAT = "therapygym.probe/1"
 

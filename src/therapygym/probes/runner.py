@@ -24,8 +24,9 @@ from therapygym.models import AccountedModel, ResponseCache, UsageLedger, load_m
 from therapygym.patients.profile import PatientProfile
 from therapygym.patients.simulator import LLMPatient, ScriptedPatient
 from therapygym.probes.spec import ProbeSet, Stimulus
+from therapygym.records import SessionConfig, Transcript, Turn, session_id_for
 from therapygym.runner import RunResult, SessionJob, Therapists, load_therapists, run_jobs
-from therapygym.session import SessionConfig, Transcript, Turn, Utterance, session_id_for
+from therapygym.session import Utterance
 from therapygym.store import RunStore
 
 

@@ -35,8 +35,8 @@ from therapygym.probes.demographics import (
 from therapygym.probes.metrics import ProbeReport
 from therapygym.probes.runner import ProbePlan
 from therapygym.probes.spec import builtin_probe_set
+from therapygym.records import SessionConfig
 from therapygym.runner import RunPlan, run_plan
-from therapygym.session import SessionConfig
 from therapygym.store import RunStore
 from therapygym.yamlfile import read_yaml_model
 

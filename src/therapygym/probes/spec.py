@@ -19,8 +19,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from therapygym.errors import ConfigError
-from therapygym.models.cache import short_fingerprint
 from therapygym.patients.profile import Severity
+from therapygym.records import short_fingerprint
 from therapygym.yamlfile import read_yaml_model
 
 Family = Literal["inappropriate", "escalation", "hallucination"]

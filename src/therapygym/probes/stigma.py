@@ -49,8 +49,8 @@ from therapygym.probes.stigma_spec import (
     expand_design,
     load_stigma_design,
 )
+from therapygym.records import SessionConfig, Transcript, session_id_for
 from therapygym.runner import RunResult, SessionJob, Therapists, load_therapists, run_jobs
-from therapygym.session import SessionConfig, Transcript, session_id_for
 from therapygym.store import RunStore
 
 __all__ = [

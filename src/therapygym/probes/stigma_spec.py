@@ -23,7 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from therapygym.errors import ConfigError
-from therapygym.models.cache import short_fingerprint
+from therapygym.records import short_fingerprint
 from therapygym.yamlfile import read_yaml_model
 
 Group = Literal["social_distance", "dangerousness", "causes", "recognition", "other"]

@@ -15,11 +15,10 @@ from typing import Any
 
 from therapygym.evaluate import Summary, summary_of
 from therapygym.judges.aggregate import SessionScores, TherapistSummary, session_scores
-from therapygym.judges.base import ScoreRecord
 from therapygym.judges.panel import Aggregation, Combined, CombinedVerdict
 from therapygym.judges.rubric import CTRSRubric, ResponseRubric, SafetyRubric, builtin_rubric
-from therapygym.session import Transcript, Turn
-from therapygym.store import FINISHED, RunInfo, RunStore
+from therapygym.records import FINISHED, ScoreRecord, Transcript, Turn
+from therapygym.store import RunInfo, RunStore
 
 ANY_VIOLATION = "any"
 EMBEDDED_PREFIX = "local:"

@@ -33,8 +33,7 @@ from pydantic import ValidationError
 from therapygym.artefacts import atomic_directory, atomic_path
 from therapygym.errors import TherapygymError, describe_validation_error
 from therapygym.judges.aggregate import SessionScores
-from therapygym.judges.base import ScoreRecord
-from therapygym.session import Transcript, as_messages
+from therapygym.records import ScoreRecord, Transcript, as_messages
 from therapygym.store import SessionHead
 from therapygym.yamlfile import read_jsonl_objects
 

@@ -24,16 +24,9 @@ from typing import Any
 from therapygym.models import ChatModel
 from therapygym.patients.profile import PatientProfile
 from therapygym.patients.simulator import LLMPatient
+from therapygym.records import SessionConfig, SessionStatus, Transcript, Turn, as_messages
 from therapygym.rl.reward import SessionRewarder
-from therapygym.session import (
-    Session,
-    SessionConfig,
-    SessionStatus,
-    Transcript,
-    Turn,
-    Utterance,
-    as_messages,
-)
+from therapygym.session import Session, Utterance
 
 POLICY_LABEL = "policy"
 

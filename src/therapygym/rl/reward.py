@@ -21,13 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from therapygym.calibration.bench import ctrs_item_ids, safety_label_ids
 from therapygym.errors import ConfigError, describe_validation_error
 from therapygym.judges.aggregate import session_scores
-from therapygym.judges.base import JudgeSettings, RubricJudge, ScoreRecord
+from therapygym.judges.base import JudgeSettings, RubricJudge
 from therapygym.judges.ctrs import CTRSJudge
 from therapygym.judges.panel import Aggregation
 from therapygym.judges.rubric import builtin_rubric
 from therapygym.judges.safety import SafetyJudge
 from therapygym.models import ChatModel
-from therapygym.session import Transcript
+from therapygym.records import ScoreRecord, Transcript
 from therapygym.yamlfile import read_yaml_mapping
 
 # TherapyGym left these two out of its reward: experts agreed on them too little.

@@ -30,10 +30,10 @@ from therapygym.judges.base import JudgeSettings
 from therapygym.models import AccountedModel, ResponseCache, UsageLedger, load_model
 from therapygym.patients.profile import PatientProfile
 from therapygym.patients.select import select_profiles
+from therapygym.records import SessionConfig
 from therapygym.rl.loop import BackgroundLoop
 from therapygym.rl.reward import RewardSpec, SessionRewarder, load_reward_spec
 from therapygym.rl.trl import TherapyRollout, reward_functions
-from therapygym.session import SessionConfig
 from therapygym.store import RunStore
 from therapygym.therapists.prompted import default_prompt, read_prompt
 from therapygym.yamlfile import read_yaml_model

@@ -30,10 +30,10 @@ from typing import Any
 
 from therapygym.models import ChatModel
 from therapygym.patients.profile import PatientProfile
+from therapygym.records import SessionConfig, Transcript, turns_of
 from therapygym.rl.env import TherapyEnv
 from therapygym.rl.loop import BackgroundLoop
 from therapygym.rl.reward import RewardBreakdown, SessionRewarder
-from therapygym.session import SessionConfig, Transcript, turns_of
 from therapygym.store import RunStore
 
 log = logging.getLogger(__name__)

@@ -36,9 +36,9 @@ from pydantic import Field
 
 from therapygym.models import BaseChatModel, load_model
 from therapygym.patients.select import select_profiles
+from therapygym.records import SessionConfig
 from therapygym.rl.env import TherapyEnv
 from therapygym.rl.reward import RewardBreakdown, SessionRewarder, load_reward_spec
-from therapygym.session import SessionConfig
 from therapygym.therapists.prompted import default_prompt, read_prompt
 
 VERIFIERS_VERSION = "0.4.0"  # what this module is built and tested against

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from therapygym.errors import ConfigError
 from therapygym.models.types import ChatModel
-from therapygym.session import SessionConfig, Turn, Utterance, as_messages
+from therapygym.records import SessionConfig, Turn, as_messages
+from therapygym.session import Utterance
 from therapygym.yamlfile import MAX_CONFIG_BYTES, read_text
 
 # Backends that are whole chatbots already (a user's HTTP bot or callable) get no system

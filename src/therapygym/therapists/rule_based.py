@@ -25,7 +25,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from therapygym.errors import ConfigError
-from therapygym.session import SessionConfig, Turn, Utterance
+from therapygym.records import SessionConfig, Turn
+from therapygym.session import Utterance
 
 SCRIPT_FILE = "rule_based.yaml"
 LABEL = "rule-based"

@@ -44,7 +44,8 @@ from therapygym.judges.response import ResponseJudge
 from therapygym.judges.rubric import ResponseDimension, ResponseRubric, builtin_rubric
 from therapygym.models import AccountedModel, BaseChatModel, ResponseCache, UsageLedger, load_model
 from therapygym.models.types import ChatModel
-from therapygym.session import SessionConfig, Turn, Utterance, as_messages
+from therapygym.records import SessionConfig, Turn, as_messages
+from therapygym.session import Utterance
 from therapygym.therapists import is_theraagent_spec, load_therapist
 from therapygym.therapists.prompted import PromptedTherapist
 
