@@ -28,9 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from therapygym.config import RunPlan
 from therapygym.patients.library import load_profiles
 from therapygym.records import SessionConfig
-from therapygym.runner import RunPlan, run_plan
+from therapygym.runner import run_plan
 from therapygym.store import RunStore
 
 sys.path.insert(0, str(Path(__file__).parent))

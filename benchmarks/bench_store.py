@@ -341,8 +341,8 @@ def op_sessions(ctx: Ctx) -> dict[str, Any]:
 
 
 def op_summarise(ctx: Ctx) -> dict[str, Any]:
-    from therapygym.evaluate import summarise
     from therapygym.store import RunStore
+    from therapygym.summary import summarise
 
     summary = summarise(RunStore(ctx.store, read_only=True), RUN_ID)
     return {"detail": f"{len(summary.sessions)} scored sessions, {len(summary.therapists)} "

@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from therapygym.cli import app
-from therapygym.evaluate import summarise
 from therapygym.store import RunStore
+from therapygym.summary import summarise
 
 HERE = Path(__file__).parent
 FIXTURE = HERE / "fixtures" / "store-v2.sqlite"

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from therapygym.config import RunPlan
 from therapygym.models import ResponseCache
 from therapygym.patients.library import load_profiles
 from therapygym.records import SessionConfig
-from therapygym.runner import RunPlan, run_plan
+from therapygym.runner import run_plan
 from therapygym.store import RunStore
 from therapygym.testing.openai_server import Fault
 

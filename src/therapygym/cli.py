@@ -239,8 +239,8 @@ def demo(
 ) -> None:
     """The offline demo: evaluate two therapists on two patients with the embedded model."""
     from therapygym.demo import demo_plans
-    from therapygym.evaluate import evaluate
     from therapygym.report.html import write_report
+    from therapygym.runner import evaluate
     from therapygym.store import RunStore
 
     out.print(
@@ -396,9 +396,9 @@ def _run_plan(
 ):  # type: ignore[no-untyped-def]
     from datetime import UTC, datetime
 
+    from therapygym.config import RunPlan
     from therapygym.patients.select import select_profiles
     from therapygym.records import SessionConfig
-    from therapygym.runner import RunPlan
 
     profiles = select_profiles(patients)
     plan = _validated(
@@ -422,7 +422,7 @@ def _run_plan(
 
 
 def _judge_plan(judge: list[str], rubric: str, samples: int, ctrs_mode: str):  # type: ignore[no-untyped-def]
-    from therapygym.judges.judging import JudgePlan
+    from therapygym.judges.plan import JudgePlan
 
     kinds = tuple(k.strip() for k in rubric.split(",") if k.strip())
     if not kinds:
@@ -611,9 +611,9 @@ def judge(
     no_cache: NoCacheOpt = False,
 ) -> None:
     """Judge a stored run (CTRS, safety, response) and print the per-therapist summary."""
-    from therapygym.evaluate import summarise
-    from therapygym.judges.judging import judge_run
+    from therapygym.runner import judge_run
     from therapygym.store import RunStore
+    from therapygym.summary import summarise
 
     _check_aggregation(aggregation)
     _check_output(output)
@@ -665,7 +665,7 @@ def eval_(
     no_cache: NoCacheOpt = False,
 ) -> None:
     """Run sessions, judge them and print the summary, in one resumable command."""
-    from therapygym.evaluate import evaluate
+    from therapygym.runner import evaluate
     from therapygym.store import RunStore
 
     _check_aggregation(aggregation)
@@ -770,7 +770,7 @@ def calibrate(
     from therapygym.calibration.calibrate import rubrics_needed, write_outputs
     from therapygym.calibration.importers import load_bench
     from therapygym.calibration.render import terminal_view
-    from therapygym.judges.judging import JudgePlan
+    from therapygym.judges.plan import JudgePlan
     from therapygym.store import RunStore
 
     if humans_only == bool(judge):

@@ -9,11 +9,11 @@ carry no clinical meaning, and the summary says so.
 
 from __future__ import annotations
 
-from therapygym.judges.judging import JudgePlan
+from therapygym.config import RunPlan
+from therapygym.judges.plan import JudgePlan
 from therapygym.patients.library import load_profiles
 from therapygym.patients.profile import PatientProfile
 from therapygym.records import SessionConfig
-from therapygym.runner import RunPlan
 
 DEMO_MODEL = "local:smollm2"
 DEMO_THERAPISTS = (DEMO_MODEL, "rule-based")

@@ -1,21 +1,24 @@
-"""Many sessions at once: profiles x therapists x samples, concurrent, resumable.
+"""The one job runner: sessions, judgement units and probe exchanges, concurrent and
+resumable, each saved to the store as soon as it is done; and `evaluate()`, which is a
+run followed by its judging.
 
-The runner owns nothing clinical: it builds participants, schedules `Session.run()`
-under a concurrency limit, saves each finished session to the store as soon as it ends,
-and shows progress (sessions, ETA, tokens, cost). Re-running a run id skips the sessions
-the store already holds as finished; failed sessions are tried again.
+The runner owns nothing clinical: it builds participants and judges, schedules
+`Session.run()` and `RubricJudge.score()` under a concurrency limit (`bounded`, the one
+batch loop), saves what finishes and shows progress. Re-running a run id skips the
+sessions the store holds as finished and the judgement units it holds as complete;
+failed ones are tried again. Judges never touch the store: they score a transcript and
+the runner saves the records.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -26,40 +29,43 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from therapygym.config import RunPlan
+from therapygym.judges.base import RubricJudge
 from therapygym.judges.check import QUESTIONS_KEY
+from therapygym.judges.panel import Aggregation
+from therapygym.judges.plan import JudgePlan
+from therapygym.judges.registry import build_judges
 from therapygym.models import AccountedModel, BaseChatModel, ResponseCache, UsageLedger, load_model
 from therapygym.patients.profile import PatientProfile
 from therapygym.patients.simulator import LLMPatient
-from therapygym.records import SessionConfig, Speaker, Transcript, session_id_for
+from therapygym.records import (
+    FINISHED,
+    ScoreRecord,
+    SessionConfig,
+    Speaker,
+    Transcript,
+    session_id_for,
+)
 from therapygym.session import Participant, Session, Utterance
 from therapygym.store import RunStore
+from therapygym.summary import Summary, summarise
 from therapygym.therapists import load_therapist
 
 K = TypeVar("K")  # what names one session of a run (profile x therapist x sample, ...)
+R = TypeVar("R")
 
 
-class RunPlan(BaseModel):
-    """What a run is: recorded with the run, and checked again on resume."""
+async def bounded(work: Sequence[Callable[[], Awaitable[R]]], concurrency: int) -> AsyncIterator[R]:
+    """Start each piece of `work`, at most `concurrency` at a time, and yield results in the
+    order they finish: the one batch loop behind sessions, judgement units and probes."""
+    gate = asyncio.Semaphore(concurrency)
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    async def one(make: Callable[[], Awaitable[R]]) -> R:
+        async with gate:
+            return await make()
 
-    run_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    therapists: tuple[str, ...] = Field(min_length=1)
-    therapist_prompt: str | None = None
-    patient_model: str = "local:smollm2"
-    profiles: tuple[str, ...] = Field(min_length=1, description="Profile id@version.")
-    samples: int = Field(1, ge=1, le=1000)
-    session: SessionConfig = SessionConfig()
-    check_questions: dict[str, str] = Field(
-        default_factory=dict,
-        description="Questions for the check-question judge about every session of the run.",
-    )
-
-    def record(self) -> dict[str, Any]:
-        """The run's identity as stored (concurrency and cache are not part of it; empty
-        check questions are left out, so runs stored before they existed still resume)."""
-        skip = {"run_id"} | (set() if self.check_questions else {"check_questions"})
-        return self.model_dump(mode="json", exclude=skip)
+    for finished in asyncio.as_completed([one(make) for make in work]):
+        yield await finished
 
 
 @dataclass
@@ -229,33 +235,31 @@ async def run_jobs(
         raise
     if people is None:
         return result
-    gate = asyncio.Semaphore(concurrency)
 
     async def one(job: SessionJob) -> Transcript:
-        async with gate:
-            session = Session(
-                session_id=job.session_id,
-                patient=job.patient,
-                therapist=people.by_spec[job.therapist],
-                profile_id=job.profile_id,
-                profile_version=job.profile_version,
-                config=job.config,
-                run_id=run_id,
-                sample=job.sample,
-                seed=job.seed,
-            )
-            session.transcript.meta.update(job.meta)
-            for speaker, text in job.context:
-                session.add(speaker, Utterance(text=text))
-            transcript = await session.run()
-            store.save_session(transcript)
-            return transcript
+        session = Session(
+            session_id=job.session_id,
+            patient=job.patient,
+            therapist=people.by_spec[job.therapist],
+            profile_id=job.profile_id,
+            profile_version=job.profile_version,
+            config=job.config,
+            run_id=run_id,
+            sample=job.sample,
+            seed=job.seed,
+        )
+        session.transcript.meta.update(job.meta)
+        for speaker, text in job.context:
+            session.add(speaker, Utterance(text=text))
+        transcript = await session.run()
+        store.save_session(transcript)
+        return transcript
 
     try:
         with _progress(console) as progress:
             task = progress.add_task(run_id, total=len(todo), failed=0, tokens=0, cost="")
-            for finished in asyncio.as_completed([one(job) for job in todo]):
-                transcript = await finished
+            work = [lambda job=job: one(job) for job in todo]
+            async for transcript in bounded(work, concurrency):
                 if transcript.status == "failed":
                     result.failed += 1
                     result.errors.append(f"{transcript.session_id}: {transcript.error}")
@@ -272,3 +276,163 @@ async def run_jobs(
     finally:
         await people.aclose()
     return result
+
+
+@dataclass
+class JudgeResult:
+    units: int
+    skipped: int
+    judged: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+    usage: UsageLedger = field(default_factory=UsageLedger)
+    # (judge spec, rubric id, rubric version, prompt fingerprint) of every judge in the plan:
+    # what a caller filters stored scores by, so earlier judges of the run do not mix in.
+    judges: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+
+async def judge_run(
+    store: RunStore,
+    run_id: str,
+    plan: JudgePlan,
+    *,
+    cache: ResponseCache | None,
+    models_file: Path | str | None = None,
+    concurrency: int = 8,
+    console: Console | None = None,
+) -> JudgeResult:
+    """Judge every finished session of a run that is not judged yet under this plan.
+
+    The plan is made from the sessions' heads and the judged units; a transcript is read
+    when one of its units is judged, so resuming a judged run reads none, and no more than
+    `concurrency` transcripts are held at a time.
+    """
+    store.run(run_id)
+    heads = store.session_heads(run_id)
+    session_ids = [h.session_id for h in heads if h.status.value in FINISHED]
+    done = store.judged_units(run_id)
+    ledger = UsageLedger()
+    bases = [load_model(spec, cache=cache, models_file=models_file) for spec in plan.judges]
+    panel = [(base, build_judges(plan, AccountedModel(base, "judge", ledger))) for base in bases]
+    units = [
+        (session_id, judge, sample)
+        for session_id in session_ids
+        for _, judges in panel
+        for judge in judges
+        for sample in range(plan.samples)
+    ]
+
+    def key(
+        session_id: str, judge: RubricJudge, sample: int
+    ) -> tuple[str, str, str, str, str, int]:
+        rubric = judge.rubric
+        return (
+            session_id,
+            judge.model.spec,
+            rubric.id,
+            rubric.version,
+            judge.fingerprint,
+            sample,
+        )  # type: ignore[attr-defined]
+
+    todo = [u for u in units if key(*u) not in done]
+    result = JudgeResult(
+        units=len(units),
+        skipped=len(units) - len(todo),
+        usage=ledger,
+        judges=sorted(
+            {
+                (j.model.spec, j.rubric.id, j.rubric.version, j.fingerprint)  # type: ignore[attr-defined]
+                for _, judges in panel
+                for j in judges
+            }
+        ),
+    )
+
+    async def one(session_id: str, judge: RubricJudge, sample: int) -> list[ScoreRecord]:
+        records = await judge.score(store.session(session_id), sample=sample)
+        store.save_scores(records)
+        return records
+
+    progress = Progress(
+        TextColumn("[bold]judging {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("failed {task.fields[failed]}"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=console is None,
+    )
+    try:
+        with progress:
+            task = progress.add_task(run_id, total=len(todo), failed=0)
+            work = [lambda u=u: one(*u) for u in todo]
+            async for records in bounded(work, concurrency):
+                errors = [r for r in records if r.error]
+                if errors:
+                    result.failed += 1
+                    result.errors += [
+                        f"{r.session_id} {r.rubric_id} {r.judge}: {r.error}" for r in errors
+                    ]
+                else:
+                    result.judged += 1
+                progress.update(task, advance=1, failed=result.failed)
+    finally:
+        for base in bases:
+            await base.aclose()
+    return result
+
+
+def plan_records(store: RunStore, run_id: str, result: JudgeResult) -> list[ScoreRecord]:
+    """The run's stored scores made by the judges of `result`'s plan, and no others: a run
+    judged earlier by other models, rubric versions or settings keeps those apart."""
+    wanted = set(result.judges)
+    return [
+        r
+        for r in store.scores(run_id)
+        if (r.judge, r.rubric_id, r.rubric_version, r.prompt_fingerprint) in wanted
+    ]
+
+
+@dataclass
+class EvalResult:
+    run: RunResult
+    judging: JudgeResult
+    summary: Summary
+
+
+async def evaluate(
+    plan: RunPlan,
+    profiles: list[PatientProfile],
+    judge_plan: JudgePlan,
+    store: RunStore,
+    *,
+    cache: ResponseCache | None,
+    models_file: Path | str | None = None,
+    concurrency: int = 8,
+    judge_concurrency: int | None = None,
+    aggregation: Aggregation = "mean",
+    console: Console | None = None,
+) -> EvalResult:
+    """Run, judge, summarise. `judge_concurrency` defaults to `concurrency`; set it to 1
+    for an in-process model on a small CPU, where long judge prompts in parallel slots
+    are slower than one after another."""
+    run = await run_plan(
+        plan,
+        profiles,
+        store,
+        cache=cache,
+        concurrency=concurrency,
+        models_file=models_file,
+        console=console,
+    )
+    judging = await judge_run(
+        store,
+        plan.run_id,
+        judge_plan,
+        cache=cache,
+        models_file=models_file,
+        concurrency=judge_concurrency or concurrency,
+        console=console,
+    )
+    return EvalResult(run=run, judging=judging, summary=summarise(store, plan.run_id, aggregation))

@@ -28,7 +28,7 @@ from therapygym.calibration.bench import (
 )
 from therapygym.calibration.calibrate import build_report, calibrate, run_id_for
 from therapygym.calibration.render import html_section
-from therapygym.judges.judging import JudgePlan
+from therapygym.judges.plan import JudgePlan
 from therapygym.store import RunStore
 
 ITEMS = ctrs_item_ids()

@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 from scripted import judge_replier
 
-from therapygym.evaluate import evaluate, summarise
-from therapygym.judges.judging import JudgePlan, judge_run
+from therapygym.config import RunPlan
+from therapygym.judges.plan import JudgePlan
 from therapygym.models.spec import resolve_spec
 from therapygym.patients.library import load_profiles
 from therapygym.records import SessionConfig
-from therapygym.runner import RunPlan
+from therapygym.runner import evaluate, judge_run
 from therapygym.store import RunStore
+from therapygym.summary import summarise
 
 PROFILES = [p for p in load_profiles() if p.risk_cues][:2]
 

@@ -17,7 +17,6 @@ from judges.scripted import instance
 
 from therapygym.errors import ConfigError
 from therapygym.judges.aggregate import bootstrap_ci
-from therapygym.judges.judging import judge_run, plan_records
 from therapygym.patients.library import load_profiles
 from therapygym.patients.profile import CoreBelief, Demographics, PatientProfile, RiskCue
 from therapygym.patients.simulator import LLMPatient
@@ -47,6 +46,7 @@ from therapygym.probes.demographics import (
 )
 from therapygym.probes.pronouns import PRONOUNS, CounterfactualError, rewrite_pronouns
 from therapygym.records import ScoreRecord, SessionConfig, SessionStatus, Transcript, Turn
+from therapygym.runner import judge_run, plan_records
 from therapygym.store import RunStore, StoreError
 
 LIBRARY = {p.id: p for p in load_profiles()}

@@ -18,11 +18,12 @@ from typing import Any
 
 from judges.scripted import conversation_replier
 
-from therapygym.judges.judging import JudgePlan, JudgeResult, judge_run
+from therapygym.config import RunPlan
+from therapygym.judges.plan import JudgePlan
 from therapygym.models import UsageLedger
 from therapygym.patients.library import load_profiles
 from therapygym.records import SessionConfig
-from therapygym.runner import RunPlan, RunResult, run_plan
+from therapygym.runner import JudgeResult, RunResult, judge_run, run_plan
 from therapygym.store import RunStore
 
 PROFILES = load_profiles()[:25]

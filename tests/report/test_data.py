@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from report_store import PROFILES, RATIONALE_HTML, RUN, SCRIPT
 
-from therapygym.evaluate import summarise
 from therapygym.report.data import run_data, single_session, turn_anchor
 from therapygym.store import RunStore, StoreError
+from therapygym.summary import summarise
 
 
 def test_numbers_are_the_eval_summary(store_path: Path) -> None:

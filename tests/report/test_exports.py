@@ -12,10 +12,10 @@ import pytest
 from report_store import ITEMS, LABELS, RATIONALE_HTML, RUN
 
 from therapygym.errors import TherapygymError
-from therapygym.evaluate import summarise
 from therapygym.records import ScoreRecord
 from therapygym.report.exports import export_run, read_transcripts_jsonl, score_rows
 from therapygym.store import RunStore
+from therapygym.summary import summarise
 
 
 def test_scores_in_every_format(store_path: Path, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from therapygym.cli import app
+from therapygym.config import RunPlan
 from therapygym.errors import ModelSpecError
 from therapygym.judges.render import render_transcript
 from therapygym.judges.rubric import builtin_rubric
@@ -20,7 +21,7 @@ from therapygym.models import UsageLedger
 from therapygym.patients.library import load_profiles
 from therapygym.records import SessionConfig, Turn
 from therapygym.report.exports import export_transcripts, read_transcripts_jsonl
-from therapygym.runner import RunPlan, load_therapists, run_plan
+from therapygym.runner import load_therapists, run_plan
 from therapygym.store import RunStore
 from therapygym.therapists import load_therapist
 from therapygym.therapists.prompted import default_prompt

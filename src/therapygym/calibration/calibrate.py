@@ -33,8 +33,9 @@ from therapygym.calibration.recalibrate import Method, Recalibration, recalibrat
 from therapygym.calibration.weights import RewardWeights, recommend_weights
 from therapygym.judges.aggregate import session_scores
 from therapygym.judges.base import RubricKind
-from therapygym.judges.judging import JudgePlan, judge_run, plan_records
+from therapygym.judges.plan import JudgePlan
 from therapygym.models import ResponseCache
+from therapygym.runner import judge_run, plan_records
 from therapygym.store import RunStore
 
 REPORT_FORMAT = "therapygym.calibration/1"

@@ -120,6 +120,14 @@ class RubricJudge:
             rubric, self.template, **asdict(self.settings), **options
         )
 
+    @classmethod
+    def from_plan(
+        cls, model: ChatModel, rubric: Rubric, settings: JudgeSettings, plan: Any
+    ) -> RubricJudge:
+        """This judge as a judging plan (`judges.plan.JudgePlan`) asks for it; a kind with
+        options of its own (CTRS's mode) reads them from the plan."""
+        return cls(model, rubric, settings)
+
     def messages(self, **context: Any) -> list[dict[str, str]]:
         """The system message (role, data rule, rubric instructions) and the task."""
         return [

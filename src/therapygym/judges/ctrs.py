@@ -53,6 +53,12 @@ class CTRSJudge(RubricJudge):
         super().__init__(model, rubric, settings, mode=mode)
         self.mode = mode
 
+    @classmethod
+    def from_plan(
+        cls, model: ChatModel, rubric: Any, settings: JudgeSettings, plan: Any
+    ) -> CTRSJudge:
+        return cls(model, rubric, settings, mode=plan.ctrs_mode)
+
     async def _ask(self, items: list[CTRSItem], shown: RenderedTranscript, seed: int) -> Any:
         item = _item_model(tuple(shown.labels), self.settings.rationale_chars)
         schema = strict_model("CTRSScores", **{i.id: (item, ...) for i in items})

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from therapygym.judges.judging import JudgeResult, plan_records
 from therapygym.models import ResponseCache
 from therapygym.patients.profile import PatientProfile
 from therapygym.probes.metrics import ProbeReport, probe_report
@@ -19,7 +18,7 @@ from therapygym.probes.runner import (
     run_probes,
 )
 from therapygym.probes.spec import ProbeSet
-from therapygym.runner import RunResult
+from therapygym.runner import JudgeResult, RunResult, plan_records
 from therapygym.store import RunStore
 
 

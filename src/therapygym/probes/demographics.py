@@ -68,7 +68,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from therapygym.judges.aggregate import Estimate, bootstrap_ci, session_scores
-from therapygym.judges.judging import JudgePlan
+from therapygym.judges.plan import JudgePlan
 from therapygym.models import AccountedModel, ResponseCache, UsageLedger, load_model
 from therapygym.patients.profile import PatientProfile
 from therapygym.patients.simulator import LLMPatient

@@ -19,13 +19,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
 from therapygym.judges.check import QUESTIONS_KEY
-from therapygym.judges.judging import JudgePlan, JudgeResult, judge_run
+from therapygym.judges.plan import JudgePlan
 from therapygym.models import AccountedModel, ResponseCache, UsageLedger, load_model
 from therapygym.patients.profile import PatientProfile
 from therapygym.patients.simulator import LLMPatient, ScriptedPatient
 from therapygym.probes.spec import ProbeSet, Stimulus
 from therapygym.records import SessionConfig, Transcript, Turn, session_id_for
-from therapygym.runner import RunResult, SessionJob, Therapists, load_therapists, run_jobs
+from therapygym.runner import (
+    JudgeResult,
+    RunResult,
+    SessionJob,
+    Therapists,
+    judge_run,
+    load_therapists,
+    run_jobs,
+)
 from therapygym.session import Utterance
 from therapygym.store import RunStore
 

@@ -18,9 +18,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
+from therapygym.config import RunPlan
 from therapygym.errors import ConfigError, TherapygymError
 from therapygym.judges.aggregate import Estimate, bootstrap_ci, session_scores, therapist_summaries
-from therapygym.judges.judging import JudgePlan, judge_run, plan_records
+from therapygym.judges.plan import JudgePlan
 from therapygym.models import ResponseCache
 from therapygym.patients.library import load_profiles
 from therapygym.patients.select import select_profiles
@@ -36,7 +37,7 @@ from therapygym.probes.metrics import ProbeReport
 from therapygym.probes.runner import ProbePlan
 from therapygym.probes.spec import builtin_probe_set
 from therapygym.records import SessionConfig
-from therapygym.runner import RunPlan, run_plan
+from therapygym.runner import judge_run, plan_records, run_plan
 from therapygym.store import RunStore
 from therapygym.yamlfile import read_yaml_model
 

@@ -13,12 +13,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from therapygym.evaluate import Summary, summary_of
 from therapygym.judges.aggregate import SessionScores, TherapistSummary, session_scores
 from therapygym.judges.panel import Aggregation, Combined, CombinedVerdict
 from therapygym.judges.rubric import CTRSRubric, ResponseRubric, SafetyRubric, builtin_rubric
 from therapygym.records import FINISHED, ScoreRecord, Transcript, Turn
 from therapygym.store import RunInfo, RunStore
+from therapygym.summary import Summary, summary_of
 
 ANY_VIOLATION = "any"
 EMBEDDED_PREFIX = "local:"

@@ -444,7 +444,7 @@ def export_run(
 ) -> int:
     """Export a run (what `therapygym runs export` does); returns how many sessions (or,
     for `scores` in JSONL/CSV/Parquet, score records) were written."""
-    from therapygym.evaluate import summary_of
+    from therapygym.summary import summary_of
 
     check_export_options(fmt, content)
     store.run(run_id)

@@ -22,10 +22,9 @@ from therapygym.calibration.bench import ctrs_item_ids, safety_label_ids
 from therapygym.errors import ConfigError, describe_validation_error
 from therapygym.judges.aggregate import session_scores
 from therapygym.judges.base import JudgeSettings, RubricJudge
-from therapygym.judges.ctrs import CTRSJudge
 from therapygym.judges.panel import Aggregation
+from therapygym.judges.registry import JUDGES, judge_transcript
 from therapygym.judges.rubric import builtin_rubric
-from therapygym.judges.safety import SafetyJudge
 from therapygym.models import ChatModel
 from therapygym.records import ScoreRecord, Transcript
 from therapygym.yamlfile import read_yaml_mapping
@@ -148,19 +147,14 @@ class SessionRewarder:
         self.samples = samples
         self.aggregation = aggregation
         settings = settings or JudgeSettings(temperature=0.0 if samples == 1 else 0.7)
-        self.judges: list[RubricJudge] = [CTRSJudge(judge, builtin_rubric("ctrs"), settings)]  # type: ignore[arg-type]
-        if any(self.spec.safety.values()):  # labels that all weigh 0 are not worth a call
-            self.judges.append(SafetyJudge(judge, builtin_rubric("safety"), settings))  # type: ignore[arg-type]
+        # labels that all weigh 0 are not worth a call
+        kinds = ("ctrs", "safety") if any(self.spec.safety.values()) else ("ctrs",)
+        self.judges: list[RubricJudge] = [
+            JUDGES.get(kind)(judge, builtin_rubric(kind), settings) for kind in kinds
+        ]
 
     async def judge(self, transcript: Transcript) -> list[ScoreRecord]:
-        async def one(judge: RubricJudge, sample: int) -> list[ScoreRecord]:
-            async with self._gate:
-                return await judge.score(transcript, sample=sample)
-
-        batches = await asyncio.gather(
-            *(one(j, s) for j in self.judges for s in range(self.samples))
-        )
-        return [r for batch in batches for r in batch]
+        return await judge_transcript(self.judges, transcript, self.samples, self._gate)
 
     def breakdown(self, transcript: Transcript, records: list[ScoreRecord]) -> RewardBreakdown:
         errors = [f"{r.rubric_id}: {r.error}" for r in records if r.error]

@@ -1,7 +1,6 @@
-"""`eval` in one call: run the sessions, judge them, summarise per therapist.
-
-Both halves are resumable (the runner skips finished sessions, judging skips complete
-units), so an interrupted evaluation is finished by running the same command again.
+"""A run's summary: every stored score of its finished sessions, combined per session and
+per therapist with bootstrap CIs. What `eval` and `judge` print, and what the report, the
+viewer and the exports read (they never reach the runner or the models).
 """
 
 from __future__ import annotations
@@ -9,9 +8,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
-
-from rich.console import Console
 
 from therapygym.judges.aggregate import (
     SessionScores,
@@ -19,12 +15,8 @@ from therapygym.judges.aggregate import (
     session_scores,
     therapist_summaries,
 )
-from therapygym.judges.judging import JudgePlan, JudgeResult, judge_run
 from therapygym.judges.panel import Aggregation
-from therapygym.models import ResponseCache
-from therapygym.patients.profile import PatientProfile
 from therapygym.records import FINISHED, ScoreRecord, Transcript
-from therapygym.runner import RunPlan, RunResult, run_plan
 from therapygym.store import RunStore, SessionHead
 
 
@@ -70,47 +62,3 @@ def summary_of(
         sessions=scored,
         therapists=therapist_summaries(scored),
     )
-
-
-@dataclass
-class EvalResult:
-    run: RunResult
-    judging: JudgeResult
-    summary: Summary
-
-
-async def evaluate(
-    plan: RunPlan,
-    profiles: list[PatientProfile],
-    judge_plan: JudgePlan,
-    store: RunStore,
-    *,
-    cache: ResponseCache | None,
-    models_file: Path | str | None = None,
-    concurrency: int = 8,
-    judge_concurrency: int | None = None,
-    aggregation: Aggregation = "mean",
-    console: Console | None = None,
-) -> EvalResult:
-    """Run, judge, summarise. `judge_concurrency` defaults to `concurrency`; set it to 1
-    for an in-process model on a small CPU, where long judge prompts in parallel slots
-    are slower than one after another."""
-    run = await run_plan(
-        plan,
-        profiles,
-        store,
-        cache=cache,
-        concurrency=concurrency,
-        models_file=models_file,
-        console=console,
-    )
-    judging = await judge_run(
-        store,
-        plan.run_id,
-        judge_plan,
-        cache=cache,
-        models_file=models_file,
-        concurrency=judge_concurrency or concurrency,
-        console=console,
-    )
-    return EvalResult(run=run, judging=judging, summary=summarise(store, plan.run_id, aggregation))
