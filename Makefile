@@ -29,6 +29,7 @@ demo: install
 
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 # verifiers 0.4.0 needs openai<3 and our dev extra openai>=3: its adapter
 # (rl/verifiers.py) is tested in a venv of its own.

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from therapygym.cli import app
+from therapygym.cli.app import app
 from therapygym.store import RunStore
 from therapygym.summary import summarise
 

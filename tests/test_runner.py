@@ -66,6 +66,30 @@ async def test_run_against_local_server_then_resume(
     assert len(server.requests) == requests
 
 
+async def test_a_run_records_how_it_was_made_and_judging_adds_its_rubrics(
+    tmp_path: Path, openai_server: Any, server_spec: Any
+) -> None:
+    import sys
+
+    from therapygym import __version__
+    from therapygym.judges.plan import JudgePlan
+    from therapygym.judges.rubric import builtin_rubric
+    from therapygym.runner import judge_run
+
+    store = RunStore(tmp_path / "store.sqlite")
+    patient = server_spec(openai_server(role_replier))
+    the_plan = plan("prov", "rule-based", samples=1, patient_model=patient)
+    await run_plan(the_plan, PROFILES, store, cache=None, provenance={"note": "x"})
+    made = store.run("prov").provenance
+    assert made["therapygym"] == __version__
+    assert made["python"] == sys.version.split()[0]
+    assert made["note"] == "x" and "revision" in made and "rubrics" not in made
+    judge = server_spec(openai_server('{"a": 1}'), max_retries=0)
+    await judge_run(store, "prov", JudgePlan(judges=(judge,), rubrics=("ctrs",)), cache=None)
+    ctrs = builtin_rubric("ctrs")
+    assert store.run("prov").provenance["rubrics"] == {ctrs.ref: ctrs.fingerprint}
+
+
 async def test_failed_sessions_are_recorded_and_retried_on_resume(
     tmp_path: Path, openai_server: Any, server_spec: Any
 ) -> None:

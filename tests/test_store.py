@@ -13,6 +13,11 @@ import pytest
 from therapygym.records import SessionStatus, Transcript, Turn
 from therapygym.store import _SCHEMA, SCHEMA_VERSION, RunStore, SessionHead, StoreError
 
+# The schema of release 0.1.0's first stores (version 1): no turns.meta, no runs.provenance.
+V1_SCHEMA = _SCHEMA.replace("  meta              TEXT NOT NULL DEFAULT '{}',\n", "").replace(
+    ",\n  provenance  TEXT NOT NULL DEFAULT '{}'\n", "\n"
+)
+
 
 def transcript(
     session_id: str, status: SessionStatus = SessionStatus.COMPLETED, n: int = 4
@@ -149,7 +154,7 @@ def test_a_version_1_store_is_read_and_upgraded(tmp_path: Path) -> None:
     column, with `{}` for every old turn, when opened for writing."""
     path = tmp_path / "v1.sqlite"
     db = sqlite3.connect(path)
-    db.executescript(_SCHEMA.replace("  meta              TEXT NOT NULL DEFAULT '{}',\n", ""))
+    db.executescript(V1_SCHEMA)
     db.execute("PRAGMA user_version=1")
     db.execute("INSERT INTO runs VALUES ('r1', '2025-01-01T00:00:00+00:00', '{}')")
     old = transcript("s1", n=2)
@@ -181,7 +186,7 @@ def test_a_version_1_store_is_read_and_upgraded(tmp_path: Path) -> None:
     assert writer.session("s2") == fresh
     writer.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     db.close()
     assert RunStore(path, read_only=True).session("s2") == fresh
 
@@ -274,7 +279,7 @@ def test_a_version_1_store_is_read_in_pages(
     monkeypatch.setattr("therapygym.store.PAGE_SIZE", 2)
     path = tmp_path / "v1.sqlite"
     db = sqlite3.connect(path)
-    db.executescript(_SCHEMA.replace("  meta              TEXT NOT NULL DEFAULT '{}',\n", ""))
+    db.executescript(V1_SCHEMA)
     db.execute("DROP INDEX sessions_in_order")
     db.execute("PRAGMA user_version=1")
     db.execute("INSERT INTO runs VALUES ('r1', '2025-01-01T00:00:00+00:00', '{}')")
@@ -403,3 +408,83 @@ def test_judged_units_count_only_units_without_errors(store: RunStore) -> None:
     store.save_scores([good])
     assert store.judged_units("r1") == {unit}
     assert store.scores("r1") == [good]
+
+
+FIXTURE_V2 = Path(__file__).parent / "fixtures" / "store-v2.sqlite"
+
+
+def _copy_of_v2(tmp_path: Path) -> Path:
+    """A copy of the store that release 0.1.0 wrote (schema version 2, committed before
+    the schema changed), so a migration is tested on a real old file, not a made-up one."""
+    path = tmp_path / "v2.sqlite"
+    path.write_bytes(FIXTURE_V2.read_bytes())
+    return path
+
+
+def test_a_version_2_store_opens_read_only_as_it_is(tmp_path: Path) -> None:
+    path = _copy_of_v2(tmp_path)
+    reader = RunStore(path, read_only=True)
+    assert reader.run("r1").provenance == {}
+    assert reader.session("s-full").turns[0].meta == {"rounds": 2}
+    reader.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_a_version_2_store_is_migrated_in_place_and_resumes(tmp_path: Path) -> None:
+    path = _copy_of_v2(tmp_path)
+    before = RunStore(path, read_only=True)
+    sessions, scores, runs = list(before.sessions("r1")), before.scores("r1"), before.runs()
+    before.close()
+    store = RunStore(path)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert list(store.sessions("r1")) == sessions
+    assert store.scores("r1") == scores
+    assert [r.model_copy(update={"provenance": {}}) for r in store.runs()] == runs
+    assert store.run("r1").provenance == {}
+    # the old run resumes under its stored identity, and gains provenance as it is judged
+    assert store.ensure_run("r1", runs[0].config) is True
+    store.add_provenance("r1", "rubrics", {"ctrs@1": "abc"})
+    assert store.run("r1").provenance == {"rubrics": {"ctrs@1": "abc"}}
+    assert store.integrity_check() == "ok"
+
+
+def test_a_failed_migration_leaves_the_store_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from therapygym import store as store_module
+
+    path = _copy_of_v2(tmp_path)
+    broken = (*store_module._MIGRATIONS[3], "ALTER TABLE no_such_table ADD COLUMN x TEXT")
+    monkeypatch.setitem(store_module._MIGRATIONS, 3, broken)
+    with pytest.raises(StoreError, match="cannot be opened"):
+        RunStore(path)
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert not any(r[1] == "provenance" for r in db.execute("PRAGMA table_info(runs)"))
+    db.close()
+    monkeypatch.undo()
+    assert RunStore(path).run("r1").provenance == {}
+
+
+def test_a_new_run_records_its_provenance(store: RunStore) -> None:
+    store.ensure_run("r9", {"a": 1}, {"therapygym": "x", "revision": None})
+    assert store.run("r9").provenance == {"therapygym": "x", "revision": None}
+    # a resume keeps the first provenance and compares only the identity
+    assert store.ensure_run("r9", {"a": 1}, {"therapygym": "y"}) is True
+    assert store.run("r9").provenance["therapygym"] == "x"
+    with pytest.raises(StoreError, match="no run 'nope'"):
+        store.add_provenance("nope", "rubrics", {})
+
+
+def test_a_session_of_another_run_is_never_moved(store: RunStore) -> None:
+    """Saving a session whose id another run holds is refused, and the other run keeps it
+    with its scores (issue 16: `runs import` used to empty the original run)."""
+    original = _full_transcript()
+    store.save_session(original)
+    store.save_scores([_full_record("s-full")])
+    store.ensure_run("r2", {})
+    with pytest.raises(StoreError, match=r"belongs to run 'r1'.*cannot be saved into run 'r2'"):
+        store.save_session(original.model_copy(update={"run_id": "r2"}))
+    assert store.session("s-full") == original
+    assert len(store.scores("r1")) == 1
+    assert list(store.sessions("r2")) == []

@@ -1,5 +1,5 @@
 """`python -m therapygym` is the `therapygym` command."""
 
-from therapygym.cli import main
+from therapygym.cli.app import main
 
 main()

@@ -9,28 +9,41 @@ carry no clinical meaning, and the summary says so.
 
 from __future__ import annotations
 
-from therapygym.config import RunPlan
+from pathlib import Path
+
+from therapygym.config import EvalConfig, RunSection
 from therapygym.judges.plan import JudgePlan
-from therapygym.patients.library import load_profiles
-from therapygym.patients.profile import PatientProfile
 from therapygym.records import SessionConfig
 
 DEMO_MODEL = "local:smollm2"
 DEMO_THERAPISTS = (DEMO_MODEL, "rule-based")
-DEMO_PATIENTS = ("gad-01-priya", "dep-02-emeka")
+DEMO_PATIENTS = ("dep-02-emeka", "gad-01-priya")  # in library order, as runs record them
 DEMO_RUBRICS = ("ctrs", "safety")
 
 
-def demo_plans(run_id: str = "demo") -> tuple[RunPlan, list[PatientProfile], JudgePlan]:
-    """The demo's run and judge plans (the same every time, so reruns resume and cache)."""
-    profiles = [p for p in load_profiles() if p.id in DEMO_PATIENTS]
-    run = RunPlan(
+def demo_config(
+    run_id: str = "demo",
+    *,
+    store: Path | None = None,
+    cache: Path | None = None,
+    no_cache: bool = False,
+    output: Path | None = None,
+) -> EvalConfig:
+    """The demo's evaluation (the same every time, so reruns resume and cache)."""
+    return EvalConfig(
         run_id=run_id,
-        therapists=DEMO_THERAPISTS,
-        patient_model=DEMO_MODEL,
-        profiles=tuple(f"{p.id}@{p.version}" for p in profiles),
-        session=SessionConfig(max_turns=8, max_tokens=80),
+        run=RunSection(
+            therapists=DEMO_THERAPISTS,
+            patient_model=DEMO_MODEL,
+            patients=",".join(DEMO_PATIENTS),
+            session=SessionConfig(max_turns=8, max_tokens=80),
+        ),
+        # Short rationales: on two CPU cores decoding them is most of the judging time.
+        judge=JudgePlan(judges=(DEMO_MODEL,), rubrics=DEMO_RUBRICS, rationale_chars=60),
+        concurrency=4,
+        judge_concurrency=1,  # long judge prompts: one at a time is faster on 2 cores
+        store=store,
+        cache=cache,
+        no_cache=no_cache,
+        output=output,
     )
-    # Short rationales: on two CPU cores decoding them is most of the judging time.
-    judges = JudgePlan(judges=(DEMO_MODEL,), rubrics=DEMO_RUBRICS, rationale_chars=60)
-    return run, profiles, judges

@@ -16,11 +16,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from importlib import import_module
 from importlib.metadata import entry_points
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from therapygym.errors import TherapygymError
 
 T = TypeVar("T")
+
+
+def load_target(path: str) -> Any:
+    """The object a `"module:attribute"` path names (the module itself without `:attribute`);
+    the one place a lazy registration is imported, whether by a registry or by an entry
+    (a backend's model class) that names its own heavy part lazily."""
+    module, _, attribute = path.partition(":")
+    loaded = import_module(module)
+    return getattr(loaded, attribute) if attribute else loaded
 
 
 class UnknownEntryError(TherapygymError):
@@ -68,9 +77,7 @@ class Registry(Generic[T]):
             raise UnknownEntryError(f"unknown {self.kind} '{name}' (known: {known})")
         target = self._entries[name]
         if isinstance(target, str):
-            module, _, attribute = target.partition(":")
-            loaded = import_module(module)
-            target = getattr(loaded, attribute) if attribute else loaded  # type: ignore[assignment]
+            target = load_target(target)
             self._entries[name] = target
         return target  # type: ignore[return-value]
 

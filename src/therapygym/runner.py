@@ -29,15 +29,17 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from therapygym.config import RunPlan
+from therapygym.artefacts import write_text
+from therapygym.config import EvalConfig, RunPlan
 from therapygym.judges.base import RubricJudge
 from therapygym.judges.check import QUESTIONS_KEY
-from therapygym.judges.panel import Aggregation
 from therapygym.judges.plan import JudgePlan
 from therapygym.judges.registry import build_judges
 from therapygym.models import AccountedModel, BaseChatModel, ResponseCache, UsageLedger, load_model
+from therapygym.models.spec import is_embedded
 from therapygym.patients.profile import PatientProfile
 from therapygym.patients.simulator import LLMPatient
+from therapygym.provenance import collect as collect_provenance
 from therapygym.records import (
     FINISHED,
     ScoreRecord,
@@ -152,8 +154,10 @@ async def run_plan(
     concurrency: int = 8,
     models_file: Path | str | None = None,
     console: Console | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> RunResult:
-    """Run every (profile, therapist, sample) session of the plan that is not yet done."""
+    """Run every (profile, therapist, sample) session of the plan that is not yet done.
+    `provenance` adds keys (the resolved config) to what a new run records of its making."""
     by_id = {p.id: p for p in profiles}
     jobs = itertools.product(plan.profiles, plan.therapists, range(plan.samples))
     keys = [(by_id[ref.split("@")[0]], spec, sample) for ref, spec, sample in jobs]
@@ -195,6 +199,7 @@ async def run_plan(
         store=store,
         concurrency=concurrency,
         console=console,
+        provenance=provenance,
     )
 
 
@@ -208,6 +213,7 @@ async def run_jobs(
     store: RunStore,
     concurrency: int = 8,
     console: Console | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> RunResult:
     """Run a run's sessions that are not finished yet, under a concurrency limit, saving
     each as it ends.
@@ -228,7 +234,7 @@ async def run_jobs(
     # (a retry with the spec fixed would otherwise be refused as a changed config).
     todo, people = build(pending, ledger) if pending else ([], None)
     try:
-        store.ensure_run(run_id, record)
+        store.ensure_run(run_id, record, collect_provenance(**(provenance or {})))
     except BaseException:
         if people is not None:
             await people.aclose()
@@ -335,6 +341,9 @@ async def judge_run(
             sample,
         )  # type: ignore[attr-defined]
 
+    store.add_provenance(
+        run_id, "rubrics", {j.rubric.ref: j.rubric.fingerprint for _, js in panel for j in js}
+    )
     todo = [u for u in units if key(*u) not in done]
     result = JudgeResult(
         units=len(units),
@@ -396,43 +405,70 @@ def plan_records(store: RunStore, run_id: str, result: JudgeResult) -> list[Scor
 
 @dataclass
 class EvalResult:
-    run: RunResult
-    judging: JudgeResult
-    summary: Summary
+    """What `evaluate` did: the sessions it ran (None when it judged a stored run), the
+    judging and the summary (None when it only ran sessions), and where they are."""
+
+    config: EvalConfig
+    run_id: str
+    store: Path
+    run: RunResult | None = None
+    judging: JudgeResult | None = None
+    summary: Summary | None = None
+    # an embedded 135M model scored the run: its numbers carry no clinical meaning
+    embedded_judge: bool = False
+
+    @property
+    def usage(self) -> UsageLedger:
+        """Usage by role over the sessions and the judging together."""
+        ledger = UsageLedger()
+        for part in (self.run, self.judging):
+            if part is not None:
+                ledger.roles.update(part.usage.roles)
+        return ledger
 
 
-async def evaluate(
-    plan: RunPlan,
-    profiles: list[PatientProfile],
-    judge_plan: JudgePlan,
-    store: RunStore,
-    *,
-    cache: ResponseCache | None,
-    models_file: Path | str | None = None,
-    concurrency: int = 8,
-    judge_concurrency: int | None = None,
-    aggregation: Aggregation = "mean",
-    console: Console | None = None,
-) -> EvalResult:
-    """Run, judge, summarise. `judge_concurrency` defaults to `concurrency`; set it to 1
-    for an in-process model on a small CPU, where long judge prompts in parallel slots
-    are slower than one after another."""
-    run = await run_plan(
-        plan,
-        profiles,
-        store,
-        cache=cache,
-        concurrency=concurrency,
-        models_file=models_file,
-        console=console,
-    )
-    judging = await judge_run(
-        store,
-        plan.run_id,
-        judge_plan,
-        cache=cache,
-        models_file=models_file,
-        concurrency=judge_concurrency or concurrency,
-        console=console,
-    )
-    return EvalResult(run=run, judging=judging, summary=summarise(store, plan.run_id, aggregation))
+async def evaluate(config: EvalConfig, *, console: Console | None = None) -> EvalResult:
+    """Run the config's sessions, judge them and summarise, resumably (a config without a
+    judge section only runs sessions; one without a run section judges the stored run).
+
+    Every pre-flight check (`config.check()`) comes first, so a bad spec, prompt file,
+    selector or output path fails before the store or the cache is opened. The resolved
+    config is stored with a new run. The summary covers every judge that scored the run;
+    it is written to `config.output` when one is given.
+    """
+    plans = config.check()
+    store = RunStore(config.store)
+    cache = config.response_cache()
+    result = EvalResult(config=config, run_id=plans.run_id, store=store.path)
+    try:
+        if plans.run is not None:
+            result.run = await run_plan(
+                plans.run,
+                plans.profiles,
+                store,
+                cache=cache,
+                concurrency=config.concurrency,
+                models_file=config.models_file,
+                console=console,
+                provenance={"eval_config": config.resolved()},
+            )
+        if plans.judge is not None:
+            result.judging = await judge_run(
+                store,
+                plans.run_id,
+                plans.judge,
+                cache=cache,
+                models_file=config.models_file,
+                # long judge prompts on an in-process model: set it to 1 on a small CPU
+                concurrency=config.judge_concurrency or config.concurrency,
+                console=console,
+            )
+            result.summary = summarise(store, plans.run_id, config.aggregation)
+            result.embedded_judge = any(
+                is_embedded(j, config.models_file) for j in result.summary.judges
+            )
+            if config.output is not None:
+                write_text(config.output, result.summary.to_json())
+    finally:
+        store.close()
+    return result

@@ -31,14 +31,15 @@ from therapygym.records import (
 )
 
 STORE_ENV = "THERAPYGYM_STORE"
-SCHEMA_VERSION = 2  # 2: turns.meta (what a participant recorded about its turn)
+SCHEMA_VERSION = 3  # the schema `_SCHEMA` creates; older stores are migrated on open
 PAGE_SIZE = 256  # sessions that `RunStore.sessions` reads (and holds) at a time
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
   run_id      TEXT PRIMARY KEY,
   created_at  TEXT NOT NULL,
-  config      TEXT NOT NULL
+  config      TEXT NOT NULL,
+  provenance  TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS sessions (
   session_id      TEXT PRIMARY KEY,
@@ -96,6 +97,17 @@ CREATE INDEX IF NOT EXISTS scores_by_unit
 """
 
 
+# What takes a store written by an older release to the next version: each step runs, with
+# the version bump, in one transaction, so a store is never left half migrated.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 2: turns.meta, what a participant recorded about its turn (TheraAgent's rounds)
+    2: ("ALTER TABLE turns ADD COLUMN meta TEXT NOT NULL DEFAULT '{}'",),
+    # 3: runs.provenance, how a run was made (package version, revision, Python, rubric
+    # fingerprints, the resolved config); runs made before it keep '{}'
+    3: ("ALTER TABLE runs ADD COLUMN provenance TEXT NOT NULL DEFAULT '{}'",),
+}
+
+
 class StoreError(TherapygymError):
     """A store that cannot be opened, or a run/session that is not in it."""
 
@@ -123,6 +135,7 @@ class RunInfo(BaseModel):
     run_id: str
     created_at: str
     config: dict[str, Any]
+    provenance: dict[str, Any] = {}
     sessions: int = 0
     finished: int = 0
     failed: int = 0
@@ -140,8 +153,8 @@ def _tables(db: sqlite3.Connection) -> set[str]:
     return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
-def _has_turn_meta(db: sqlite3.Connection) -> bool:
-    return any(row[1] == "meta" for row in db.execute("PRAGMA table_info(turns)"))
+def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
+    return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
 
 
 _ORDER = "profile_id, therapist, sample, session_id"  # how a run's sessions are listed
@@ -171,7 +184,9 @@ class RunStore:
         self.read_only = read_only
         if read_only:
             self._db = self._open_read_only()
-            self._turn_meta = _has_turn_meta(self._db)  # a version-1 store is read as it is
+            # an older store is read as it is: columns it lacks read as their defaults
+            self._turn_meta = _has_column(self._db, "turns", "meta")
+            self._provenance = _has_column(self._db, "runs", "provenance")
             self._lock = threading.Lock()
             return
         try:
@@ -192,14 +207,31 @@ class RunStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
-            if not _has_turn_meta(self._db):  # a version-1 store: add the column, keep the rows
-                self._db.execute("ALTER TABLE turns ADD COLUMN meta TEXT NOT NULL DEFAULT '{}'")
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._create_or_migrate(version)
         except sqlite3.DatabaseError as err:
             raise StoreError(f"store {self.path} cannot be opened: {err}") from None
-        self._turn_meta = True
+        self._turn_meta = self._provenance = True
         self._lock = threading.Lock()
+
+    def _create_or_migrate(self, version: int) -> None:
+        """A new file gets the current schema; a store of an older version gets each
+        missing migration step. Either way in one transaction, with the version bump."""
+        fresh = not _tables(self._db)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if fresh:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+            else:
+                for step in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[step]:
+                        self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def _refuse_foreign_database(self) -> None:
         """Stop before writing to a SQLite file of some other program: a mistyped --store
@@ -251,9 +283,14 @@ class RunStore:
 
     # -- runs ---------------------------------------------------------------------------
 
-    def ensure_run(self, run_id: str, config: dict[str, Any]) -> bool:
+    def ensure_run(
+        self, run_id: str, config: dict[str, Any], provenance: dict[str, Any] | None = None
+    ) -> bool:
         """Create the run, or check that an existing run has the same configuration.
 
+        `config` is the run's identity (a resume with another one is refused);
+        `provenance` is how it was made (versions, revision, the resolved config), kept
+        from the first time the run was created and never compared.
         Returns True when the run already existed (a resume).
         """
         text = canonical_json(config)
@@ -261,8 +298,8 @@ class RunStore:
             row = self._db.execute("SELECT config FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
                 self._db.execute(
-                    "INSERT INTO runs (run_id, created_at, config) VALUES (?, ?, ?)",
-                    (run_id, _now(), text),
+                    "INSERT INTO runs (run_id, created_at, config, provenance) VALUES (?, ?, ?, ?)",
+                    (run_id, _now(), text, canonical_json(provenance or {})),
                 )
                 return False
         if row[0] != text:
@@ -274,10 +311,33 @@ class RunStore:
             )
         return True
 
+    def add_provenance(self, run_id: str, key: str, values: dict[str, Any]) -> None:
+        """Merge `values` into the run's provenance under `key` (the judging of a run adds
+        the fingerprints of the rubrics it used, run after run)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT provenance FROM runs WHERE run_id = ?", (run_id,)
+                ).fetchone()
+                if row is None:
+                    raise StoreError(f"no run '{run_id}' in {self.path}")
+                provenance = json.loads(row[0])
+                provenance[key] = {**provenance.get(key, {}), **values}
+                self._db.execute(
+                    "UPDATE runs SET provenance = ? WHERE run_id = ?",
+                    (canonical_json(provenance), run_id),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
     def runs(self) -> list[RunInfo]:
         with self._lock:
+            provenance = "r.provenance" if self._provenance else "'{}'"
             rows = self._db.execute(
-                "SELECT r.run_id, r.created_at, r.config, COUNT(s.session_id),"
+                f"SELECT r.run_id, r.created_at, r.config, {provenance}, COUNT(s.session_id),"
                 f" SUM(s.status IN {FINISHED}), SUM(s.status = 'failed')"
                 " FROM runs r LEFT JOIN sessions s ON s.run_id = r.run_id"
                 " GROUP BY r.run_id ORDER BY r.created_at, r.run_id"
@@ -287,9 +347,10 @@ class RunStore:
                 run_id=r[0],
                 created_at=r[1],
                 config=json.loads(r[2]),
-                sessions=r[3],
-                finished=r[4] or 0,
-                failed=r[5] or 0,
+                provenance=json.loads(r[3]),
+                sessions=r[4],
+                finished=r[5] or 0,
+                failed=r[6] or 0,
             )
             for r in rows
         ]
@@ -313,7 +374,9 @@ class RunStore:
         return {r[0] for r in rows}
 
     def save_session(self, transcript: Transcript) -> None:
-        """Write a session and its turns atomically (replacing an earlier failed attempt)."""
+        """Write a session and its turns atomically (replacing an earlier attempt of the
+        same session of the same run). A session id held by another run is refused: saving
+        must never move a session out of the run that made it."""
         t = transcript
         if t.run_id is None:
             raise ValueError("a stored session needs a run_id")
@@ -337,6 +400,15 @@ class RunStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                owner = self._db.execute(
+                    "SELECT run_id FROM sessions WHERE session_id = ?", (t.session_id,)
+                ).fetchone()
+                if owner is not None and owner[0] != t.run_id:
+                    raise StoreError(
+                        f"session {t.session_id} belongs to run '{owner[0]}' in {self.path}; "
+                        f"it cannot be saved into run '{t.run_id}' (no command moves or "
+                        "removes another run's sessions)"
+                    )
                 self._db.execute("DELETE FROM sessions WHERE session_id = ?", (t.session_id,))
                 self._db.execute(
                     "INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",

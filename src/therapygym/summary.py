@@ -6,7 +6,7 @@ viewer and the exports read (they never reach the runner or the models).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from therapygym.judges.aggregate import (
@@ -17,7 +17,7 @@ from therapygym.judges.aggregate import (
 )
 from therapygym.judges.panel import Aggregation
 from therapygym.records import FINISHED, ScoreRecord, Transcript
-from therapygym.store import RunStore, SessionHead
+from therapygym.store import RunStore, SessionHead, StoreError
 
 
 @dataclass
@@ -40,10 +40,26 @@ class Summary:
         )
 
 
-def summarise(store: RunStore, run_id: str, how: Aggregation = "mean") -> Summary:
-    """Aggregate every stored score of a run (all judges and samples form the panel).
+def summarise(
+    store: RunStore,
+    run_id: str,
+    how: Aggregation = "mean",
+    *,
+    judges: Collection[str] | None = None,
+) -> Summary:
+    """Aggregate the stored scores of a run: those of `judges` (judge specs) when given,
+    else of every judge that scored it (then all judges and samples form one panel).
     Reads the sessions without their turns: a summary needs only who and how it ended."""
-    return summary_of(run_id, store.session_heads(run_id), store.scores(run_id), how)
+    records = store.scores(run_id)
+    if judges is not None:
+        unknown = sorted(set(judges) - {r.judge for r in records})
+        if unknown:
+            known = ", ".join(sorted({r.judge for r in records})) or "none"
+            raise StoreError(
+                f"run '{run_id}' has no scores by judge {', '.join(unknown)} (judges: {known})"
+            )
+        records = [r for r in records if r.judge in judges]
+    return summary_of(run_id, store.session_heads(run_id), records, how)
 
 
 def summary_of(

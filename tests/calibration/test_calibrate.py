@@ -18,7 +18,13 @@ import pytest
 import yaml
 from judges.scripted import instance
 
-from therapygym.calibration.analysis import JudgeScores, Settings, check_report, separation
+from therapygym.calibration.analysis import (
+    ItemReport,
+    JudgeScores,
+    Settings,
+    check_report,
+    separation,
+)
 from therapygym.calibration.bench import (
     BenchRating,
     build_bench,
@@ -29,6 +35,7 @@ from therapygym.calibration.bench import (
 from therapygym.calibration.calibrate import build_report, calibrate, run_id_for
 from therapygym.calibration.render import html_section
 from therapygym.judges.plan import JudgePlan
+from therapygym.stats import Estimate
 from therapygym.store import RunStore
 
 ITEMS = ctrs_item_ids()
@@ -118,7 +125,7 @@ def test_humans_only_report_gives_the_ceiling_and_flags_nothing_reliable() -> No
     for item in report.items:
         assert item.judge_vs_human is None
         assert item.human_human is not None and item.human_human.n_dialogues == 10
-        assert item.human_alpha_ordinal is not None and item.human_alpha_ordinal.point > 0.4
+        assert item.human_alpha_ordinal is not None and item.human_alpha_ordinal.mean > 0.4
         assert item.flag is None
     crisis = next(r for r in report.labels if r.label == "crisis_unaddressed")
     assert crisis.human_human is not None and crisis.human_human.stats.cohen_kappa == 1.0
@@ -228,6 +235,27 @@ def test_calibrate_cli_errors_are_one_line(tmp_path: Path) -> None:
         assert fragment in result.stderr and "Traceback" not in result.stderr
 
 
+def test_calibration_json_keeps_its_ci_shape_and_reads_back() -> None:
+    """calibration.json writes each CI as it always has (`point`, the bootstrap's details,
+    no `n`), undefined values as null, and the report reads that back."""
+    ci = Estimate(mean=None, low=0.1, high=0.4, n=7, level=0.95, n_resamples=50, n_valid=3)
+    report = ItemReport(
+        item="agenda",
+        scale=(0, 6),
+        human_alpha_ordinal=ci,
+        human_human=None,
+        judge_vs_human=None,
+        judge_vs_mean_human=None,
+    )
+    text = report.model_dump_json()
+    assert (
+        '"human_alpha_ordinal":{"point":null,"low":0.1,"high":0.4,"level":0.95,'
+        '"n_resamples":50,"n_valid":3}'
+    ) in text
+    back = ItemReport.model_validate_json(text)
+    assert back.human_alpha_ordinal == ci.model_copy(update={"n": 0})
+
+
 def test_html_section_escapes_bench_text() -> None:
     bench = build_bench("<b>bench</b>", synthetic_bench().ratings)
     html = html_section(build_report(bench, None, FAST, method=None))
@@ -256,7 +284,7 @@ def test_separation_auc_of_a_judge_that_ranks_perfectly_and_one_that_ties() -> N
     )  # fmt: skip
     sep = separation(bench, perfect, FAST)
     assert sep is not None and (sep.n_high, sep.n_low) == (12, 6)
-    assert sep.auc.point == 1.0 and sep.item_auc == {"agenda": 1.0, "homework": 0.5}
+    assert sep.auc.mean == 1.0 and sep.item_auc == {"agenda": 1.0, "homework": 0.5}
     assert separation(bench, None, FAST) is None
     report = build_report(bench, (perfect, _info(bench)), FAST, method=None)
     assert report.separation == sep and report.items == [] and report.total is None
@@ -294,7 +322,7 @@ def test_check_questions_compare_model_raters_with_experts() -> None:
 
 
 def _info(bench: Any) -> Any:
-    from therapygym.calibration.calibrate import JudgeInfo
+    from therapygym.calibration.report import JudgeInfo
 
     return JudgeInfo(
         run_id="r", specs=["openai:x"], rubrics=[], dialogues=len(bench.dialogues),

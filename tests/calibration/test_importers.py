@@ -4,6 +4,7 @@ generic table importer on small files written here, errors included."""
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -631,3 +632,431 @@ def test_load_bench_sources(tmp_path: Path) -> None:
 @needs_moore
 def test_load_bench_moore_prefix() -> None:
     assert len(load_bench(f"moore:{MOORE}").dialogues) == 350
+
+
+# --- rater lists (MindEval's layout), free criteria, missing values ---------------------
+
+
+def jsonl(path: Path, *rows: dict) -> Path:
+    return write(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+TURNS = [
+    {"role": "user", "content": "I can't sleep."},
+    {"role": "assistant", "content": "Tell me."},
+]
+
+RATER_LISTS_MAPPING = """\
+layout: rater_lists
+dialogue_column: id
+rater_list_column: raters
+score_object_column: scores
+criteria:
+  c1: {min: 1, max: 6}
+  c2: {min: 1, max: 6}
+missing_values: ["", "n/a", -1]
+transcript_column: conversation
+"""
+
+
+def mindeval_rows() -> list[dict]:
+    """Three dialogues; raters listed in a different order per row, r4 absent from m2,
+    missing markers as a JSON -1, a string and null inside the lists."""
+    return [
+        {
+            "id": "m1",
+            "raters": ["r2", "r1", "r4", "r3"],
+            "scores": {"c1": [4, 5, 3, 4], "c2": [2, -1, 6, 1]},
+            "conversation": TURNS,
+        },
+        {
+            "id": "m2",
+            "raters": ["r1", "r3", "r2"],
+            "scores": {"c1": [1, "N/A", 6], "c2": [None, 3, 3]},
+            "conversation": TURNS,
+        },
+        {
+            "id": "m3",
+            "raters": ["r3", "r4", "r1", "r2"],
+            "scores": {"c1": [2, 2, 3, 5], "c2": -1},
+            "conversation": TURNS,
+        },
+    ]
+
+
+def by_rater(bench, dialogue: str) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+    return {r.rater: r.criteria for r in bench.dialogues[dialogue].ratings}
+
+
+def test_rater_lists_keep_each_score_with_its_rater(tmp_path: Path) -> None:
+    data = jsonl(tmp_path / "mindeval.jsonl", *mindeval_rows())
+    bench = import_table(data, mapping_file(tmp_path, RATER_LISTS_MAPPING))
+    assert by_rater(bench, "m1") == {
+        "r1": {"c1": 5, "c2": None},
+        "r2": {"c1": 4, "c2": 2},
+        "r3": {"c1": 4, "c2": 1},
+        "r4": {"c1": 3, "c2": 6},
+    }
+    assert by_rater(bench, "m2") == {
+        "r1": {"c1": 1, "c2": None},
+        "r2": {"c1": 6, "c2": 3},
+        "r3": {"c1": None, "c2": 3},
+    }
+    # a whole-cell missing marker: nobody scored c2 on m3
+    assert {r: c["c2"] for r, c in by_rater(bench, "m3").items()} == dict.fromkeys(
+        ["r1", "r2", "r3", "r4"]
+    )
+    # the bench keeps the source's names and scale, not CTRS ids
+    assert bench.criteria() == ["c1", "c2"] and bench.ctrs_items() == []
+    assert bench.scale("c1") == (1, 6) and bench.scales["c2"].max == 6
+    assert all(r.ctrs == {} and r.safety == {} for r in bench.ratings)
+    assert bench.raters("human") == ["r1", "r2", "r3", "r4"]
+    assert bench.summary()["multiply_rated_dialogues"] == 3
+    assert bench.dialogues["m1"].transcript[0].speaker == "patient"
+    again = roundtrip(bench, tmp_path)
+    assert again.scales == bench.scales and again.criteria() == ["c1", "c2"]
+
+
+def test_rater_lists_do_not_depend_on_the_order_raters_are_listed_in(tmp_path: Path) -> None:
+    rows = mindeval_rows()
+    shuffled = []
+    for row, order in zip(rows, ([3, 2, 1, 0], [2, 0, 1], [1, 3, 0, 2]), strict=True):
+        scores = {
+            c: ([v[k] for k in order] if isinstance(v, list) else v)
+            for c, v in row["scores"].items()
+        }
+        shuffled.append({**row, "raters": [row["raters"][k] for k in order], "scores": scores})
+    mapping = mapping_file(tmp_path, RATER_LISTS_MAPPING)
+    first = import_table(jsonl(tmp_path / "a.jsonl", *rows), mapping)
+    second = import_table(jsonl(tmp_path / "b.jsonl", *shuffled), mapping)
+    assert [r.model_dump() for r in first.ratings] == [r.model_dump() for r in second.ratings]
+    assert first.digest == second.digest
+
+
+def test_rater_lists_from_csv_with_a_column_per_criterion(tmp_path: Path) -> None:
+    data = write(
+        tmp_path / "m.csv",
+        "id,raters,c1,c2\n"
+        'm1,"[""r2"", ""r1""]","[4, 5]","[""NA"", 3]"\n'
+        "m2,\"['r1', 'r2']\",\"[1, 2]\",NA\n"  # the Python literal pandas writes for lists
+        'm3,"[7, ""r1""]","[3, 3]",NA\n',  # a rater id may be a whole number
+    )
+    mapping = mapping_file(
+        tmp_path,
+        "layout: rater_lists\ndialogue_column: id\nrater_list_column: raters\n"
+        "criteria: [c1, c2]\nmissing_values: [NA]\n",
+    )
+    bench = import_table(data, mapping)
+    assert by_rater(bench, "m1") == {"r1": {"c1": 5, "c2": 3}, "r2": {"c1": 4, "c2": None}}
+    assert by_rater(bench, "m2") == {"r1": {"c1": 1, "c2": None}, "r2": {"c1": 2, "c2": None}}
+    assert by_rater(bench, "m3") == {"7": {"c1": 3, "c2": None}, "r1": {"c1": 3, "c2": None}}
+    assert bench.scales == {} and bench.scale("c1") == (1, 5)
+    roundtrip(bench, tmp_path)
+
+
+def mindeval_error(tmp_path: Path, row: dict, *parts: str, mapping: str = "") -> None:
+    rows = mindeval_rows()
+    data = jsonl(tmp_path / "mindeval.jsonl", rows[0], row)
+    message = expect_error(
+        data, mapping_file(tmp_path, mapping or RATER_LISTS_MAPPING), f"{data}, line 2", *parts
+    )
+    assert message.startswith(str(data)), message
+
+
+@pytest.mark.parametrize(
+    ("change", "parts"),
+    [
+        (
+            {"scores": {"c1": [1, 2], "c2": [1, 2, 3]}},
+            ["column 'scores.c1': 2 score(s) for 3 raters", "'r1', 'r3', 'r2' in column 'raters'"],
+        ),
+        (
+            {"scores": {"c1": [1, 2, 9], "c2": [1, 2, 3]}},
+            ["column 'scores.c1', item 3 (rater 'r2'): score 9 is off the scale", "from 1 to 6"],
+        ),
+        (
+            {"scores": {"c1": [1, "often", 2], "c2": [1, 2, 3]}},
+            [
+                "column 'scores.c1', item 2 (rater 'r3'): 'often'; expected a whole number from 1 "
+                "to 6, or a missing value ('', 'n/a', '-1')"
+            ],
+        ),
+        (
+            {"scores": {"c1": "4, 5, 6", "c2": [1, 2, 3]}},
+            ["column 'scores.c1': '4, 5, 6' is not a list; expected a list of 3 scores"],
+        ),
+        ({"raters": ["r1", "r3", "r1"]}, ["column 'raters', item 3: rater 'r1' is listed twice"]),
+        ({"raters": ["r1", {"id": "r3"}, "r2"]}, ["column 'raters', item 2: {'id': 'r3'}"]),
+        ({"raters": []}, ["column 'raters': an empty list"]),
+        ({"raters": "r1 r3 r2"}, ["column 'raters': 'r1 r3 r2' is not a list"]),
+        ({"raters": None}, ["column 'raters': empty, but the row has other values"]),
+        ({"scores": [1, 2, 3]}, ["column 'scores': list is not an object"]),
+        ({"id": "m1"}, ["column 'raters': rater 'r1' rated dialogue 'm1' twice (also at line 1)"]),
+    ],
+)
+def test_rater_lists_bad_rows_name_file_line_and_field(
+    tmp_path: Path, change: dict, parts: list[str]
+) -> None:
+    mindeval_error(tmp_path, {**mindeval_rows()[1], **change}, *parts)
+
+
+def test_rater_lists_a_criterion_no_row_has_is_an_error(tmp_path: Path) -> None:
+    data = jsonl(tmp_path / "m.jsonl", *mindeval_rows())
+    mapping = mapping_file(tmp_path, RATER_LISTS_MAPPING.replace("c2:", "C2:"))
+    expect_error(
+        data,
+        mapping,
+        f"{data}: no row's column 'scores' has criterion 'C2' (keys there: 'c1', 'c2')",
+    )
+
+
+def test_score_object_column_in_the_wide_layout(tmp_path: Path) -> None:
+    data = jsonl(
+        tmp_path / "w.jsonl",
+        {"id": "d1", "rater": "x", "scores": {"Agenda": 3, "warmth": 5, "other": 1}},
+        {"id": "d1", "rater": "y", "scores": json.dumps({"Agenda": "n/a", "warmth": 2})},
+        {"id": "d2", "rater": "y", "scores": None},
+    )
+    mapping = TableMapping(
+        layout="wide",
+        dialogue_column="id",
+        rater_column="rater",
+        score_object_column="scores",
+        ctrs={"Agenda": "agenda"},
+        criteria={"warmth": {"min": 1, "max": 5}},
+    )
+    bench = import_table(data, mapping)
+    got = {(r.dialogue_id, r.rater): (r.ctrs, r.criteria) for r in bench.ratings}
+    assert got == {
+        ("d1", "x"): ({"agenda": 3}, {"warmth": 5}),
+        ("d1", "y"): ({"agenda": None}, {"warmth": 2}),
+        ("d2", "y"): ({"agenda": None}, {"warmth": None}),
+    }
+    assert bench.ctrs_items() == ["agenda"] and bench.criteria() == ["warmth"]
+
+
+def test_missing_values_apply_to_integer_jsonl_cells(tmp_path: Path) -> None:
+    data = jsonl(
+        tmp_path / "w.jsonl",
+        {"id": "d1", "rater": "x", "agenda": -1, "homework": 0},
+        {"id": "d1", "rater": "y", "agenda": 99, "homework": 4.0},
+    )
+    # no safety criteria: '0' clashes with no yes/no default, and wins over the score 0
+    mapping = mapping_file(
+        tmp_path,
+        "layout: wide\nformat: jsonl\ndialogue_column: id\nrater_column: rater\n"
+        "ctrs: [agenda, homework]\nmissing_values: [-1, 99, 0]\n",
+    )
+    bench = import_table(data, mapping)
+    assert [r.ctrs for r in bench.ratings] == [
+        {"agenda": None, "homework": None},
+        {"agenda": None, "homework": 4},
+    ]
+    with_offset = mapping_file(
+        tmp_path,
+        "layout: wide\nformat: jsonl\ndialogue_column: id\nrater_column: rater\n"
+        "ctrs: [agenda]\nscore_offset: 1\nmissing_values: [-1, 99]\n",
+    )
+    data = jsonl(
+        tmp_path / "o.jsonl",
+        {"id": "d1", "rater": "x", "agenda": -1},
+        {"id": "d1", "rater": "y", "agenda": 5},
+    )
+    assert [r.ctrs for r in import_table(data, with_offset).ratings] == [
+        {"agenda": None},
+        {"agenda": 6},
+    ]
+
+
+def test_missing_values_before_yes_no_for_safety_cells(tmp_path: Path) -> None:
+    data = write(tmp_path / "s.csv", "id,rater,Meds,Agenda\nd1,x,0,NA\nd1,y,no,3\nd2,x,Yes,\n")
+    mapping = mapping_file(
+        tmp_path,
+        "layout: wide\ndialogue_column: id\nrater_column: rater\nctrs: {Agenda: agenda}\n"
+        "safety: {Meds: medication_advice}\nnot_violated_values: ['no']\n"
+        "missing_values: ['0', 'NA', '', 'false']\n",
+    )
+    bench = import_table(data, mapping)
+    assert [(r.safety, r.ctrs) for r in bench.ratings] == [
+        ({"medication_advice": None}, {"agenda": None}),
+        ({"medication_advice": False}, {"agenda": 3}),
+        ({"medication_advice": True}, {"agenda": None}),
+    ]
+    data = jsonl(
+        tmp_path / "s.jsonl",
+        {"id": "d1", "rater": "x", "Meds": 0, "Agenda": 2},
+        {"id": "d1", "rater": "y", "Meds": False, "Agenda": 2},  # a JSON boolean: missing too
+        {"id": "d2", "rater": "y", "Meds": True, "Agenda": 2},
+    )
+    assert [r.safety for r in import_table(data, mapping).ratings] == [
+        {"medication_advice": None},
+        {"medication_advice": None},
+        {"medication_advice": True},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            LONG_MAPPING + "missing_values: ['0']\n",
+            "'0' is in both 'not_violated_values' (its default 'no', 'false', '0') and "
+            "'missing_values'; a safety cell cannot mean both",
+        ),
+        (
+            LONG_MAPPING + "violated_values: ['y']\nmissing_values: ['Y ']\n",
+            "'Y ' is in both 'violated_values' and 'missing_values'",
+        ),
+        (
+            RATER_LISTS_MAPPING + "not_violated_values: ['no']\n",
+            "'not_violated_values' spells safety answers, but the mapping has no 'safety'",
+        ),
+        (
+            RATER_LISTS_MAPPING + "score_offset: -1\n",
+            "'score_offset' shifts scores onto the CTRS 0-6 scale and applies to 'ctrs' only",
+        ),
+        (
+            RATER_LISTS_MAPPING + "ctrs: {c1: agenda}\n",
+            "criterion 'c1' is under both 'ctrs' and 'criteria'",
+        ),
+        (
+            RATER_LISTS_MAPPING.replace("c1: {min: 1, max: 6}", "c1: {min: 6, max: 1}"),
+            "field 'criteria.c1': Value error, min 6 must be below max 1",
+        ),
+        (
+            RATER_LISTS_MAPPING.replace("c1: {min: 1, max: 6}", "c1: {low: 1}"),
+            "unknown field 'criteria.c1.low'",
+        ),
+        (
+            RATER_LISTS_MAPPING.replace("rater_list_column: raters\n", ""),
+            "layout 'rater_lists' needs 'rater_list_column'",
+        ),
+        (
+            RATER_LISTS_MAPPING + "rater_column: who\n",
+            "'rater_column' does not apply to layout 'rater_lists'",
+        ),
+        (
+            LONG_MAPPING + "score_object_column: scores\n",
+            "'score_object_column' does not apply to layout 'long'",
+        ),
+        (
+            LONG_MAPPING.replace("ctrs: {Agenda: agenda, Feedback: feedback}", "ctrs: {}").replace(
+                "safety: {Crisis: crisis_unaddressed}", "safety: {}"
+            ),
+            "map at least one criterion under 'ctrs', 'safety' or 'criteria'",
+        ),
+    ],
+)
+def test_rater_lists_and_spellings_mapping_checks(tmp_path: Path, text: str, message: str) -> None:
+    mapping = mapping_file(tmp_path, text)
+    got = expect_error(write(tmp_path / "r.jsonl", "{}\n"), mapping, message)
+    assert got.startswith(f"table mapping {mapping}")
+
+
+# --- free criteria in the bench format -------------------------------------------------
+
+OLD_BENCH = """\
+{"dialogue_id": "d1", "rater": "a", "transcript": [{"speaker": "patient", "text": "hi"}], \
+"ctrs": {"agenda": 3, "homework": null}, "safety": {"medication_advice": false}}
+{"dialogue_id": "d1", "rater": "b", "ctrs": {"agenda": 4}, "quality": "high"}
+"""
+
+
+def test_a_bench_written_before_free_criteria_keeps_its_digest(tmp_path: Path) -> None:
+    # c7b7583d9192 is what the reader of db4a050 (before free criteria) gave this file:
+    # the calibration run id follows the digest, so old runs must still be found.
+    bench = read_bench_jsonl(write(tmp_path / "old.jsonl", OLD_BENCH))
+    assert bench.digest == "c7b7583d9192"
+    assert bench.criteria() == [] and bench.scales == {}
+
+
+FREE_BENCH = """\
+{"dialogue_id": "m1", "rater": "r1", "criteria": {"c2": 3, "c1": 4}, \
+"scales": {"c1": {"min": 1, "max": 6}}}
+{"dialogue_id": "m1", "rater": "r2", "criteria": {"c1": 6, "c2": null}}
+{"dialogue_id": "m2", "rater": "r2", "criteria": {"c1": 2, "c2": 5}, \
+"scales": {"c1": {"min": 1, "max": 6}}}
+{"dialogue_id": "m2", "rater": "gpt", "rater_kind": "model", "criteria": {"c3": 1, "c2": 9}}
+"""
+
+
+def test_bench_with_free_criteria_and_scales(tmp_path: Path) -> None:
+    bench = read_bench_jsonl(write(tmp_path / "free.jsonl", FREE_BENCH))
+    assert bench.criteria() == ["c1", "c2"]  # declared first; c3 only a model scored
+    assert bench.scale("c1") == (1, 6)
+    assert bench.scale("c2") == (3, 9)  # undeclared: the range of the scores given
+    assert bench.scale("c4") is None
+    assert bench.summary()["ratings"] == 4 and bench.raters("model") == ["gpt"]
+    assert bench.subset(1, seed=0).scales == bench.scales
+    path = tmp_path / "again.jsonl"
+    write_bench_jsonl(bench, path)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines[0]["scales"] == {"c1": {"min": 1, "max": 6}}
+    assert not any("scales" in line for line in lines[1:])
+    assert read_bench_jsonl(path).digest == bench.digest
+    without = read_bench_jsonl(
+        write(tmp_path / "n.jsonl", FREE_BENCH.replace('"min": 1', '"min": 0'))
+    )
+    assert without.digest != bench.digest  # a scale is part of what the bench says
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            '"c1": 6, "c2": null',
+            '"c1": 7, "c2": null',
+            "line 2: field 'criteria.c1': score 7 is "
+            "off the scale; expected a whole number from 1 to 6",
+        ),
+        (
+            '"c1": 2, "c2": 5}, "scales": {"c1": {"min": 1',
+            '"c1": 2, "c2": 5}, "scales": {"c1": {"min": 0',
+            "line 3: field 'scales.c1': 0-6 here but 1-6 at line 1",
+        ),
+        ('"c1": 6, "c2": null', '"c1": 4.5, "c2": null', "line 2: field 'criteria.c1'"),
+        ('"c1": 6, "c2": null', '"c1": true, "c2": null', "line 2: field 'criteria.c1'"),
+        (
+            '"max": 6}}}\n{"dialogue_id": "m1"',
+            '"max": 1}}}\n{"dialogue_id": "m1"',
+            "line 1: field 'scales.c1': Value error, min 1 must be below max 1",
+        ),
+        (
+            '"scales": {"c1": {"min": 1, "max": 6}}}\n{"dialogue_id": "m1"',
+            '"scales": [1, 6]}\n{"dialogue_id": "m1"',
+            "line 1: field 'scales'",
+        ),
+        ('"criteria": {"c2": 3, "c1": 4}', '"criteria": {"": 3, "c1": 4}', "line 1: field"),
+    ],
+)
+def test_bad_free_criteria_name_file_line_and_field(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    assert old in FREE_BENCH
+    path = write(tmp_path / "free.jsonl", FREE_BENCH.replace(old, new, 1))
+    with pytest.raises(BenchError) as err:
+        read_bench_jsonl(path)
+    assert str(err.value).startswith(f"{path}, ") and message in str(err.value), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_the_documented_mindeval_mapping_reads_a_mindeval_shaped_file(tmp_path: Path) -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "calibration.md"
+    blocks = re.findall(r"```yaml\n(.*?)```", docs.read_text(encoding="utf-8"), re.S)
+    mapping = next(b for b in blocks if "layout: rater_lists" in b)
+    criteria = [f"c{n}" for n in range(1, 7)]
+    rows = [
+        {
+            "conversation_id": f"conv-{n}",
+            "raters": raters,
+            "scores": {
+                c: [(n + k + i) % 6 + 1 for k in range(len(raters))] for i, c in enumerate(criteria)
+            },
+            "conversation": TURNS,
+        }
+        for n, raters in enumerate([["r2", "r1", "r4", "r3"], ["r1", "r3", "r2"]])
+    ]
+    data = jsonl(tmp_path / "mindeval.jsonl", *rows)
+    bench = import_table(data, mapping_file(tmp_path, mapping))
+    assert bench.criteria() == criteria and bench.scale("c1") == (1, 6)
+    assert bench.summary()["multiply_rated_dialogues"] == 2

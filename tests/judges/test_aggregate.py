@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from scipy import stats
 
-from therapygym.judges.aggregate import (
-    BOOTSTRAP_BATCH,
-    bootstrap_ci,
-    session_scores,
-    therapist_summaries,
-)
+from therapygym.judges.aggregate import session_scores, therapist_summaries
 from therapygym.judges.panel import combine_check, combine_scores, combine_verdicts
 from therapygym.records import ScoreRecord, SessionStatus, Transcript
 
@@ -120,35 +113,6 @@ def test_incomplete_ctrs_has_no_total_and_errors_are_counted() -> None:
     failed.result, failed.error = None, "invalid judge output"
     (s,) = session_scores([session("s1", "A")], [partial, failed])
     assert s.ctrs_total is None and len(s.ctrs_items) == 10 and s.judge_errors == 1
-
-
-def test_bootstrap_ci() -> None:
-    values = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
-    est = bootstrap_ci(values, seed=1)
-    assert est.mean == 4.5 and est.low < 4.5 < est.high and est.n == 8
-    assert 2.5 < est.low < 4.0 and 5.0 < est.high < 6.5
-    assert bootstrap_ci(values, seed=1) == est  # reproducible
-    assert bootstrap_ci([3.0, 3.0, 3.0]).low == 3.0
-    assert bootstrap_ci([]).mean is None
-
-
-def test_batched_bootstrap_gives_the_unbatched_interval() -> None:
-    """`bootstrap_ci` passes SciPy a `batch` to bound its memory; the interval must be the
-    one SciPy gives without it. 500 sessions: more than one batch of resamples and of BCa
-    jackknife rows."""
-    rng = np.random.default_rng(7)
-    values = [float(v) for v in rng.integers(10, 60, size=500)]
-    assert len(values) > BOOTSTRAP_BATCH
-    unbatched = stats.bootstrap(
-        (np.asarray(values),),
-        np.mean,
-        confidence_level=0.95,
-        n_resamples=2000,
-        method="BCa",
-        random_state=np.random.default_rng(3),
-    ).confidence_interval
-    est = bootstrap_ci(values, seed=3)
-    assert (est.low, est.high) == (unbatched.low, unbatched.high)
 
 
 def check(session: str, answer: str, sample: int) -> ScoreRecord:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from scripted import judge_replier
 
-from therapygym.config import RunPlan
+from therapygym.config import EvalConfig, RunSection
 from therapygym.judges.plan import JudgePlan
 from therapygym.models.spec import resolve_spec
 from therapygym.patients.library import load_profiles
@@ -25,13 +25,18 @@ from therapygym.summary import summarise
 PROFILES = [p for p in load_profiles() if p.risk_cues][:2]
 
 
-def run_plan_for(spec: str, run_id: str, **kw: Any) -> RunPlan:
-    return RunPlan(
+def config_for(spec: str, run_id: str, judges: JudgePlan, store: Path, **kw: Any) -> EvalConfig:
+    return EvalConfig(
         run_id=run_id,
-        therapists=(spec, "rule-based"),
-        patient_model=spec,
-        profiles=tuple(f"{p.id}@{p.version}" for p in PROFILES),
-        session=SessionConfig(max_turns=6),
+        run=RunSection(
+            therapists=(spec, "rule-based"),
+            patient_model=spec,
+            patients=",".join(p.id for p in PROFILES),
+            session=SessionConfig(max_turns=6),
+        ),
+        judge=judges,
+        store=store,
+        no_cache=True,
         **kw,
     )
 
@@ -60,9 +65,9 @@ async def test_eval_against_local_server(
 ) -> None:
     server = openai_server(judge_replier(score=4, verdict="no"))
     spec = server_spec(server)
-    store = RunStore(tmp_path / "store.sqlite")
     judges = JudgePlan(judges=(spec,), samples=2, temperature=0.0)
-    result = await evaluate(run_plan_for(spec, "ev"), PROFILES, judges, store, cache=None)
+    result = await evaluate(config_for(spec, "ev", judges, tmp_path / "store.sqlite"))
+    store = RunStore(tmp_path / "store.sqlite")
     assert result.run.completed == 4
     # 4 sessions x 3 rubrics x 2 samples
     assert (result.judging.units, result.judging.judged, result.judging.failed) == (24, 24, 0)
@@ -105,10 +110,10 @@ async def test_failed_judgements_are_recorded_and_retried(
 
     server = openai_server(flaky)
     spec = server_spec(server)
-    store = RunStore(tmp_path / "store.sqlite")
-    plan = run_plan_for(spec, "flaky")
     judges = JudgePlan(judges=(spec,), rubrics=("ctrs",), max_attempts=3)
-    first = await evaluate(plan, PROFILES, judges, store, cache=None, concurrency=1)
+    config = config_for(spec, "flaky", judges, tmp_path / "store.sqlite", concurrency=1)
+    first = await evaluate(config)
+    store = RunStore(tmp_path / "store.sqlite")
     assert first.judging.failed == 1 and "invalid judge output" in first.judging.errors[0]
     failed = [r for r in store.scores("flaky") if r.error]
     assert len(failed) == 1 and failed[0].raw_outputs == ["I refuse to answer in JSON."] * 3

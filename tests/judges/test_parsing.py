@@ -73,3 +73,22 @@ async def test_model_failure_is_recorded() -> None:
 
     out = await structured_call(Down(), ASK, Score)
     assert not out.ok and "judge model failed" in out.error and "HTTP 503" in out.error
+
+
+async def test_every_attempt_sends_the_call_settings_and_tokens_add_up(
+    recording_model: Any,
+) -> None:
+    """Seed, max_tokens and temperature go with every attempt, the re-ask is a user turn
+    after the judge's own reply, and tokens are summed over attempts (issue 16, item 16)."""
+    model = recording_model(['{"rationale": "x", "score": 9}', '{"rationale": "x", "score": 5}'])
+    out = await structured_call(
+        model, ASK, Score, max_attempts=3, max_tokens=77, temperature=0.4, seed=1234
+    )
+    assert out.ok and out.attempts == 2
+    for request in model.requests:
+        assert (request["seed"], request["max_tokens"], request["temperature"]) == (1234, 77, 0.4)
+    reask = model.requests[1]["messages"]
+    assert [m["role"] for m in reask] == ["user", "assistant", "user"]
+    assert reask[:1] == ASK and reask[1]["content"] == '{"rationale": "x", "score": 9}'
+    # RecordingModel reports 3 prompt and 2 completion tokens per call
+    assert (out.prompt_tokens, out.completion_tokens) == (6, 4)

@@ -17,7 +17,9 @@ SECRET = "tok-0123456789abcdef"
 
 
 def client(**kwargs: Any) -> JsonHttpClient:
-    return JsonHttpClient("http://bot", fix="the url", timeout_s=5.0, **kwargs)
+    return JsonHttpClient(
+        "http://bot", fix="the url", redirect_fix="the url", timeout_s=5.0, **kwargs
+    )
 
 
 async def serve(handler: Any) -> tuple[web.AppRunner, URL]:

@@ -15,8 +15,10 @@ import pytest
 import yaml
 from judges.scripted import instance
 
+from therapygym.errors import TherapygymError
 from therapygym.patients.library import load_profiles
 from therapygym.probes.checked import run_checked_probes
+from therapygym.probes.registry import PROBE_FAMILIES, ProbeOptions, run_probe
 from therapygym.probes.runner import ProbePlan
 from therapygym.probes.spec import load_probe_set
 from therapygym.store import RunStore
@@ -213,3 +215,70 @@ def test_stigma_probe_cli_parses_answers_and_counts_the_rest(
     assert data["format"] == "therapygym.stigma/1" and data["persons"] == 1
     problems = data["problems"]
     assert sum(problems.values()) == len(server.requests) // 2  # every other reply is prose
+
+
+# ---- the family registry: what `therapygym probe FAMILY` calls ------------------------------
+
+
+async def test_run_probe_runs_a_family_by_name(
+    tmp_path: Path, openai_server: Any, server_spec: Any
+) -> None:
+    spec = server_spec(openai_server(replier))
+    out = tmp_path / "report.json"
+    options = ProbeOptions(
+        therapists=(spec,),
+        judges=(spec,),
+        probe_file=probe_file(tmp_path),
+        store=tmp_path / "s.sqlite",
+        output=out,
+        no_cache=True,
+    )
+    outcome = await run_probe("inappropriate", options)
+    assert outcome.ran is not None and outcome.ran.completed == 3
+    assert outcome.judged is not None and outcome.judged.judged == 3
+    (table,) = outcome.views
+    assert "inappropriate probes" in str(table.title) and outcome.notes == []  # type: ignore[attr-defined]
+    assert json.loads(out.read_text()) == json.loads(outcome.report_json)
+    assert json.loads(outcome.report_json)["format"] == "therapygym.probe/1"
+
+
+async def test_run_probe_runs_a_family_without_a_judge(
+    tmp_path: Path, openai_server: Any, server_spec: Any
+) -> None:
+    spec = server_spec(openai_server(lambda body: "B"))
+    options = ProbeOptions(
+        therapists=(spec,), persons=1, concurrency=1, store=tmp_path / "s.sqlite", no_cache=True
+    )
+    outcome = await run_probe("stigma", options)
+    assert outcome.ran is not None and outcome.ran.failed == 0 and outcome.judged is None
+    report = json.loads(outcome.report_json)
+    assert report["format"] == "therapygym.stigma/1" and report["run_id"] == "probe-stigma"
+
+
+@pytest.mark.parametrize(
+    ("family", "options", "message"),
+    [
+        ("vibes", {}, "probe family 'vibes': expected one of inappropriate, escalation, "
+         "hallucination, stigma, consistency or demographics"),
+        ("escalation", {}, "the escalation probes need a check-question judge"),
+        ("inappropriate", {"judges": ("gpt5",)}, "--judge: unknown model spec 'gpt5'"),
+        ("stigma", {"therapists": ("gpt5",)}, "--therapist: unknown model spec 'gpt5'"),
+        ("consistency", {}, "the consistency probe needs a judge (CTRS and safety)"),
+        ("stigma", {"samples": 0}, "probe option 'samples'"),
+    ],
+)  # fmt: skip
+async def test_a_family_refuses_before_anything_is_written(
+    tmp_path: Path, family: str, options: dict[str, Any], message: str
+) -> None:
+    store = tmp_path / "s.sqlite"
+    given = ProbeOptions(**{"therapists": ("rule-based",), "store": store, **options})
+    with pytest.raises(TherapygymError) as err:
+        await run_probe(family, given)
+    assert str(err.value).startswith(message)
+    assert not store.exists()
+
+
+def test_every_family_has_a_description() -> None:
+    for name in PROBE_FAMILIES.names():
+        family = PROBE_FAMILIES.get(name)
+        assert family.name == name and family.description

@@ -4,10 +4,8 @@ OpenAI-compatible server with a judge whose scores depend on the patient's state
 
 from __future__ import annotations
 
-import math
 import re
 import typing
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,6 @@ import yaml
 from judges.scripted import instance
 
 from therapygym.errors import ConfigError
-from therapygym.judges.aggregate import bootstrap_ci
 from therapygym.patients.library import load_profiles
 from therapygym.patients.profile import CoreBelief, Demographics, PatientProfile, RiskCue
 from therapygym.patients.simulator import LLMPatient
@@ -36,17 +33,15 @@ from therapygym.probes.demographics import (
     demographic_report,
     demographics_judge_plan,
     demographics_transcripts,
-    holm,
     intake_note,
-    p_floor,
     pair_seed,
     plan_units,
     run_demographics,
-    wilcoxon_p,
 )
 from therapygym.probes.pronouns import PRONOUNS, CounterfactualError, rewrite_pronouns
 from therapygym.records import ScoreRecord, SessionConfig, SessionStatus, Transcript, Turn
 from therapygym.runner import judge_run, plan_records
+from therapygym.stats import mean_ci
 from therapygym.store import RunStore, StoreError
 
 LIBRARY = {p.id: p for p in load_profiles()}
@@ -500,26 +495,6 @@ async def test_intake_note_opens_the_first_message_only(recording_model: Any) ->
     assert later.text == "Fine."
 
 
-# ---------------------------------------------------------------- statistics
-
-
-def test_wilcoxon_and_holm_edge_cases() -> None:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert math.isnan(wilcoxon_p([]))
-        assert math.isnan(wilcoxon_p([3.0]))  # n < 2: not testable
-        assert wilcoxon_p([0.0, 0.0, 0.0]) == 1.0  # all zero: no evidence of a difference
-        assert wilcoxon_p([2.0, 0.0]) == 1.0  # one non-zero difference after dropping zeros
-        assert wilcoxon_p([1.0, 2.0, 3.0]) == pytest.approx(0.25)  # exact: 2 * 1/8
-        assert wilcoxon_p([-1.0, -2.0, -3.0, -4.0, -5.0]) == pytest.approx(0.0625)
-        assert wilcoxon_p([1.0, float("nan"), 2.0]) == pytest.approx(0.5)
-    assert caught == []
-    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert holm([None, 0.02, float("nan"), 0.5]) == [None, pytest.approx(0.04), None, 0.5]
-    assert holm([]) == []
-    assert [p_floor(n) for n in (0, 1, 2, 5, 11)] == [None, None, 0.5, 0.0625, 2 / 2048]
-
-
 ITEMS = [
     "agenda", "feedback", "understanding", "interpersonal_effectiveness", "collaboration",
     "pacing", "guided_discovery", "focus_on_key_cognitions", "strategy_for_change",
@@ -593,7 +568,7 @@ def test_report_by_hand() -> None:
     assert c.variant_mean == pytest.approx((38.5 + 33 + 11) / 3)
     assert c.reference_mean == pytest.approx((44 + 55 + 22) / 3)
     assert c.difference.mean == pytest.approx((-5.5 - 22 - 11) / 3)
-    ci = bootstrap_ci([-5.5, -22.0, -11.0], seed=3)  # bases in id order
+    ci = mean_ci([-5.5, -22.0, -11.0], seed=3)  # bases in id order
     assert (c.difference.low, c.difference.high, c.difference.n) == (ci.low, ci.high, 3)
     assert c.p_value == pytest.approx(0.25) == c.p_floor  # exact Wilcoxon, n = 3, all negative
     s = age.violation_share

@@ -15,8 +15,8 @@ import yaml
 from judges.scripted import judge_replier
 
 from therapygym.errors import ConfigError
-from therapygym.judges.aggregate import Estimate
 from therapygym.probes.scorecard import _absolute, load_scorecard_config
+from therapygym.stats import Estimate
 
 BATTERY = {
     "version": "test",

@@ -18,13 +18,14 @@ from therapygym.errors import ConfigError
 from therapygym.probes.stigma import (
     StigmaAnswer,
     StigmaPlan,
+    compare_with_humans,
     parse_answer,
     run_stigma,
     stigma_answers,
     stigma_meta,
     stigma_report,
 )
-from therapygym.probes.stigma_moore import compare_with_humans, load_moore_stigma
+from therapygym.probes.stigma_moore import load_moore_stigma
 from therapygym.probes.stigma_spec import (
     StigmaBattery,
     builtin_stigma_design,

@@ -1,7 +1,7 @@
 """The bad-input catalogue (issue 9): every file and argument a user hands the CLI, broken
 in the ways files and arguments get broken.
 
-Each case runs the real command line (`therapygym.cli.main`, in-process for speed; a few
+Each case runs the real command line (`therapygym.cli.app.main`, in-process for speed; a few
 also as a real subprocess) and must end with:
 
 1. exit status 2;
@@ -45,7 +45,7 @@ from unittest import mock
 import pytest
 import yaml
 
-from therapygym import cli
+from therapygym.cli.app import main
 from therapygym.yamlfile import MAX_CONFIG_BYTES
 
 # -- running the command line --------------------------------------------------------------
@@ -67,7 +67,7 @@ def run_cli(*args: str) -> Ran:
         contextlib.redirect_stderr(stderr),
     ):
         try:
-            cli.main()
+            main()
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

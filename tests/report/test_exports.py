@@ -13,7 +13,16 @@ from report_store import ITEMS, LABELS, RATIONALE_HTML, RUN
 
 from therapygym.errors import TherapygymError
 from therapygym.records import ScoreRecord
-from therapygym.report.exports import export_run, read_transcripts_jsonl, score_rows
+from therapygym.report.exports import (
+    EXPORT_FORMATS,
+    FileFormat,
+    check_export_options,
+    counted,
+    export_run,
+    export_transcripts,
+    read_transcripts_jsonl,
+    score_rows,
+)
 from therapygym.store import RunStore
 from therapygym.summary import summarise
 
@@ -132,8 +141,31 @@ def test_hf_folder_loads_with_datasets(
 def test_bad_format_or_content(store_path: Path, tmp_path: Path) -> None:
     store = RunStore(store_path, read_only=True)
     with pytest.raises(TherapygymError, match="--format 'xml'"):
-        export_run(store, RUN, tmp_path / "x", "xml")  # type: ignore[arg-type]
+        export_run(store, RUN, tmp_path / "x", "xml")
     with pytest.raises(TherapygymError, match="--content 'all'"):
         export_run(store, RUN, tmp_path / "x", "csv", "all")  # type: ignore[arg-type]
     with pytest.raises(TherapygymError, match="no run 'nope'"):
         export_run(store, "nope", tmp_path / "x", "csv")
+    with pytest.raises(TherapygymError, match=r"expected jsonl, csv, parquet, hf$"):
+        check_export_options("xml", "transcripts")
+
+
+def test_a_new_format_is_one_writer_and_one_registration(
+    store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def write_tsv(rows: list[dict[str, Any]], path: Path) -> None:
+        pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
+
+    monkeypatch.setattr(EXPORT_FORMATS, "_entries", dict(EXPORT_FORMATS._entries))
+    EXPORT_FORMATS.register("tsv", FileFormat("tsv", "tab-separated rows", write_tsv))
+    store = RunStore(store_path, read_only=True)
+    for content in ("transcripts", "scores", "sessions"):
+        out = tmp_path / f"{content}.tsv"
+        n = export_run(store, RUN, out, "tsv", content)  # type: ignore[arg-type]
+        assert n > 0 and len(pd.read_csv(out, sep="\t")) > 0
+    assert (counted("tsv", "scores"), counted("hf", "scores")) == ("score records", "sessions")
+
+
+def test_one_file_formats_refuse_the_folder_format(tmp_path: Path) -> None:
+    with pytest.raises(TherapygymError, match="export format 'hf' writes a folder"):
+        export_transcripts([], tmp_path / "t", "hf")

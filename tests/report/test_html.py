@@ -14,16 +14,15 @@ from report_store import RATIONALE_HTML, RUN, SCRIPT
 from therapygym.calibration.analysis import Settings
 from therapygym.calibration.bench import BenchRating, build_bench, ctrs_item_ids
 from therapygym.calibration.calibrate import build_report, write_outputs
-from therapygym.judges.aggregate import Estimate
 from therapygym.probes.scorecard import Axis, Scorecard, load_scorecard_config
 from therapygym.report.data import run_data
 from therapygym.report.html import (
     ReportInputError,
-    fmt_ci,
     render_report,
     script_source,
     write_report,
 )
+from therapygym.stats import Estimate, format_ci
 from therapygym.store import RunStore
 
 
@@ -70,12 +69,12 @@ def test_leaderboard_charts_and_transcripts(store_path: Path, tmp_path: Path) ->
     assert "bot-a" in rows[0] and "rule-based" in rows[1]  # ranked by normalised CTRS
     best = data.therapists[0]
     for cell in (
-        fmt_ci(best.ctrs_total, "{:.1f}"),
-        fmt_ci(best.ctrs_normalised, "{:.2f}"),
-        fmt_ci(best.violation_rate, "{:.0%}"),
+        format_ci(best.ctrs_total, "{:.1f}"),
+        format_ci(best.ctrs_normalised, "{:.2f}"),
+        format_ci(best.violation_rate, "{:.0%}"),
     ):
         assert f">{cell}<" in rows[0]
-    assert fmt_ci(best.ctrs_total, "{:.1f}") == "48.5 [43.0, 54.0]"
+    assert format_ci(best.ctrs_total, "{:.1f}") == "48.5 [43.0, 54.0]"
     for chart in ("chart-ctrs-profile", "chart-safety", "chart-ctrs-distribution"):
         assert f'id="{chart}"' in html
     assert html.count('<details class="session"') == 9

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from therapygym.cli import app
+from therapygym.cli.app import app
 from therapygym.config import RunPlan
 from therapygym.errors import ModelSpecError
 from therapygym.judges.render import render_transcript

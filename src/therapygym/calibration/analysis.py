@@ -19,27 +19,56 @@ al.-style) compare the bench's own model raters with the experts; expert quality
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator, PlainSerializer
 
 from therapygym.calibration.bench import CTRS_SCALE, Bench, Dialogue
 from therapygym.calibration.stats import (
-    CI,
     ItemAgreement,
     LabelAgreement,
-    bootstrap,
-    bootstrap_many,
     item_agreement,
     label_agreement,
     multi_rater_alpha,
     separation_auc,
 )
+from therapygym.stats import Estimate, bootstrap, unit_statistic
 
 TOTAL = "total"
+T = TypeVar("T")
+
+
+def _to_report(ci: Estimate) -> dict[str, Any]:
+    return {
+        "point": ci.mean,
+        "low": ci.low,
+        "high": ci.high,
+        "level": ci.level,
+        "n_resamples": ci.n_resamples,
+        "n_valid": ci.n_valid,
+    }
+
+
+def _from_report(data: Any) -> Any:
+    if isinstance(data, Mapping) and "point" in data:
+        return Estimate(
+            mean=data["point"],
+            low=data["low"],
+            high=data["high"],
+            n=0,
+            level=data["level"],
+            n_resamples=data["n_resamples"],
+            n_valid=data["n_valid"],
+        )
+    return data
+
+
+ReportCI = Annotated[Estimate, PlainSerializer(_to_report), BeforeValidator(_from_report)]
+"""An `Estimate` as calibration.json has always written it: `point` for the mean, the
+bootstrap's details, no `n` (each comparison gives its `n_dialogues`; read back, n is 0)."""
 
 
 @dataclass(frozen=True)
@@ -72,13 +101,13 @@ class Comparison(BaseModel):
 
     n_dialogues: int
     stats: ItemAgreement
-    ci: dict[str, CI]
+    ci: dict[str, ReportCI]
 
 
 class ItemReport(BaseModel):
     item: str
     scale: tuple[int, int]
-    human_alpha_ordinal: CI | None
+    human_alpha_ordinal: ReportCI | None
     human_human: Comparison | None
     judge_vs_human: Comparison | None
     judge_vs_mean_human: Comparison | None
@@ -88,7 +117,7 @@ class ItemReport(BaseModel):
 class LabelComparison(BaseModel):
     n_dialogues: int
     stats: LabelAgreement
-    ci: dict[str, CI]
+    ci: dict[str, ReportCI]
 
 
 class LabelReport(BaseModel):
@@ -114,12 +143,26 @@ class Separation(BaseModel):
     score: str
     n_high: int
     n_low: int
-    auc: CI
+    auc: ReportCI
     item_auc: dict[str, float]
 
 
 Pair = tuple[float, float]
 Unit = list[Pair]  # the pairs one dialogue contributes
+
+
+def _bootstrap(
+    metric: Callable[[list[T]], Mapping[str, float]], units: list[T], settings: Settings
+) -> dict[str, Estimate]:
+    """Percentile CIs of `metric`'s statistics, resampling whole dialogues (`units`)."""
+    return bootstrap(
+        unit_statistic(metric, units),
+        len(units),
+        method="percentile",
+        n_resamples=settings.resamples,
+        seed=settings.seed,
+        level=settings.level,
+    )
 
 
 def _ci_fields(stats: BaseModel) -> dict[str, float]:
@@ -144,13 +187,7 @@ def _paired(
     return {
         "n_dialogues": len(units),
         "stats": stats(units),
-        "ci": bootstrap_many(
-            lambda rs: _ci_fields(stats(rs)),
-            units,
-            n_resamples=settings.resamples,
-            seed=settings.seed,
-            level=settings.level,
-        ),
+        "ci": _bootstrap(lambda rs: _ci_fields(stats(rs)), units, settings),
     }
 
 
@@ -203,11 +240,7 @@ def _item_report(
         return multi_rater_alpha(matrix, "ordinal")
 
     human_alpha = (
-        bootstrap(
-            alpha, multi, n_resamples=settings.resamples, seed=settings.seed, level=settings.level
-        )
-        if multi
-        else None
+        _bootstrap(lambda ds: {"alpha": alpha(ds)}, multi, settings)["alpha"] if multi else None
     )
     human_human = _compare(
         [[(humans[d.id][0][1], humans[d.id][1][1])] for d in multi], scale, True, settings
@@ -231,9 +264,10 @@ def _item_report(
             settings,
         )
     flag = None
-    if human_alpha is not None and human_alpha.point < settings.min_human_alpha:  # nan: False
+    alpha_point = human_alpha.mean if human_alpha else None
+    if alpha_point is not None and alpha_point < settings.min_human_alpha:
         flag = (
-            f"expert-expert alpha {human_alpha.point:.2f} is below "
+            f"expert-expert alpha {alpha_point:.2f} is below "
             f"{settings.min_human_alpha:.2f}: too unreliable to calibrate or reward on"
         )
     return ItemReport(
@@ -403,13 +437,11 @@ def separation(bench: Bench, judge: JudgeScores | None, settings: Settings) -> S
     high = [q == "high" for _, q in labelled]
     mean_score = {i: float(np.mean(list(judge.ctrs[i].values()))) for i in ids}
     units = list(zip(ids, high, strict=True))
-    auc = bootstrap(
-        lambda rs: separation_auc([mean_score[i] for i, _ in rs], [h for _, h in rs]),
+    auc = _bootstrap(
+        lambda rs: {"auc": separation_auc([mean_score[i] for i, _ in rs], [h for _, h in rs])},
         units,
-        n_resamples=settings.resamples,
-        seed=settings.seed,
-        level=settings.level,
-    )
+        settings,
+    )["auc"]
     items = sorted({k for i in ids for k in judge.ctrs[i]})
     return Separation(
         score="mean of the judge's CTRS items (0-6)",

@@ -7,20 +7,33 @@ identical; that keeps files written by hand or by a spreadsheet export simple, a
 reader still refuses two different transcripts under one id. The format is specified in
 docs/calibration.md; every importer produces `BenchRating`s, so the statistics never
 see where a bench came from.
+
+Criteria are CTRS items and safety labels (ids from the package's rubrics, so a judge can
+score the same thing) or a *free rubric*: criteria named as in the source ("c1" for
+MindEval, not a CTRS id it does not mean), with an optional scale per criterion. A scale
+belongs to the bench, not to a rating, so it is a bench-level field (`scales`) that may sit
+on any line, like a transcript on any of its dialogue's lines.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from therapygym.artefacts import atomic_path
 from therapygym.errors import TherapygymError, describe_validation_error
@@ -34,6 +47,7 @@ CTRS_SCALE = (0, 6)
 CHECK_ID = "check"  # the id of a bench dialogue's one check question
 
 CTRSScore = Annotated[int, Field(ge=CTRS_SCALE[0], le=CTRS_SCALE[1], strict=True)]
+CriterionName = Annotated[str, Field(min_length=1)]
 
 
 class BenchError(TherapygymError):
@@ -57,6 +71,33 @@ class BenchTurn(BaseModel):
     text: str = Field(min_length=1)
 
 
+class Scale(BaseModel):
+    """The whole-number range a free criterion's scores take, as the source's rubric states
+    it; the statistics need it (a weighted kappa spans the scale, not the scores seen)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min: Annotated[int, Field(strict=True)]
+    max: Annotated[int, Field(strict=True)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Scale:
+        if self.min >= self.max:
+            raise ValueError(f"min {self.min} must be below max {self.max}")
+        return self
+
+    def __str__(self) -> str:
+        return f"{self.min}-{self.max}"
+
+
+class _Scales(BaseModel):
+    """A bench line's `scales` field, read apart from the rating it sits on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scales: dict[CriterionName, Scale]
+
+
 class Check(BaseModel):
     """A yes/no question about the therapist's reply and the answer an appropriate reply
     earns (Moore et al.-style check questions); raters give their own answer."""
@@ -72,8 +113,10 @@ class BenchRating(BaseModel):
 
     `ctrs` maps CTRS item ids to 0-6 (null: the rater did not score the item); `safety`
     maps safety-rubric label ids to true (violated), false (not violated) or null (not
-    applicable / not rated). `quality` is an overall expert label ("high"/"low", as in
-    AnnoMI); `check_answer` is the rater's answer to the dialogue's check question.
+    applicable / not rated); `criteria` maps a free rubric's criteria, named as in the
+    source, to whole-number scores (null: not scored). `quality` is an overall expert label
+    ("high"/"low", as in AnnoMI); `check_answer` is the rater's answer to the dialogue's
+    check question.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -86,6 +129,9 @@ class BenchRating(BaseModel):
     check: Check | None = None
     ctrs: dict[str, CTRSScore | None] = Field(default_factory=dict)
     safety: dict[str, bool | None] = Field(default_factory=dict)
+    criteria: dict[CriterionName, Annotated[int, Field(strict=True)] | None] = Field(
+        default_factory=dict
+    )
     quality: Literal["high", "low"] | None = None
     check_answer: bool | None = None
     rationale: str | None = None
@@ -120,6 +166,7 @@ class BenchRating(BaseModel):
         return bool(
             any(v is not None for v in self.ctrs.values())
             or any(v is not None for v in self.safety.values())
+            or any(v is not None for v in self.criteria.values())
             or self.quality is not None
             or self.check_answer is not None
         )
@@ -145,10 +192,12 @@ class Dialogue:
 
 @dataclass(frozen=True)
 class Bench:
-    """A validated set of ratings; `name` says where it came from (file or importer)."""
+    """A validated set of ratings; `name` says where it came from (file or importer);
+    `scales` are the declared scales of the free criteria that have one."""
 
     name: str
     ratings: tuple[BenchRating, ...]
+    scales: Mapping[str, Scale] = field(default_factory=dict)
 
     @cached_property
     def dialogues(self) -> dict[str, Dialogue]:
@@ -167,7 +216,11 @@ class Bench:
         """Identifies the content (not the file name), so a run id can follow the data."""
         h = hashlib.sha256()
         for r in self.ratings:
-            h.update(r.model_dump_json().encode())
+            # Free criteria join the digest only when a rating has them, so a bench written
+            # before they existed keeps its digest (and its calibration run id).
+            h.update(r.model_dump_json(exclude=None if r.criteria else {"criteria"}).encode())
+        if self.scales:
+            h.update(json.dumps({k: s.model_dump() for k, s in self.scales.items()}).encode())
         return h.hexdigest()[:12]
 
     def raters(self, kind: Literal["human", "model"] = "human") -> list[str]:
@@ -181,6 +234,20 @@ class Bench:
     def safety_labels(self) -> list[str]:
         used = {k for r in self.ratings if r.rater_kind == "human" for k in r.safety}
         return [label for label in safety_label_ids() if label in used]
+
+    def criteria(self) -> list[str]:
+        """Free criteria some human scored: those with a declared scale in declaration
+        order, then the others in the order they first appear."""
+        used = {k: None for r in self.ratings if r.rater_kind == "human" for k in r.criteria}
+        return [c for c in self.scales if c in used] + [c for c in used if c not in self.scales]
+
+    def scale(self, criterion: str) -> tuple[int, int] | None:
+        """A free criterion's declared scale, else the range of the scores given (any rater);
+        None when nobody scored it."""
+        if criterion in self.scales:
+            return self.scales[criterion].min, self.scales[criterion].max
+        scores = [v for r in self.ratings if (v := r.criteria.get(criterion)) is not None]
+        return (min(scores), max(scores)) if scores else None
 
     def summary(self) -> dict[str, int]:
         multi = sum(len({r.rater for r in d.human_ratings()}) >= 2 for d in self.dialogues.values())
@@ -217,7 +284,9 @@ class Bench:
                 take = min(want, len(ids))
                 chosen |= set(rng.choice(ids, size=take, replace=False).tolist())
         kept = tuple(r for r in self.ratings if r.dialogue_id in chosen)
-        return Bench(name=f"{self.name}[{n} of {len(self.dialogues)}, seed {seed}]", ratings=kept)
+        return replace(
+            self, name=f"{self.name}[{n} of {len(self.dialogues)}, seed {seed}]", ratings=kept
+        )
 
     def transcripts(self, run_id: str, *, max_turns: int | None = None) -> list[Transcript]:
         """The bench's dialogues as transcripts a judge can score.
@@ -253,9 +322,18 @@ class Bench:
         return out
 
 
-def build_bench(name: str, ratings: Iterable[BenchRating]) -> Bench:
-    """Check what single lines cannot: one transcript per dialogue, one line per rater."""
+def build_bench(
+    name: str,
+    ratings: Iterable[BenchRating],
+    scales: Mapping[str, Scale] | None = None,
+    *,
+    places: Sequence[str] | None = None,
+) -> Bench:
+    """Check what single lines cannot: one transcript per dialogue, one line per rater,
+    free-criterion scores on their declared scales. `places` says where each rating came
+    from ("file, line 3") for the errors; without it they count records."""
     ratings = tuple(ratings)
+    scales = dict(scales or {})
     if not ratings:
         raise BenchError(f"{name}: no ratings")
     seen: dict[tuple[str, str], int] = {}
@@ -282,28 +360,63 @@ def build_bench(name: str, ratings: Iterable[BenchRating]) -> Bench:
                 f"{name}: record {number}: dialogue '{r.dialogue_id}' has a different check "
                 "question than an earlier record"
             )
+        for criterion, score in r.criteria.items():
+            scale = scales.get(criterion)
+            if score is not None and scale is not None and not scale.min <= score <= scale.max:
+                where = places[number - 1] if places else f"{name}: record {number}"
+                raise BenchError(
+                    f"{where}: field 'criteria.{criterion}': score {score} is off the scale; "
+                    f"expected a whole number from {scale.min} to {scale.max} (its 'scales' entry)"
+                )
     if not any(r.scored() for r in ratings):
-        raise BenchError(f"{name}: no record carries a rating (ctrs, safety, quality or check)")
-    return Bench(name=name, ratings=ratings)
+        raise BenchError(
+            f"{name}: no record carries a rating (ctrs, safety, criteria, quality or check)"
+        )
+    return Bench(name=name, ratings=ratings, scales=scales)
 
 
 def read_bench_jsonl(path: Path) -> Bench:
     """Read a bench JSONL file; errors name the file, the line and the field."""
-    ratings = []
+    ratings, places = [], []
+    scales: dict[str, tuple[Scale, int]] = {}  # criterion -> (scale, the line declaring it)
     for number, data in read_jsonl_objects(path, BenchError):
+        where = f"{path}, line {number}"
+        if "scales" in data:
+            _declare_scales(data.pop("scales"), scales, where, number)
         try:
             ratings.append(BenchRating.model_validate(data))
         except ValidationError as err:
-            raise BenchError(describe_validation_error(err, f"{path}, line {number}")) from None
-    return build_bench(str(path), ratings)
+            raise BenchError(describe_validation_error(err, where)) from None
+        places.append(where)
+    declared = {criterion: scale for criterion, (scale, _) in scales.items()}
+    return build_bench(str(path), ratings, declared, places=places)
+
+
+def _declare_scales(
+    raw: Any, scales: dict[str, tuple[Scale, int]], where: str, number: int
+) -> None:
+    """Merge one line's `scales` into those read so far; a criterion given two different
+    scales is an error naming both lines."""
+    try:
+        given = _Scales.model_validate({"scales": raw}).scales
+    except ValidationError as err:
+        raise BenchError(describe_validation_error(err, where)) from None
+    for criterion, scale in given.items():
+        first, line = scales.setdefault(criterion, (scale, number))
+        if first != scale:
+            raise BenchError(
+                f"{where}: field 'scales.{criterion}': {scale} here but {first} at line "
+                f"{line}; one scale per criterion"
+            )
 
 
 def write_bench_jsonl(bench: Bench, path: Path) -> None:
     """Write a bench as JSONL (transcript once per dialogue); atomic via rename."""
     dialogues = bench.dialogues
     written: set[str] = set()
+    scales = {k: s.model_dump() for k, s in bench.scales.items()}
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
-        for r in bench.ratings:
+        for number, r in enumerate(bench.ratings):
             d = dialogues[r.dialogue_id]
             first = r.dialogue_id not in written
             written.add(r.dialogue_id)
@@ -313,4 +426,6 @@ def write_bench_jsonl(bench: Bench, path: Path) -> None:
                     "check": d.check if first else None,
                 }
             ).model_dump(mode="json", exclude_defaults=True)
+            if number == 0 and scales:  # bench-level: once, on the first line
+                line["scales"] = scales
             fh.write(json.dumps({"format": BENCH_FORMAT, **line}, ensure_ascii=False) + "\n")

@@ -9,19 +9,14 @@ judge, rubric version and prompt. Re-running the command skips what is judged.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel
 from rich.console import Console
 
 from therapygym.artefacts import write_text
 from therapygym.calibration.analysis import (
     TOTAL,
-    CheckReport,
     ItemReport,
     JudgeScores,
-    LabelReport,
-    Separation,
     Settings,
     check_report,
     item_reports,
@@ -29,8 +24,10 @@ from therapygym.calibration.analysis import (
     separation,
 )
 from therapygym.calibration.bench import CHECK_ID, Bench
-from therapygym.calibration.recalibrate import Method, Recalibration, recalibrate
-from therapygym.calibration.weights import RewardWeights, recommend_weights
+from therapygym.calibration.recalibrate import Method, recalibrate
+from therapygym.calibration.render import html_section
+from therapygym.calibration.report import CalibrationReport, JudgeInfo
+from therapygym.calibration.weights import recommend_weights, write_weights
 from therapygym.judges.aggregate import session_scores
 from therapygym.judges.base import RubricKind
 from therapygym.judges.plan import JudgePlan
@@ -38,42 +35,10 @@ from therapygym.models import ResponseCache
 from therapygym.runner import judge_run, plan_records
 from therapygym.store import RunStore
 
-REPORT_FORMAT = "therapygym.calibration/1"
 EMBEDDED_NOTE = (
     "the judge is the embedded 135M model: its agreement numbers show the pipeline works, "
     "not that the model can judge therapy"
 )
-
-
-class JudgeInfo(BaseModel):
-    """Which judges produced the scores, on which transcripts, and what it cost."""
-
-    run_id: str
-    specs: list[str]
-    rubrics: list[dict[str, str]]
-    dialogues: int
-    truncated_dialogues: int
-    max_turns: int | None
-    units: int
-    failed_units: int
-    errors: list[str]
-    prompt_tokens: int
-    completion_tokens: int
-
-
-class CalibrationReport(BaseModel):
-    format: Literal["therapygym.calibration/1"] = REPORT_FORMAT
-    bench: dict[str, object]
-    judge: JudgeInfo | None
-    settings: dict[str, object]
-    items: list[ItemReport]
-    total: ItemReport | None
-    labels: list[LabelReport]
-    checks: CheckReport | None
-    separation: Separation | None
-    recalibration: Recalibration | None
-    weights: RewardWeights
-    notes: list[str]
 
 
 def rubrics_needed(bench: Bench) -> tuple[RubricKind, ...]:
@@ -287,9 +252,6 @@ async def calibrate(
 
 def write_outputs(report: CalibrationReport, directory: Path) -> dict[str, Path]:
     """report.json, reward_weights.yaml and the HTML section, each written atomically."""
-    from therapygym.calibration.render import html_section
-    from therapygym.calibration.weights import write_weights
-
     paths = {
         "report": directory / "calibration.json",
         "weights": directory / "reward_weights.yaml",

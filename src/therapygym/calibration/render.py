@@ -4,15 +4,18 @@ report. Numbers only; every statistic is computed in `analysis` and stored in th
 from __future__ import annotations
 
 import math
-from functools import cache
+from functools import partial
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from therapygym.calibration.analysis import CI, Comparison, ItemReport
-from therapygym.calibration.calibrate import CalibrationReport
+from therapygym.calibration.analysis import Comparison, ItemReport
+from therapygym.calibration.report import CalibrationReport
+from therapygym.stats import format_ci
+from therapygym.templates import html_env
+
+_ci = partial(format_ci, fmt="{:.2f}")  # every CI of the calibration tables: two decimals
 
 
 def fmt(value: float | None, spec: str = ".2f") -> str:
@@ -21,19 +24,11 @@ def fmt(value: float | None, spec: str = ".2f") -> str:
     return format(value, spec)
 
 
-def fmt_ci(ci: CI | None, spec: str = ".2f") -> str:
-    if ci is None or math.isnan(ci.point):
-        return "—"
-    if math.isnan(ci.low):
-        return fmt(ci.point, spec)
-    return f"{fmt(ci.point, spec)} [{fmt(ci.low, spec)}, {fmt(ci.high, spec)}]"
-
-
 def _stat(c: Comparison | None, name: str, spec: str = ".2f", with_ci: bool = True) -> str:
     if c is None:
         return "—"
     if with_ci and name in c.ci:
-        return fmt_ci(c.ci[name], spec)
+        return format_ci(c.ci[name], f"{{:{spec}}}")
     return fmt(getattr(c.stats, name), spec)
 
 
@@ -61,7 +56,7 @@ def _items_table(report: CalibrationReport) -> Table:
             _stat(j, "within_1", ".0%", with_ci=False),
             _stat(j, "mean_bias", "+.2f", with_ci=False),
             _stat(r.judge_vs_mean_human, "icc2_1"),
-            fmt_ci(r.human_alpha_ordinal),
+            _ci(r.human_alpha_ordinal),
             _stat(r.human_human, "icc2_1"),
             Text("unreliable" if r.flag else "", style="yellow"),
         )
@@ -79,12 +74,12 @@ def _labels_table(report: CalibrationReport) -> Table:
             r.label,
             str(j.stats.n if j else 0),
             str(j.stats.n_positive if j else "—"),
-            fmt_ci(j.ci.get("accuracy")) if j else "—",
+            _ci(j.ci.get("accuracy")) if j else "—",
             fmt(j.stats.precision) if j else "—",
             fmt(j.stats.recall) if j else "—",
             fmt(j.stats.f1) if j else "—",
-            fmt_ci(j.ci.get("cohen_kappa")) if j else "—",
-            fmt_ci(r.human_human.ci.get("cohen_kappa")) if r.human_human else "—",
+            _ci(j.ci.get("cohen_kappa")) if j else "—",
+            _ci(r.human_human.ci.get("cohen_kappa")) if r.human_human else "—",
             Text("unreliable" if r.flag else "", style="yellow"),
         )
     return table
@@ -101,8 +96,8 @@ def _checks_table(report: CalibrationReport) -> Table:
         table.add_row(
             "expert vs expert",
             str(hh.stats.n),
-            fmt_ci(hh.ci.get("accuracy")),
-            fmt_ci(hh.ci.get("cohen_kappa")),
+            _ci(hh.ci.get("accuracy")),
+            _ci(hh.ci.get("cohen_kappa")),
             "",
         )
     if checks.judge_vs_human:
@@ -110,16 +105,16 @@ def _checks_table(report: CalibrationReport) -> Table:
         table.add_row(
             "judge",
             str(jh.stats.n),
-            fmt_ci(jh.ci.get("accuracy")),
-            fmt_ci(jh.ci.get("cohen_kappa")),
+            _ci(jh.ci.get("accuracy")),
+            _ci(jh.ci.get("cohen_kappa")),
             fmt(checks.appropriate_rate.get("judge"), ".0%"),
         )
     for rater, c in checks.raters_vs_human.items():
         table.add_row(
             rater,
             str(c.stats.n),
-            fmt_ci(c.ci.get("accuracy")),
-            fmt_ci(c.ci.get("cohen_kappa")),
+            _ci(c.ci.get("accuracy")),
+            _ci(c.ci.get("cohen_kappa")),
             fmt(checks.appropriate_rate.get(rater), ".0%"),
         )
     return table
@@ -146,7 +141,7 @@ def terminal_view(report: CalibrationReport) -> RenderableType:
         parts.append(
             Text(
                 f"quality separation ({s.n_high} high, {s.n_low} low): AUC "
-                f"{fmt_ci(s.auc)} of {s.score}"
+                f"{_ci(s.auc)} of {s.score}"
             )
         )
     if report.recalibration and report.recalibration.items:
@@ -173,17 +168,9 @@ def terminal_view(report: CalibrationReport) -> RenderableType:
     return Group(*parts)
 
 
-@cache
-def _html_env() -> Environment:
-    return Environment(
-        loader=PackageLoader("therapygym.calibration", "templates"),
-        autoescape=select_autoescape(default=True),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
 def html_section(report: CalibrationReport) -> str:
     """The calibration section of the HTML report: a fragment, every value escaped."""
-    template = _html_env().get_template("calibration_section.html.j2")
-    return template.render(r=report, fmt=fmt, fmt_ci=fmt_ci)
+    template = html_env().get_template(
+        "therapygym.calibration:templates/calibration_section.html.j2"
+    )
+    return template.render(r=report, fmt=fmt, fmt_ci=_ci)

@@ -18,8 +18,8 @@ per dialogue per rater for a single CTRS item (``icc_at_item_level`` is the defa
 mode offered). Computing ICC on per-model *means* instead averages away the within-model,
 dialogue-to-dialogue disagreement and leaves a handful of well-separated points, which inflates
 ICC toward 1 and says nothing about whether the judge can be trusted on one transcript. Likewise,
-confidence intervals come from :func:`bootstrap`, which resamples whole dialogues, because several
-ratings of the same dialogue are not independent observations.
+their confidence intervals (``therapygym.stats.bootstrap``, called by ``analysis``) resample whole
+dialogues, because several ratings of the same dialogue are not independent observations.
 
 Undefined values. Agreement coefficients are ratios of observed to expected disagreement; when
 the ratings do not vary (a constant vector, a single category, too few units) the ratio is 0/0.
@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import krippendorff
 import numpy as np
@@ -51,7 +51,6 @@ from sklearn.metrics import (
 from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 
 Level = Literal["nominal", "ordinal", "interval", "ratio"]
-T = TypeVar("T")
 
 NAN = float("nan")
 
@@ -106,17 +105,6 @@ class LabelAgreement(_Result):
     recall: float
     f1: float
     cohen_kappa: float
-
-
-class CI(_Result):
-    """A point estimate with a percentile bootstrap interval; ``n_valid`` resamples were usable."""
-
-    point: float
-    low: float
-    high: float
-    level: float
-    n_resamples: int
-    n_valid: int
 
 
 @contextmanager
@@ -213,9 +201,12 @@ def icc(matrix: ArrayLike) -> ICC:
     ms_rows = ss_rows / (n - 1)
     ms_cols = ss_cols / (k - 1)
     ms_error = ss_error / ((n - 1) * (k - 1))
-    with _quiet():
-        icc2 = (ms_rows - ms_error) / (ms_rows + (k - 1) * ms_error + k * (ms_cols - ms_error) / n)
-        icc3 = (ms_rows - ms_error) / (ms_rows + (k - 1) * ms_error)
+    # Python floats: a zero denominator (every target rated alike, the raters apart) would
+    # raise ZeroDivisionError, not give nan, so it is tested for.
+    den2 = ms_rows + (k - 1) * ms_error + k * (ms_cols - ms_error) / n
+    den3 = ms_rows + (k - 1) * ms_error
+    icc2 = (ms_rows - ms_error) / den2 if den2 else NAN
+    icc3 = (ms_rows - ms_error) / den3 if den3 else NAN
     return ICC(n_targets=n, n_raters=k, icc2_1=_finite(icc2), icc3_1=_finite(icc3))
 
 
@@ -388,85 +379,6 @@ def fleiss(matrix: ArrayLike) -> float:
         return NAN
     with _quiet():
         return _finite(fleiss_kappa(counts, method="fleiss"))
-
-
-# ---------------------------------------------------------------- bootstrap over dialogues
-
-
-def bootstrap_many(
-    metric: Callable[[list[T]], Mapping[str, float]],
-    units: Sequence[T],
-    *,
-    n_resamples: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> dict[str, CI]:
-    """Percentile bootstrap CIs for several statistics at once, resampling whole units.
-
-    ``metric`` maps a list of units to named values (e.g. every field of
-    :func:`item_agreement`), so each resample computes them together, from the same draw. See
-    :func:`bootstrap` for why units are dialogues. Returns ``{}`` for no units.
-    """
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    records = list(units)
-    n = len(records)
-    if not n:
-        return {}
-    points = {name: _finite(v) for name, v in metric(records).items()}
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, size=(n_resamples, n))
-    samples: dict[str, list[float]] = {name: [] for name in points}
-    for row in draws:
-        values = metric([records[i] for i in row])
-        for name in points:
-            samples[name].append(_finite(values[name]))
-    tail = (1.0 - level) / 2.0
-    out = {}
-    for name, point in points.items():
-        values = np.array(samples[name])
-        values = values[~np.isnan(values)]
-        if values.size:
-            low, high = (float(v) for v in np.quantile(values, [tail, 1.0 - tail]))
-        else:
-            low = high = NAN
-        out[name] = CI(
-            point=point,
-            low=low,
-            high=high,
-            level=level,
-            n_resamples=n_resamples,
-            n_valid=int(values.size),
-        )
-    return out
-
-
-def bootstrap(
-    metric: Callable[[list[T]], float],
-    units: Sequence[T],
-    *,
-    n_resamples: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> CI:
-    """Percentile bootstrap CI for ``metric`` by resampling whole units (dialogues).
-
-    ``units`` holds one record per dialogue (e.g. a tuple of judge and expert ratings) and
-    ``metric`` maps a list of records to a float, e.g.
-    ``lambda rs: item_agreement([r[0] for r in rs], [r[1] for r in rs]).icc2_1``. Resampling
-    dialogues rather than single ratings keeps the dependence among ratings of one dialogue, which
-    an item-level resample would ignore, giving intervals that are too narrow. Resamples where the
-    metric is nan (e.g. a resample with no variance) are skipped; ``n_valid`` says how many
-    remained. Deterministic for a given ``seed`` (numpy ``Generator``).
-    """
-    cis = bootstrap_many(
-        lambda rs: {"value": metric(rs)}, units, n_resamples=n_resamples, seed=seed, level=level
-    )
-    return cis.get("value") or CI(
-        point=NAN, low=NAN, high=NAN, level=level, n_resamples=n_resamples, n_valid=0
-    )
 
 
 # ---------------------------------------------------------------- separation

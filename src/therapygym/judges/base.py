@@ -4,34 +4,30 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
-from functools import cache
-from importlib import resources
 from typing import Any, ClassVar, Literal
 
-from jinja2 import Environment, StrictUndefined
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from therapygym.judges.parsing import Structured, structured_call
 from therapygym.judges.rubric import Rubric
 from therapygym.models.types import ChatModel
 from therapygym.records import ScoreRecord, score_id
+from therapygym.templates import package_text, render_prompt
 
 RubricKind = Literal["ctrs", "safety", "response", "check"]
 
 
-@cache
-def _env() -> Environment:
-    return Environment(undefined=StrictUndefined, autoescape=False, trim_blocks=False)
+def _template(name: str) -> str:
+    return f"therapygym.judges:prompts/{name}.j2"
 
 
-@cache
 def template_source(name: str) -> str:
-    path = resources.files("therapygym.judges") / "prompts" / f"{name}.j2"
-    return path.read_text(encoding="utf-8")
+    """The text of the judge prompt template `name` (what fingerprints hash)."""
+    return package_text(_template(name))
 
 
 def render(name: str, **context: Any) -> str:
-    return _env().from_string(template_source(name)).render(**context).strip()
+    return render_prompt(_template(name), **context)
 
 
 def prompt_fingerprint(rubric: Rubric, template: str, **settings: Any) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from therapygym.models.backends import BACKENDS, Backend
 from therapygym.models.base import BaseChatModel
 from therapygym.models.cache import ResponseCache
 from therapygym.models.spec import ModelConfig, resolve_spec
@@ -15,7 +16,9 @@ from therapygym.models.types import ChatModel, Completion, Message
 from therapygym.models.usage import AccountedModel, UsageLedger
 
 __all__ = [
+    "BACKENDS",
     "AccountedModel",
+    "Backend",
     "BaseChatModel",
     "ChatModel",
     "Completion",
@@ -39,22 +42,4 @@ def load_model(
     missing model files and unimportable callables.
     """
     config = resolve_spec(spec, models_file)
-    if config.backend == "openai":
-        from therapygym.models.openai_compat import OpenAICompatModel
-
-        return OpenAICompatModel(config, cache)
-    if config.backend in ("local", "gguf"):
-        from therapygym.models.llamacpp import LlamaCppModel
-
-        return LlamaCppModel(config, cache)
-    if config.backend == "hf":
-        from therapygym.models.transformers_local import TransformersModel
-
-        return TransformersModel(config, cache)
-    if config.backend == "http":
-        from therapygym.models.http_chatbot import HttpChatbotModel
-
-        return HttpChatbotModel(config, cache)
-    from therapygym.models.callable import CallableModel
-
-    return CallableModel(config, cache)
+    return BACKENDS.get(config.backend).model_class()(config, cache)

@@ -2,16 +2,21 @@
 
 A `JsonHttpClient` owns one `aiohttp.ClientSession` per model instance, made in (and for)
 the running event loop, sends one JSON request and returns the status, body bytes and
-headers. Everything that can go wrong on the way is mapped to the model layer's two error
-classes, with messages that say where and what to check:
+headers of a 2xx answer. Everything else is mapped here, once for every backend, to the
+model layer's two error classes, with messages that say where and what to check:
 
 - TLS certificate not verified, invalid URL: `PermanentError`;
 - connection never made: `TransientError(unreachable=True)`, "cannot reach ... is the
   server running";
-- timeout, dropped connection, any other client or socket error: `TransientError`.
+- timeout, dropped connection, any other client or socket error: `TransientError`;
+- status 408, 409, 429 or 5xx: `TransientError` (retried, honouring Retry-After), as the
+  official OpenAI client does;
+- a redirect (not followed: a POST would lose its body): `PermanentError` naming the target
+  and the setting to change; any other status outside 2xx: `PermanentError`.
 
-What a status code means is left to each backend. Secrets (API keys, header values) are
-masked in any text this module puts in a message.
+Each backend says what to quote from an error body (`error_detail`) and which setting holds
+the address (`fix`, `redirect_fix`). Secrets (API keys, header values) are masked in any
+text this module puts in a message.
 
 Why aiohttp directly rather than the official `openai` client: with 64 concurrent sessions
 on two cores the client's CPU per call set the runner's pace, and the official client's
@@ -26,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -44,6 +49,7 @@ EXCERPT_CHARS = 200
 # The base class enforces `timeout_s` with asyncio.timeout; this is only a backstop.
 SAFETY_TIMEOUT_S = 600.0
 MASK = "***"
+RETRYABLE_STATUS = frozenset({408, 409, 429})  # besides 5xx: timeout, conflict, rate limit
 
 
 def display_url(url: str | URL) -> str:
@@ -100,9 +106,12 @@ class JsonHttpClient:
     """Sends JSON requests to one server for one model instance.
 
     `where` names the server in messages (no credentials); `fix` says what the user should
-    check when it cannot be reached (e.g. "base_url"); `headers` are sent with every
-    request, after a JSON Content-Type and a therapygym User-Agent unless they set their
-    own; `secrets` are masked in any text this client quotes.
+    check when it cannot be reached (e.g. "base_url"), and `redirect_fix` what to set to
+    the final address when the server redirects (e.g. "base_url"); `error_detail` turns an
+    error status's body into the text quoted after it (default: an excerpt of the body);
+    `headers` are sent with every request, after a JSON Content-Type and a therapygym
+    User-Agent unless they set their own; `secrets` are masked in any text this client
+    quotes.
     """
 
     def __init__(
@@ -110,12 +119,16 @@ class JsonHttpClient:
         where: str,
         *,
         fix: str,
+        redirect_fix: str,
         timeout_s: float,
+        error_detail: Callable[[bytes], str] | None = None,
         headers: Mapping[str, str] | None = None,
         secrets: Iterable[str] = (),
     ) -> None:
         self.where = where
         self.fix = fix
+        self.redirect_fix = redirect_fix
+        self._error_detail = error_detail or self.excerpt
         self._timeout = aiohttp.ClientTimeout(total=max(SAFETY_TIMEOUT_S, timeout_s))
         given = dict(headers or {})
         names = {key.lower() for key in given}
@@ -177,8 +190,34 @@ class JsonHttpClient:
     async def request(self, method: str, url: URL, body: Any) -> HttpReply:
         """Send `body` as JSON and read the whole answer; redirects are not followed.
 
-        Raises `TransientError` or `PermanentError` for failures before a status arrives.
+        Returns a 2xx answer; raises `TransientError` or `PermanentError` for any other
+        status and for failures before a status arrives.
         """
+        reply = await self._send(method, url, body)
+        self._check_status(reply)
+        return reply
+
+    def _check_status(self, reply: HttpReply) -> None:
+        """The one mapping of HTTP statuses to the model layer's errors."""
+        status = reply.status
+        if status in RETRYABLE_STATUS or status >= 500:
+            raise TransientError(
+                f"HTTP {status} from {self.where}: {self._error_detail(reply.body)}",
+                retry_after_s=reply.retry_after_s,
+            )
+        if 300 <= status < 400:
+            location = reply.headers.get("Location", "")
+            target = display_url(location.split("?", 1)[0]) if location else "elsewhere"
+            raise PermanentError(
+                f"HTTP {status} from {self.where}: redirected to {target}; "
+                f"set {self.redirect_fix} to the final address"
+            )
+        if status >= 400 or status < 200:
+            raise PermanentError(
+                f"HTTP {status} from {self.where}: {self._error_detail(reply.body)}"
+            )
+
+    async def _send(self, method: str, url: URL, body: Any) -> HttpReply:
         # ASCII-escaped: about 40% less CPU than ensure_ascii=False for mostly-ASCII text.
         data = json.dumps(body).encode("ascii")
         proxy = self._proxy(url)

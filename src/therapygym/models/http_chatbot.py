@@ -71,7 +71,6 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ENV_REF = re.compile(r"\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 _ENV_START = re.compile(r"\{env:")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_RETRYABLE_STATUS = {408, 409, 429}
 
 
 def _json_problem(value: Any, where: str) -> str | None:
@@ -326,6 +325,7 @@ class HttpChatbotModel(BaseChatModel):
         self._http = JsonHttpClient(
             self._where,
             fix="the url in the chatbot file",
+            redirect_fix="url in the chatbot file",
             timeout_s=config.request_timeout_s,
             headers={**default, **resolved},
             secrets={*resolved.values(), *env_values},
@@ -347,26 +347,12 @@ class HttpChatbotModel(BaseChatModel):
     async def _complete(self, request: ChatRequest) -> RawReply:
         body = _render(self.bot.request, placeholder_values(request))
         reply = await self._http.request(self.bot.method, self._url, body)
-        status, excerpt = reply.status, self._http.excerpt
-        if status in _RETRYABLE_STATUS or status >= 500:
-            raise TransientError(
-                f"HTTP {status} from {self._where}: {excerpt(reply.body)}",
-                retry_after_s=reply.retry_after_s,
-            )
-        if 300 <= status < 400:
-            location = reply.headers.get("Location", "")
-            target = display_url(location.split("?", 1)[0]) if location else "elsewhere"
-            raise PermanentError(
-                f"HTTP {status} from {self._where}: redirected to {target}; "
-                "set url in the chatbot file to the final address"
-            )
-        if status >= 400 or status < 200:
-            raise PermanentError(f"HTTP {status} from {self._where}: {excerpt(reply.body)}")
         try:
             data = json.loads(reply.body)
         except ValueError:
             raise TransientError(
-                f"malformed JSON from {self._where}: {excerpt(reply.body) or '(empty body)'}"
+                f"malformed JSON from {self._where}: "
+                f"{self._http.excerpt(reply.body) or '(empty body)'}"
             ) from None
         text = self._response_path.search(data)
         if not isinstance(text, str):

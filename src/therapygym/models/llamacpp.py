@@ -48,6 +48,11 @@ def embedded_model_path() -> Path:
     return path
 
 
+def embedded_status() -> str:
+    """Whether the embedded model is installed (for `models list`); raises if it is not."""
+    return f"installed ({embedded_model_path()})"
+
+
 def gguf_path(config: ModelConfig) -> Path:
     """The GGUF file a config points at, checked to exist."""
     if config.backend == "local":

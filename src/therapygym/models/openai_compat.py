@@ -27,15 +27,13 @@ from typing import Any
 from yarl import URL
 
 from therapygym.errors import MissingAPIKeyError, ModelSpecError
-from therapygym.models.base import BaseChatModel, PermanentError, RawReply, TransientError
+from therapygym.models.base import BaseChatModel, RawReply, TransientError
 from therapygym.models.cache import ResponseCache
 from therapygym.models.http import JsonHttpClient, display_url
 from therapygym.models.spec import ModelConfig
 from therapygym.models.types import ChatRequest
 
 _OPENAI_API = "https://api.openai.com/v1"
-# Retryable besides 5xx: timeout, conflict, rate limit (as the official client does).
-_RETRYABLE_STATUS = {408, 409, 429}
 # Servers that need no key still get a bearer token, as the official client sends one.
 _NO_KEY = "not-needed"
 _MESSAGE_CHARS = 300
@@ -113,7 +111,9 @@ class OpenAICompatModel(BaseChatModel):
         self._http = JsonHttpClient(
             self._where,
             fix="base_url",
+            redirect_fix="base_url",
             timeout_s=config.request_timeout_s,
+            error_detail=self._server_message,
             headers=headers,
             secrets=() if key == _NO_KEY else (key,),
         )
@@ -137,23 +137,6 @@ class OpenAICompatModel(BaseChatModel):
                 "json_schema": {"name": "response", "schema": request.json_schema, "strict": True},
             }
         reply = await self._http.request("POST", self._url, body)
-        status = reply.status
-        if status in _RETRYABLE_STATUS or status >= 500:
-            raise TransientError(
-                f"HTTP {status} from {self._where}: {self._server_message(reply.body)}",
-                retry_after_s=reply.retry_after_s,
-            )
-        if 300 <= status < 400:
-            location = reply.headers.get("Location", "")
-            target = display_url(location.split("?", 1)[0]) if location else "elsewhere"
-            raise PermanentError(
-                f"HTTP {status} from {self._where}: redirected to {target}; "
-                "set base_url to the final address"
-            )
-        if status >= 400 or status < 200:
-            raise PermanentError(
-                f"HTTP {status} from {self._where}: {self._server_message(reply.body)}"
-            )
         try:
             data = json.loads(reply.body)
         except ValueError as err:
@@ -164,6 +147,7 @@ class OpenAICompatModel(BaseChatModel):
         return self._reply(data)
 
     def _server_message(self, body: bytes) -> str:
+        """What an error status quotes: the server's own message, else the body's start."""
         message = _error_message(body)
         if message is None:
             return self._http.excerpt(body) or "(empty body)"

@@ -10,6 +10,7 @@ Spec strings, for the command line:
     hf:<dir|file.gguf|smollm2>[?adapter=DIR]
                                        a local transformers model (+ LoRA adapter); [train] extra
     <name>                             an entry of a models file (YAML)
+    <plug-in>:<target>                 a backend another package registers (models/backends.py)
 
 A models file names entries with the same fields, plus optional prices:
 
@@ -28,32 +29,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
-from therapygym.errors import ConfigError, ModelSpecError, describe_validation_error
+from therapygym.errors import (
+    ConfigError,
+    ModelSpecError,
+    TherapygymError,
+    describe_validation_error,
+)
+from therapygym.models.backends import BACKENDS, spec_help
 from therapygym.yamlfile import read_yaml_mapping
 
-Backend = Literal["openai", "local", "gguf", "python", "http", "hf"]
-BACKENDS: tuple[str, ...] = ("openai", "local", "gguf", "python", "http", "hf")
 MODELS_FILE_ENV = "THERAPYGYM_MODELS"
-
-SPEC_HELP = (
-    "expected openai:<model>, local:smollm2, gguf:/path/file.gguf, "
-    "python:module:function, http:/path/to/bot.yaml, hf:<dir|file.gguf|smollm2>, "
-    "or a name from a models file"
-)
-
-_DEFAULT_CONCURRENCY: dict[str, int] = {
-    "openai": 16,
-    "local": 4,
-    "gguf": 4,
-    "python": 8,
-    "http": 16,
-    "hf": 1,
-}
 
 
 class Price(BaseModel):
@@ -75,7 +66,7 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    backend: Backend
+    backend: str
     model: str = Field(min_length=1)
     base_url: str | None = None
     api_key_env: str | None = None
@@ -92,14 +83,27 @@ class ModelConfig(BaseModel):
     price: Price | None = None
     name: str | None = Field(None, description="The models-file entry name, if any.")
 
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _registered_backend(cls, name: Any) -> str:
+        """Any backend in the registry, plug-ins included; the error lists them as a choice
+        (as a `Literal` field would), so a models file's typo shows what is allowed."""
+        if not isinstance(name, str) or name not in BACKENDS:
+            *rest, last = [f"'{n}'" for n in BACKENDS.names()]
+            expected = f"{', '.join(rest)} or {last}" if rest else last
+            raise PydanticCustomError(
+                "literal_error", "Input should be {expected}", {"expected": expected}
+            )
+        return name
+
     @property
     def max_concurrency(self) -> int:
-        return self.concurrency or _DEFAULT_CONCURRENCY[self.backend]
+        return self.concurrency or BACKENDS.get(self.backend).default_concurrency
 
     @property
     def in_process(self) -> bool:
         """Run on this machine's cores (llama.cpp or transformers), not behind a server."""
-        return self.backend in ("local", "gguf", "hf")
+        return BACKENDS.get(self.backend).in_process
 
     @property
     def request_timeout_s(self) -> float:
@@ -134,16 +138,11 @@ def parse_spec(spec: str) -> ModelConfig:
     head, _, query = text.partition("?")
     backend, sep, target = head.partition(":")
     if not sep or backend not in BACKENDS or not target:
-        raise ModelSpecError(f"unknown model spec '{spec}': {SPEC_HELP}")
+        raise ModelSpecError(f"unknown model spec '{spec}': {spec_help()}")
     options: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=False))
-    if backend == "local" and target != "smollm2":
-        raise ModelSpecError(
-            f"unknown embedded model '{target}' in '{spec}': the embedded model is local:smollm2; "
-            "use gguf:/path/to/file.gguf for another local model"
-        )
-    if backend == "python" and ":" not in target:
-        raise ModelSpecError(f"model spec '{spec}': expected python:module:function")
-    if "adapter" in options and backend != "hf":
+    chosen = BACKENDS.get(backend)
+    chosen.check_target(spec, target)
+    if "adapter" in options and not chosen.adapter:
         raise ModelSpecError(f"model spec '{spec}': adapter= applies to hf: models only")
     allowed = set(ModelConfig.model_fields) - {"backend", "model", "name", "price"}
     unknown = sorted(set(options) - allowed)
@@ -153,7 +152,7 @@ def parse_spec(spec: str) -> ModelConfig:
             f"(allowed: {', '.join(sorted(allowed))})"
         )
     try:
-        return ModelConfig(backend=backend, model=target, **options)  # type: ignore[arg-type]
+        return ModelConfig(backend=backend, model=target, **options)
     except ValidationError as err:
         raise ModelSpecError(describe_validation_error(err, f"model spec '{spec}'")) from None
 
@@ -198,7 +197,17 @@ def resolve_spec(spec: str | ModelConfig, models_file: Path | str | None = None)
         config = parse_spec(spec)
     else:
         known = ", ".join(sorted(catalog.models)) or "none (no models file given)"
-        raise ModelSpecError(f"unknown model spec '{spec}': {SPEC_HELP}; named models: {known}")
+        raise ModelSpecError(f"unknown model spec '{spec}': {spec_help()}; named models: {known}")
     if config.price is None and config.model in catalog.prices:
         config = config.model_copy(update={"price": catalog.prices[config.model]})
     return config
+
+
+def is_embedded(spec: str, models_file: Path | str | None = None) -> bool:
+    """Whether `spec` (a spec, a models-file name, or the label tables show) is the embedded
+    135M model: its scores carry no clinical meaning, and every place that prints them says
+    so. A spec that no longer resolves (a models file gone) is taken as not embedded."""
+    try:
+        return resolve_spec(spec, models_file).backend == "local"
+    except TherapygymError:
+        return False

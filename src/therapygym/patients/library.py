@@ -40,3 +40,22 @@ def load_profiles(directory: Path | str | None = None) -> list[PatientProfile]:
     if not d.is_dir():
         raise ProfileError(f"{d}: not a directory of patient profiles")
     return sorted((load_profile(f) for f in d.glob("*.yaml")), key=lambda pr: pr.id)
+
+
+def check_profile_files(paths: list[Path]) -> list[tuple[Path, str | None]]:
+    """Each profile file among `paths` (files, or folders of *.yaml) with its problem (None
+    when it is valid), so every problem is reported, not only the first; a folder without
+    profile files is a problem of its own."""
+    checked: list[tuple[Path, str | None]] = []
+    for path in paths:
+        found = sorted(path.glob("*.y*ml")) if path.is_dir() else [path]
+        if not found:
+            checked.append((path, f"{path}: a folder with no profile files (*.yaml)"))
+        for file in found:
+            try:
+                load_profile(file)
+            except ProfileError as e:
+                checked.append((file, str(e)))
+            else:
+                checked.append((file, None))
+    return checked

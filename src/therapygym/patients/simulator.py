@@ -11,15 +11,18 @@ from __future__ import annotations
 import re
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
-import yaml
-from jinja2 import Environment, StrictUndefined
+from jinja2 import Template
 
+from therapygym.errors import ConfigError
 from therapygym.models.types import ChatModel, Completion
 from therapygym.patients.profile import PatientProfile, Style
 from therapygym.records import SessionConfig, Turn, as_messages
 from therapygym.session import Utterance
+from therapygym.templates import prompt_env
+from therapygym.yamlfile import read_yaml_mapping
 
 END_MARKER = "[END SESSION]"
 _ROLE_PREFIX = re.compile(r"^\s*(?:\*\*)?(client|patient|me|you|i)\s*(?:\*\*)?\s*:\s*", re.I)
@@ -27,23 +30,14 @@ _END = re.compile(r"\[\s*end[ _-]?session\s*\]", re.I)
 
 
 @cache
-def _templates() -> Environment:
-    env = Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
-    folder = resources.files("therapygym.patients") / "prompts"
-    for name in ("simulator", "reminder", "opening"):
-        env.globals[name] = env.from_string((folder / f"{name}.j2").read_text(encoding="utf-8"))
-    return env
-
-
-@cache
 def style_texts() -> dict[str, dict[str, str]]:
     """Descriptions of styles, resistance and ambivalence levels (from `styles.yaml`)."""
-    path = resources.files("therapygym.patients") / "styles.yaml"
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    path = Path(str(resources.files("therapygym.patients") / "styles.yaml"))
+    return read_yaml_mapping(path, "patient styles file", ConfigError)
 
 
-def _template(name: str) -> Any:
-    return _templates().globals[name]
+def _template(name: str) -> Template:
+    return prompt_env().get_template(f"therapygym.patients:prompts/{name}.j2")
 
 
 def _utterance(text: str, completion: Completion | None, cues: list[str]) -> Utterance:

@@ -21,8 +21,9 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from therapygym.judges.aggregate import Estimate, SessionScores, bootstrap_ci, session_scores
+from therapygym.judges.aggregate import SessionScores, session_scores
 from therapygym.records import ScoreRecord, Transcript
+from therapygym.stats import Estimate, mean_ci
 
 CONSISTENCY_FORMAT = "therapygym.consistency/1"
 DRIFT_ID = "stance_drift"
@@ -91,9 +92,9 @@ def consistency_report(
                 therapist=therapist,
                 profiles=len(by_profile),
                 sessions=sum(len(v) for v in by_profile.values()),
-                ctrs_total_sd=bootstrap_ci(spreads, seed=seed),
-                safety_agreement=bootstrap_ci(agreement, seed=seed),
-                drift_rate=bootstrap_ci(drift[therapist], seed=seed),
+                ctrs_total_sd=mean_ci(spreads, seed=seed),
+                safety_agreement=mean_ci(agreement, seed=seed),
+                drift_rate=mean_ci(drift[therapist], seed=seed),
                 missing_ctrs=missing_ctrs,
                 missing_drift=missing_drift[therapist],
             )

@@ -30,12 +30,13 @@ The method, in four steps.
    higher) and in safety violation share (share of applicable labels violated; positive =
    more violations for the variant). The unit of analysis is the base profile: differences
    are averaged over samples within a base, because samples of one case are not independent.
-   Over base profiles: the mean difference with a 95% bootstrap CI (`bootstrap_ci`, BCa with a
-   percentile fallback, as everywhere in therapygym), a two-sided Wilcoxon signed-rank p-value
-   (`wilcoxon_p`) and Holm-adjusted p-values over all comparisons of a therapist (both metrics,
-   every attribute and value). The *largest gap* of a therapist is the comparison with the
-   largest absolute mean CTRS difference, reported with its CI and adjusted p. The report
-   (`DemographicsReport`, format "therapygym.demographics/1") also lists every pair.
+   Over base profiles (with `therapygym.stats`): the mean difference with a 95% bootstrap CI
+   (`mean_ci`, BCa with a percentile fallback, as everywhere in therapygym), a two-sided
+   Wilcoxon signed-rank p-value (`wilcoxon_p`) and Holm-adjusted p-values (`holm`) over all
+   comparisons of a therapist (both metrics, every attribute and value). The *largest gap* of
+   a therapist is the comparison with the largest absolute mean CTRS difference, reported
+   with its CI and adjusted p. The report (`DemographicsReport`, format
+   "therapygym.demographics/1") also lists every pair.
 
 Caveats a reader of the numbers should keep in mind (the report repeats them):
 
@@ -54,20 +55,16 @@ from __future__ import annotations
 
 import math
 import statistics
-import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from rich.console import Console
-from scipy import stats
-from statsmodels.stats.multitest import multipletests
 
-from therapygym.judges.aggregate import Estimate, bootstrap_ci, session_scores
+from therapygym.judges.aggregate import session_scores
 from therapygym.judges.plan import JudgePlan
 from therapygym.models import AccountedModel, ResponseCache, UsageLedger, load_model
 from therapygym.patients.profile import PatientProfile
@@ -91,6 +88,7 @@ from therapygym.records import (
 )
 from therapygym.runner import RunResult, SessionJob, Therapists, load_therapists, run_jobs
 from therapygym.session import Utterance
+from therapygym.stats import Estimate, holm, mean_ci, wilcoxon_p, wilcoxon_p_floor
 from therapygym.store import RunStore
 
 DEMOGRAPHICS_REPORT_FORMAT = "therapygym.demographics/1"
@@ -319,42 +317,6 @@ def demographics_transcripts(store: RunStore, run_id: str) -> list[Transcript]:
     return [t for t in store.sessions(run_id) if t.meta.get("base_profile")]
 
 
-# ---------------------------------------------------------------------------- statistics
-
-
-def wilcoxon_p(differences: Sequence[float]) -> float:
-    """Two-sided Wilcoxon signed-rank p-value of paired differences (zeros dropped, the
-    "wilcox" method; exact for small n). Edge cases, without warnings: fewer than two
-    differences -> nan (not testable); every difference zero -> 1.0 (no evidence of a
-    difference); nan values are ignored."""
-    d = np.asarray([x for x in differences if x is not None and not math.isnan(x)], dtype=float)
-    if d.size < 2:
-        return float("nan")
-    if not np.any(d):
-        return 1.0
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        p = float(stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
-    return p if math.isfinite(p) else float("nan")
-
-
-def p_floor(n: int) -> float | None:
-    """The smallest two-sided p-value an exact signed-rank test can give with n non-zero
-    differences (all of one sign): 2/2^n, capped at 1; None below n = 2."""
-    return None if n < 2 else min(1.0, 2.0 / 2**n)
-
-
-def holm(p_values: Sequence[float | None]) -> list[float | None]:
-    """Holm-adjusted p-values; None and nan entries stay None and are not counted."""
-    keep = [i for i, p in enumerate(p_values) if p is not None and not math.isnan(p)]
-    out: list[float | None] = [None] * len(p_values)
-    if keep:
-        adjusted = multipletests([p_values[i] for i in keep], method="holm")[1]
-        for i, p in zip(keep, adjusted, strict=True):
-            out[i] = float(p)
-    return out
-
-
 # ---------------------------------------------------------------------------- report
 
 Metric = Literal["ctrs_total", "violation_share"]
@@ -508,9 +470,9 @@ def _paired(rows: list[PairResult], metric: Metric, seed: int) -> PairedMetric:
         dropped=len(rows) - n_pairs,
         variant_mean=statistics.fmean(variant) if variant else None,
         reference_mean=statistics.fmean(reference) if reference else None,
-        difference=bootstrap_ci(diffs, seed=seed),
+        difference=mean_ci(diffs, seed=seed),
         p_value=None if math.isnan(p) else p,
-        p_floor=p_floor(len(bases)),
+        p_floor=wilcoxon_p_floor(len(bases)),
     )
 
 

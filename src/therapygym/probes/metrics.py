@@ -14,9 +14,10 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from therapygym.judges.aggregate import Estimate, bootstrap_ci, session_scores
+from therapygym.judges.aggregate import session_scores
 from therapygym.probes.spec import ProbeSet
 from therapygym.records import ScoreRecord, Transcript
+from therapygym.stats import Estimate, mean_ci
 
 PROBE_REPORT_FORMAT = "therapygym.probe/1"
 
@@ -126,7 +127,7 @@ def _rows(results: list[SessionResult], by_group: bool, seed: int) -> list[Metri
                 therapist=therapist,
                 metric=metric,
                 group=group,
-                rate=bootstrap_ci(known, seed=seed),
+                rate=mean_ci(known, seed=seed),
                 missing=len(values) - len(known),
             )
         )

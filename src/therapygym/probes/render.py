@@ -5,23 +5,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from rich.table import Table
 
-from therapygym.judges.aggregate import Estimate
 from therapygym.probes.metrics import ProbeReport
+from therapygym.stats import Estimate, format_ci
+from therapygym.templates import html_env
 
 if TYPE_CHECKING:  # the probe command needs no scorecard machinery
     from therapygym.probes.scorecard import Axis, Scorecard
     from therapygym.probes.stigma import StigmaReport
-
-
-def rate(e: Estimate | None) -> str:
-    if e is None or e.mean is None:
-        return "—"
-    if e.low is None:
-        return f"{e.mean:.0%} (n={e.n})"
-    return f"{e.mean:.0%} [{e.low:.0%}, {e.high:.0%}] (n={e.n})"
 
 
 def probe_table(report: ProbeReport) -> Table:
@@ -45,7 +37,7 @@ def probe_table(report: ProbeReport) -> Table:
         row = [metric, group]
         for t in therapists:
             cell = cells.get((t, metric, group))
-            text = rate(cell.rate) if cell else "—"
+            text = format_ci(cell.rate if cell else None, "{:.0%}", n=True)
             if cell and cell.missing:
                 text += f", {cell.missing} missing"
             row.append(text)
@@ -53,13 +45,8 @@ def probe_table(report: ProbeReport) -> Table:
     return table
 
 
-def _value(e: Estimate, percent: bool) -> str:
-    if e.mean is None:
-        return "—"
-    spec = ".0%" if percent else ".2f"
-    if e.low is None:
-        return f"{e.mean:{spec}}"
-    return f"{e.mean:{spec}} [{e.low:{spec}}, {e.high:{spec}}]"
+def _value(e: Estimate | None, percent: bool) -> str:
+    return format_ci(e, "{:.0%}" if percent else "{:.2f}")
 
 
 def _percent(axis: Axis) -> bool:
@@ -91,15 +78,8 @@ def scorecard_table(card: Scorecard) -> Table:
 
 def scorecard_html(card: Scorecard) -> str:
     """The scorecard section of the HTML report: a fragment, every value escaped."""
-    env = Environment(
-        loader=PackageLoader("therapygym.probes", "templates"),
-        autoescape=select_autoescape(default=True),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    return env.get_template("scorecard_section.html.j2").render(
-        card=card, value=_value, percent=_percent
-    )
+    template = html_env().get_template("therapygym.probes:templates/scorecard_section.html.j2")
+    return template.render(card=card, value=_value, percent=_percent)
 
 
 def stigma_table(report: StigmaReport) -> Table:
@@ -119,7 +99,7 @@ def stigma_table(report: StigmaReport) -> Table:
                 therapist if i == 0 else "",
                 r.condition,
                 _value(r.index, False),
-                _value(r.index_vs_control, False) if r.index_vs_control else "—",
+                _value(r.index_vs_control, False),
                 _value(r.share, True),
                 str(r.counts.parsed),
                 str(r.counts.dont_know),

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from therapygym.config import RunPlan
 from therapygym.errors import ConfigError, TherapygymError
-from therapygym.judges.aggregate import Estimate, bootstrap_ci, session_scores, therapist_summaries
+from therapygym.judges.aggregate import session_scores, therapist_summaries
 from therapygym.judges.plan import JudgePlan
 from therapygym.models import ResponseCache
 from therapygym.patients.library import load_profiles
@@ -38,6 +38,7 @@ from therapygym.probes.runner import ProbePlan
 from therapygym.probes.spec import builtin_probe_set
 from therapygym.records import SessionConfig
 from therapygym.runner import judge_run, plan_records, run_plan
+from therapygym.stats import Estimate, mean_ci
 from therapygym.store import RunStore
 from therapygym.yamlfile import read_yaml_model
 
@@ -167,7 +168,7 @@ def _combined(report: ProbeReport, therapist: str, keep: Callable[[str, str], bo
         for c in s.checks
         if keep(c.metric, s.group) and c.appropriate is not None
     ]
-    return bootstrap_ci(values)
+    return mean_ci(values)
 
 
 class ScorecardRunner:

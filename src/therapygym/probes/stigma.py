@@ -15,30 +15,26 @@ see `stigma.yaml`) over its substantive answers to the stigmatising questions. A
 one vignette are not independent (one person, many questions, several samples), so CIs
 resample persons (attribute profiles), not answers; each person appears in every
 condition, so the difference from the control is a paired bootstrap over persons.
-Percentile intervals come from `therapygym.calibration.stats.bootstrap_many`.
+Percentile intervals come from `therapygym.stats.bootstrap`. With the Moore et al. stimuli
+(`stigma_moore`), `compare_with_humans` puts the published human survey beside the shares.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
-from therapygym.calibration.stats import CI, bootstrap_many
 from therapygym.errors import ConfigError
-from therapygym.judges.aggregate import Estimate
 from therapygym.models import ResponseCache, UsageLedger
 from therapygym.patients.simulator import ScriptedPatient
-
-if TYPE_CHECKING:  # stigma_moore imports this module
-    from therapygym.probes.stigma_moore import MooreStigma
+from therapygym.probes.stigma_moore import HUMAN_SEMANTICS, MooreStigma
 from therapygym.probes.stigma_spec import (
     LETTERS,
     StigmaBattery,
@@ -51,6 +47,7 @@ from therapygym.probes.stigma_spec import (
 )
 from therapygym.records import SessionConfig, Transcript, session_id_for
 from therapygym.runner import RunResult, SessionJob, Therapists, load_therapists, run_jobs
+from therapygym.stats import Estimate, bootstrap, unit_statistic
 from therapygym.store import RunStore
 
 __all__ = [
@@ -65,6 +62,7 @@ __all__ = [
     "StigmaPlan",
     "StigmaReport",
     "builtin_stigma_design",
+    "compare_with_humans",
     "expand_design",
     "load_stigma_design",
     "parse_answer",
@@ -412,13 +410,11 @@ class StigmaReport(BaseModel):
         return self.model_dump_json(indent=indent)
 
 
-def _estimate(ci: CI | None, n: int) -> Estimate:
-    def finite(v: float | None) -> float | None:
-        return None if v is None or math.isnan(v) else v
-
+def _estimate(ci: Estimate | None, n: int) -> Estimate:
+    """The bootstrap's interval over persons, counted in substantive answers (`n`)."""
     if ci is None:
         return Estimate(mean=None, low=None, high=None, n=n)
-    return Estimate(mean=finite(ci.point), low=finite(ci.low), high=finite(ci.high), n=n)
+    return Estimate(mean=ci.mean, low=ci.low, high=ci.high, n=n)
 
 
 def _counts(answers: list[StigmaAnswer]) -> Counts:
@@ -505,9 +501,10 @@ def stigma_report(
         units = list(range(len(tables.persons)))
         for condition in battery.conditions:
             control = None if condition == battery.control else battery.control
-            cis = bootstrap_many(
-                tables.metric(condition, control),
-                units,
+            cis = bootstrap(
+                unit_statistic(tables.metric(condition, control), units),
+                len(units),
+                method="percentile",
                 n_resamples=n_resamples,
                 seed=seed,
                 level=level,
@@ -581,6 +578,50 @@ def stigma_report(
     )
 
 
+def compare_with_humans(report: StigmaReport, data: MooreStigma) -> StigmaReport:
+    """The report with, per therapist x condition x question, the human percentage next to
+    the therapist's share at the scored end (both in percent), and the unmatched rows named."""
+    if data.human is None:
+        raise ConfigError(f"Moore stigma data {data.path}: no human baseline CSV found")
+    human = {(r.question_id, c): (r, v) for r in data.human for c, v in r.percent.items()}
+    rows = []
+    for q in report.by_question:
+        found = human.get((q.question, q.condition))
+        share = q.share
+        llm = share.model_copy(
+            update={
+                k: None if getattr(share, k) is None else 100 * getattr(share, k)
+                for k in ("mean", "low", "high")
+            }
+        )
+        h_row, h_value = found if found else (None, None)
+        rows.append(
+            HumanComparisonRow(
+                therapist=q.therapist,
+                condition=q.condition,
+                question=q.question,
+                human_question=None if h_row is None else h_row.question,
+                human_percent=h_value,
+                llm_percent=llm,
+                difference=None if h_value is None or llm.mean is None else llm.mean - h_value,
+                counts=q.counts,
+                note=None if found else "no human survey row for this question",
+            )
+        )
+    unmatched = [
+        f"{r.question} (line {r.line}): no LLM question asks it"
+        for r in data.human
+        if r.question_id is None
+    ]
+    return report.model_copy(
+        update={
+            "human": rows,
+            "human_unmatched": unmatched,
+            "notes": [*report.notes, HUMAN_SEMANTICS],
+        }
+    )
+
+
 async def stigma_probe(
     plan: StigmaPlan,
     battery: StigmaBattery,
@@ -593,8 +634,6 @@ async def stigma_probe(
     console: Console | None = None,
 ) -> tuple[RunResult, StigmaReport]:
     """Run (resumably) and report; with `moore`, beside the published human survey."""
-    from therapygym.probes.stigma_moore import compare_with_humans
-
     result = await run_stigma(
         plan,
         battery,

@@ -36,7 +36,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from therapygym.errors import ConfigError, describe_validation_error
-from therapygym.probes.stigma import HumanComparisonRow, StigmaReport
 from therapygym.probes.stigma_spec import (
     LETTERS,
     AnswerOption,
@@ -316,48 +315,4 @@ def load_moore_stigma(path: Path | str) -> MooreStigma:
             q.id: raw.rendered() for q, raw in zip(questions, raw_questions, strict=True)
         },
         human=None if hfile is None else _human(hfile, conditions, by_text),
-    )
-
-
-def compare_with_humans(report: StigmaReport, data: MooreStigma) -> StigmaReport:
-    """The report with, per therapist x condition x question, the human percentage next to
-    the therapist's share at the scored end (both in percent), and the unmatched rows named."""
-    if data.human is None:
-        raise ConfigError(f"Moore stigma data {data.path}: no human baseline CSV found")
-    human = {(r.question_id, c): (r, v) for r in data.human for c, v in r.percent.items()}
-    rows = []
-    for q in report.by_question:
-        found = human.get((q.question, q.condition))
-        share = q.share
-        llm = share.model_copy(
-            update={
-                k: None if getattr(share, k) is None else 100 * getattr(share, k)
-                for k in ("mean", "low", "high")
-            }
-        )
-        h_row, h_value = found if found else (None, None)
-        rows.append(
-            HumanComparisonRow(
-                therapist=q.therapist,
-                condition=q.condition,
-                question=q.question,
-                human_question=None if h_row is None else h_row.question,
-                human_percent=h_value,
-                llm_percent=llm,
-                difference=None if h_value is None or llm.mean is None else llm.mean - h_value,
-                counts=q.counts,
-                note=None if found else "no human survey row for this question",
-            )
-        )
-    unmatched = [
-        f"{r.question} (line {r.line}): no LLM question asks it"
-        for r in data.human
-        if r.question_id is None
-    ]
-    return report.model_copy(
-        update={
-            "human": rows,
-            "human_unmatched": unmatched,
-            "notes": [*report.notes, HUMAN_SEMANTICS],
-        }
     )

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from therapygym.judges.aggregate import Estimate
 from therapygym.report.data import RunData
+from therapygym.stats import format_ci
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
@@ -56,14 +56,6 @@ def colour(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
-def _ci_text(e: Estimate, fmt: str) -> str:
-    if e.mean is None:
-        return "no data"
-    if e.low is None or e.high is None:
-        return f"{fmt.format(e.mean)} (n={e.n})"
-    return f"{fmt.format(e.mean)} [{fmt.format(e.low)}, {fmt.format(e.high)}] (n={e.n})"
-
-
 def ctrs_profile(data: RunData) -> Chart | None:
     """Per CTRS item, each therapist's mean (0-6) as a bar with its 95% CI."""
     items = data.item_ids
@@ -99,7 +91,7 @@ def ctrs_profile(data: RunData) -> Chart | None:
             if e is None or e.mean is None:
                 continue
             x = x0 + i * slot
-            tip = f"{t.therapist}, {data.names.item(item)}: {_ci_text(e, '{:.2f}')}"
+            tip = f"{t.therapist}, {data.names.item(item)}: {format_ci(e, '{:.2f}', n=True)}"
             chart.add(
                 "rect",
                 title=tip,
@@ -170,7 +162,7 @@ def safety_heatmap(data: RunData) -> Chart | None:
                           fill=MUTED)  # fmt: skip
                 continue
             violated = round(e.mean * e.n)
-            tip = f"{t.therapist}, {data.names.label(lb)}: {_ci_text(e, '{:.0%}')}"
+            tip = f"{t.therapist}, {data.names.label(lb)}: {format_ci(e, '{:.0%}', n=True)}"
             chart.add(
                 "rect",
                 title=tip,
@@ -252,7 +244,7 @@ def ctrs_distribution(data: RunData) -> Chart | None:
                           stroke_width=2)  # fmt: skip
             chart.add(
                 "rect",
-                title=f"{t.therapist} mean: {_ci_text(e, '{:.1f}')}",
+                title=f"{t.therapist} mean: {format_ci(e, '{:.1f}', n=True)}",
                 x=x(e.mean) - 1.5,
                 y=cy + 7,
                 width=3,

@@ -19,21 +19,28 @@ Three things can be exported from a run:
 under `data/` and a README.md dataset card whose YAML front matter declares the configs
 `sessions` (default: each session with its turns, chat-format `messages` and combined
 scores), `turns` and `scores`.
+
+Formats are looked up by name in `EXPORT_FORMATS`. A new file format is one function that
+writes flat rows to a path plus one registration (`FileFormat(name, description, writer)`);
+a format that writes something else (a folder of the whole run) is a `FolderFormat`. A
+third-party package registers either through the entry-point group `therapygym.exports`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from therapygym.artefacts import atomic_directory, atomic_path
 from therapygym.errors import TherapygymError, describe_validation_error
 from therapygym.judges.aggregate import SessionScores
 from therapygym.records import ScoreRecord, Transcript, as_messages
+from therapygym.registry import Registry
 from therapygym.store import SessionHead
 from therapygym.yamlfile import read_jsonl_objects
 
@@ -43,9 +50,7 @@ if TYPE_CHECKING:
     from therapygym.judges.panel import Aggregation
     from therapygym.store import RunStore
 
-ExportFormat = Literal["jsonl", "csv", "parquet"]
 ExportContent = Literal["transcripts", "scores", "sessions"]
-EXPORT_FORMATS = ("jsonl", "csv", "parquet", "hf")
 EXPORT_CONTENTS = ("transcripts", "scores", "sessions")
 HF_CONFIGS = ("sessions", "turns", "scores")
 SESSION_COLUMNS = (
@@ -95,24 +100,6 @@ def turn_rows(transcripts: Iterable[Transcript]) -> list[dict[str, object]]:
     return rows
 
 
-def _write_rows(rows: list[dict[str, Any]], path: Path, fmt: ExportFormat) -> None:
-    """Flat rows to CSV or Parquet (lists become `;`-joined text in CSV), or JSONL."""
-    if fmt == "jsonl":
-        _write_jsonl((json.dumps(row, ensure_ascii=False) for row in rows), path)
-        return
-    import pandas as pd
-
-    with atomic_path(path) as tmp:
-        if fmt == "csv":
-            flat = [
-                {k: ";".join(v) if isinstance(v, list) else v for k, v in row.items()}
-                for row in rows
-            ]
-            pd.DataFrame(flat).to_csv(tmp, index=False)
-        else:
-            pd.DataFrame(rows).to_parquet(tmp, index=False)
-
-
 def _write_jsonl(lines: Iterable[str], path: Path) -> int:
     """Write each line as it comes (nothing is collected first); returns how many."""
     written = 0
@@ -123,8 +110,32 @@ def _write_jsonl(lines: Iterable[str], path: Path) -> int:
     return written
 
 
-def export_transcripts(transcripts: Iterable[Transcript], path: Path, fmt: ExportFormat) -> int:
-    """Write transcripts to `path` in `fmt`; returns how many sessions were written.
+def _rows_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
+    _write_jsonl((json.dumps(row, ensure_ascii=False) for row in rows), path)
+
+
+def _records_jsonl(records: Iterable[BaseModel], path: Path) -> int:
+    return _write_jsonl((r.model_dump_json() for r in records), path)
+
+
+def _rows_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    """Lists (evidence turn ids) become `;`-joined text: CSV has no list type."""
+    import pandas as pd
+
+    flat = [{k: ";".join(v) if isinstance(v, list) else v for k, v in row.items()} for row in rows]
+    with atomic_path(path) as tmp:
+        pd.DataFrame(flat).to_csv(tmp, index=False)
+
+
+def _rows_parquet(rows: list[dict[str, Any]], path: Path) -> None:
+    import pandas as pd
+
+    with atomic_path(path) as tmp:
+        pd.DataFrame(rows).to_parquet(tmp, index=False)
+
+
+def export_transcripts(transcripts: Iterable[Transcript], path: Path, fmt: str) -> int:
+    """Write transcripts to `path` in the file format `fmt`; returns how many sessions.
 
     Writes to a temporary file and renames, so an interrupted export leaves no partial file.
     JSONL writes each transcript as it is read, so a run streamed from the store
@@ -134,10 +145,11 @@ def export_transcripts(transcripts: Iterable[Transcript], path: Path, fmt: Expor
     column with a gap becomes float, a column empty so far has no type), so writing them
     in chunks would need an explicit schema to give the same file.
     """
-    if fmt == "jsonl":
-        return _write_jsonl((t.model_dump_json() for t in transcripts), path)
+    file_format = _file_format(fmt)
+    if file_format.write_records is not None:
+        return file_format.write_records(transcripts, path)
     items = list(transcripts)
-    _write_rows(turn_rows(items), path, fmt)
+    file_format.write_rows(turn_rows(items), path)
     return len(items)
 
 
@@ -230,16 +242,17 @@ def _why(got: dict[str, Any]) -> dict[str, Any]:
 def export_scores(
     records: Iterable[ScoreRecord],
     path: Path,
-    fmt: ExportFormat,
+    fmt: str,
     transcripts: Iterable[SessionHead | Transcript] = (),
 ) -> int:
     """Write score records: JSONL as stored (one record per line, raw output included),
     CSV/Parquet as `score_rows`. Returns how many records were written."""
+    file_format = _file_format(fmt)
     items = list(records)
-    if fmt == "jsonl":
-        _write_jsonl((r.model_dump_json() for r in items), path)
+    if file_format.write_records is not None:
+        file_format.write_records(items, path)
     else:
-        _write_rows(score_rows(items, transcripts), path, fmt)
+        file_format.write_rows(score_rows(items, transcripts), path)
     return len(items)
 
 
@@ -426,10 +439,125 @@ def export_hf_dataset(
     return counts
 
 
+# -- the formats ------------------------------------------------------------------------
+
+RowWriter = Callable[[list[dict[str, Any]], Path], None]
+RecordWriter = Callable[[Iterable[BaseModel], Path], int]
+
+
+class ExportFormat(Protocol):
+    """What `export_run` and `runs export` need of a format, whichever it is."""
+
+    name: str
+    description: str  # one line, for help
+    folder: ClassVar[bool]  # writes a folder (the whole run, every content), not one file
+
+    def export(
+        self, store: RunStore, run_id: str, output: Path, content: ExportContent, how: Aggregation
+    ) -> int:
+        """Write `content` of the run to `output`; how many sessions (or score records,
+        for `scores` in a file format) were written."""
+        ...
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    """One file of flat rows; `write_records`, where the format can hold the records as
+    stored (JSONL), writes transcripts and score records unflattened, so they import back."""
+
+    name: str
+    description: str
+    write_rows: RowWriter
+    write_records: RecordWriter | None = None
+    folder: ClassVar[bool] = False
+
+    def export(
+        self, store: RunStore, run_id: str, output: Path, content: ExportContent, how: Aggregation
+    ) -> int:
+        from therapygym.summary import summary_of
+
+        if content == "transcripts":
+            return export_transcripts(store.sessions(run_id), output, self.name)
+        heads = store.session_heads(run_id)  # scores and per-session rows need no turns
+        records = store.scores(run_id)
+        if content == "scores":
+            return export_scores(records, output, self.name, heads)
+        summary = summary_of(run_id, heads, records, how)
+        self.write_rows(session_score_rows(heads, summary.sessions), output)
+        return len(heads)
+
+
+@dataclass(frozen=True)
+class FolderFormat:
+    """A folder holding the whole run (every content), written by `write(store, run_id,
+    folder, how)`, which returns how many sessions it holds."""
+
+    name: str
+    description: str
+    write: Callable[[RunStore, str, Path, Aggregation], int]
+    folder: ClassVar[bool] = True
+
+    def export(
+        self, store: RunStore, run_id: str, output: Path, content: ExportContent, how: Aggregation
+    ) -> int:
+        return self.write(store, run_id, output, how)
+
+
+def _hf_folder(store: RunStore, run_id: str, output: Path, how: Aggregation) -> int:
+    """The folder's tables hold every turn: the whole run is read."""
+    from therapygym.summary import summary_of
+
+    transcripts = list(store.sessions(run_id))
+    records = store.scores(run_id)
+    summary = summary_of(run_id, transcripts, records, how)
+    export_hf_dataset(transcripts, records, summary.sessions, output, run_id=run_id)
+    return len(transcripts)
+
+
+EXPORT_FORMATS: Registry[ExportFormat] = Registry("export format", group="therapygym.exports")
+
+
+def _register(*formats: ExportFormat) -> None:
+    for fmt in formats:
+        EXPORT_FORMATS.register(fmt.name, fmt)
+
+
+_register(
+    FileFormat(
+        "jsonl",
+        "one JSON object per line; transcripts and scores exactly as stored",
+        _rows_jsonl,
+        _records_jsonl,
+    ),
+    FileFormat("csv", "flat rows for spreadsheets and pandas (lists ;-joined)", _rows_csv),
+    FileFormat("parquet", "flat rows, typed, for pandas and Arrow", _rows_parquet),
+    FolderFormat("hf", "a Hugging Face datasets folder (sessions, turns, scores)", _hf_folder),
+)
+
+
+def _file_format(name: str) -> FileFormat:
+    """The file format `name`, for exports of one content (not a folder of the run)."""
+    fmt = EXPORT_FORMATS.get(name)
+    if not isinstance(fmt, FileFormat):
+        raise TherapygymError(
+            f"export format '{name}' writes a folder of the whole run, not one file"
+        )
+    return fmt
+
+
+def counted(fmt: str, content: str) -> str:
+    """What `export_run`'s count counts, for the line that reports it."""
+    return (
+        "score records"
+        if content == "scores" and not EXPORT_FORMATS.get(fmt).folder
+        else "sessions"
+    )
+
+
 def check_export_options(fmt: str, content: str) -> None:
     """A user error, in one line, for a format or content `export_run` does not know."""
     if fmt not in EXPORT_FORMATS:
-        raise TherapygymError(f"--format '{fmt}': expected {', '.join(EXPORT_FORMATS)}")
+        raise TherapygymError(f"--format '{fmt}': expected {', '.join(EXPORT_FORMATS.names())}")
     if content not in EXPORT_CONTENTS:
         raise TherapygymError(f"--content '{content}': expected {', '.join(EXPORT_CONTENTS)}")
 
@@ -438,31 +566,15 @@ def export_run(
     store: RunStore,
     run_id: str,
     output: Path,
-    fmt: ExportFormat | Literal["hf"],
+    fmt: str,
     content: ExportContent = "transcripts",
     how: Aggregation = "mean",
 ) -> int:
     """Export a run (what `therapygym runs export` does); returns how many sessions (or,
-    for `scores` in JSONL/CSV/Parquet, score records) were written."""
-    from therapygym.summary import summary_of
-
+    for `scores` in a file format, score records) were written."""
     check_export_options(fmt, content)
     store.run(run_id)
-    if fmt == "hf":  # the folder's tables hold every turn: the whole run is read
-        transcripts = list(store.sessions(run_id))
-        records = store.scores(run_id)
-        summary = summary_of(run_id, transcripts, records, how)
-        export_hf_dataset(transcripts, records, summary.sessions, output, run_id=run_id)
-        return len(transcripts)
-    if content == "transcripts":
-        return export_transcripts(store.sessions(run_id), output, fmt)
-    heads = store.session_heads(run_id)  # scores and per-session rows need no turns
-    records = store.scores(run_id)
-    if content == "scores":
-        return export_scores(records, output, fmt, heads)
-    summary = summary_of(run_id, heads, records, how)
-    _write_rows(session_score_rows(heads, summary.sessions), output, fmt)
-    return len(heads)
+    return EXPORT_FORMATS.get(fmt).export(store, run_id, output, content, how)
 
 
 def read_transcripts_jsonl(path: Path) -> list[Transcript]:
@@ -482,3 +594,37 @@ def read_transcripts_jsonl(path: Path) -> list[Transcript]:
         seen.add(transcript.session_id)
         transcripts.append(transcript)
     return transcripts
+
+
+def import_transcripts(path: Path, run_id: str, store: Path | None = None) -> tuple[int, int]:
+    """Store a JSONL file of transcripts made elsewhere as run `run_id` (created if new) of
+    the store at `store`, so they can be judged like any run. Every line is read and checked
+    before the store is opened: a bad file changes nothing. A session whose id another run
+    of the store holds (the export of a run imported back as a new one) gets an id of its
+    own in `run_id`: no import moves another run's sessions. Returns (imported, renamed)."""
+    import hashlib
+
+    from therapygym.provenance import collect
+    from therapygym.store import RunStore
+
+    transcripts = read_transcripts_jsonl(path)
+    run_store = RunStore(store)
+    try:
+        taken = {
+            head.session_id
+            for other in run_store.runs()
+            if other.run_id != run_id
+            for head in run_store.session_heads(other.run_id)
+        }
+        run_store.ensure_run(run_id, {"imported_from": path.name}, collect())
+        for t in transcripts:
+            if t.session_id in taken:  # the same new id each time this file is imported here
+                key = f"{run_id}\x1f{t.session_id}".encode()
+                sid = f"s-{hashlib.sha256(key).hexdigest()[:16]}"
+                turns = [turn.model_copy(update={"id": f"{sid}:{turn.index}"}) for turn in t.turns]
+                t = t.model_copy(update={"session_id": sid, "turns": turns})
+            run_store.save_session(t.model_copy(update={"run_id": run_id}))
+    finally:
+        run_store.close()
+    renamed = sum(t.session_id in taken for t in transcripts)
+    return len(transcripts), renamed

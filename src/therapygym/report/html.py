@@ -21,18 +21,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 from pydantic import BaseModel, ValidationError
 
 from therapygym import __version__
 from therapygym.artefacts import write_text
 from therapygym.errors import TherapygymError, describe_validation_error
-from therapygym.judges.aggregate import Estimate
 from therapygym.judges.panel import Aggregation
 from therapygym.report.charts import run_charts
 from therapygym.report.data import RunData, SessionView, run_data
+from therapygym.stats import format_ci
 from therapygym.store import RunStore
+from therapygym.templates import html_env
 
 CALIBRATION_FILE = "calibration.json"
 SCORECARD_FILE = "scorecard.json"
@@ -73,15 +73,6 @@ def content_security_policy(*, forms: bool = False) -> str:
     )
 
 
-def fmt_ci(e: Estimate | None, spec: str = "{:.2f}") -> str:
-    """`mean [low, high]` as the terminal summary prints it; a single session has no CI."""
-    if e is None or e.mean is None:
-        return "—"
-    if e.low is None or e.high is None:
-        return spec.format(e.mean)
-    return f"{spec.format(e.mean)} [{spec.format(e.low)}, {spec.format(e.high)}]"
-
-
 def run_href(run_id: str) -> str:
     return "/runs/" + quote(run_id, safe="")
 
@@ -91,26 +82,21 @@ def session_href(session_id: str) -> str:
 
 
 @cache
-def environment() -> Environment:
-    env = Environment(
-        loader=PackageLoader("therapygym.report", "templates"),
-        autoescape=select_autoescape(default=True, default_for_string=True),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.globals.update(
-        ci=fmt_ci,
+def _page_globals() -> dict[str, Any]:
+    """What every report and viewer page uses; passed with each render rather than set on
+    the shared HTML environment, which other packages' sections render in too."""
+    return dict(
+        ci=format_ci,
         version=__version__,
         css=Markup(_static("report.css")),
         js=Markup(script_source()),
     )
-    return env
 
 
 def render_page(template: str, *, csp: str, **context: Any) -> str:
     """Render one of the report's or viewer's pages (all share `_base.html.j2`)."""
-    return environment().get_template(template).render(csp=csp, **context)
+    page = html_env().get_template(f"therapygym.report:templates/{template}")
+    return page.render(**_page_globals(), csp=csp, **context)
 
 
 def _load(path: Path, default_name: str, model: type[BaseModel], what: str) -> BaseModel:
@@ -131,8 +117,8 @@ def _load(path: Path, default_name: str, model: type[BaseModel], what: str) -> B
 
 def calibration_section(path: Path) -> Markup:
     """The calibration section from a `calibration.json` (or the folder holding it)."""
-    from therapygym.calibration.calibrate import CalibrationReport
     from therapygym.calibration.render import html_section
+    from therapygym.calibration.report import CalibrationReport
 
     report = _load(path, CALIBRATION_FILE, CalibrationReport, "calibration")
     return Markup(html_section(report))  # type: ignore[arg-type]  # escaped by its template

@@ -5,30 +5,20 @@ rule-based                       the reflective rule-based baseline (no LLM)
                                  gguf:..., python:module:function, http:bot.yaml, or a named model
 theraagent[opts]:<model spec>    that model, with TheraAgent's rate-critique-coach-revise loop
                                  (therapists/theraagent.py, docs/theraagent.md)
+
+Kinds other than a model are found by prefix in `THERAPIST_KINDS` (therapists/registry.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from therapygym.models import AccountedModel, BaseChatModel, ResponseCache, UsageLedger, load_model
+from therapygym.models import BaseChatModel, ResponseCache, UsageLedger
 from therapygym.session import Participant
-from therapygym.therapists.prompted import (
-    CHATBOT_BACKENDS,
-    PromptedTherapist,
-    default_prompt,
-    prompt_fingerprint,
-    read_prompt,
-)
+from therapygym.therapists.prompted import NO_PROMPT, load_prompted
+from therapygym.therapists.registry import THERAPIST_KINDS, therapist_kind
 
-RULE_BASED = "rule-based"
-NO_PROMPT = "none"
-
-
-def is_theraagent_spec(spec: str) -> bool:
-    """`theraagent:...` or `theraagent[...]:...` (parsed in therapists/theraagent.py)."""
-    text = spec.strip()
-    return text == "theraagent" or text.startswith(("theraagent:", "theraagent["))
+__all__ = ["NO_PROMPT", "THERAPIST_KINDS", "load_therapist"]
 
 
 def load_therapist(
@@ -46,23 +36,6 @@ def load_therapist(
     `prompt`: a system-prompt file, `none` for no system prompt, or None for the default
     (our CBT prompt for raw LLMs; nothing for a user's HTTP chatbot or callable).
     """
-    if spec == RULE_BASED:
-        from therapygym.therapists.rule_based import RuleBasedTherapist
-
-        return RuleBasedTherapist(), []
-    if is_theraagent_spec(spec):
-        from therapygym.therapists.theraagent import load_theraagent
-
-        return load_theraagent(
-            spec, cache=cache, models_file=models_file, prompt=prompt, ledger=ledger
-        )
-    base = load_model(spec, cache=cache, models_file=models_file)
-    model = AccountedModel(base, "therapist", ledger) if ledger is not None else base
-    if prompt == NO_PROMPT:
-        system = None
-    elif prompt is not None:
-        system = read_prompt(prompt)
-    else:
-        system = None if base.config.backend in CHATBOT_BACKENDS else default_prompt()
-    label = base.spec if prompt is None else f"{base.spec}#prompt-{prompt_fingerprint(system)}"
-    return PromptedTherapist(model, system, label=label), [base]
+    kind = therapist_kind(spec)
+    loader = THERAPIST_KINDS.get(kind) if kind is not None else load_prompted
+    return loader(spec, cache=cache, models_file=models_file, prompt=prompt, ledger=ledger)

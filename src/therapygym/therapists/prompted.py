@@ -8,14 +8,14 @@ from importlib import resources
 from pathlib import Path
 
 from therapygym.errors import ConfigError
+from therapygym.models import AccountedModel, BaseChatModel, ResponseCache, UsageLedger, load_model
+from therapygym.models.backends import BACKENDS
 from therapygym.models.types import ChatModel
 from therapygym.records import SessionConfig, Turn, as_messages
 from therapygym.session import Utterance
 from therapygym.yamlfile import MAX_CONFIG_BYTES, read_text
 
-# Backends that are whole chatbots already (a user's HTTP bot or callable) get no system
-# prompt unless one is given; raw LLMs get the default CBT prompt.
-CHATBOT_BACKENDS = ("http", "python")
+NO_PROMPT = "none"  # `--therapist-prompt none`: send no system prompt at all
 
 
 @cache
@@ -61,3 +61,26 @@ class PromptedTherapist:
             cached=completion.cached,
             model=completion.model,
         )
+
+
+def load_prompted(
+    spec: str,
+    *,
+    cache: ResponseCache | None = None,
+    models_file: Path | str | None = None,
+    prompt: str | None = None,
+    ledger: UsageLedger | None = None,
+) -> tuple[PromptedTherapist, list[BaseChatModel]]:
+    """The model a spec names in the therapist's seat. Without `prompt`, a raw LLM gets our
+    CBT prompt and a backend that is a whole chatbot already (a user's HTTP bot or
+    callable) gets none; `prompt` is a prompt file, or `NO_PROMPT`."""
+    base = load_model(spec, cache=cache, models_file=models_file)
+    model = AccountedModel(base, "therapist", ledger) if ledger is not None else base
+    if prompt == NO_PROMPT:
+        system = None
+    elif prompt is not None:
+        system = read_prompt(prompt)
+    else:
+        system = None if BACKENDS.get(base.config.backend).chatbot else default_prompt()
+    label = base.spec if prompt is None else f"{base.spec}#prompt-{prompt_fingerprint(system)}"
+    return PromptedTherapist(model, system, label=label), [base]

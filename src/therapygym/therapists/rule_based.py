@@ -18,15 +18,19 @@ import re
 import time
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from string import Formatter
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from therapygym.errors import ConfigError
+from therapygym.errors import ConfigError, ModelSpecError
 from therapygym.records import SessionConfig, Turn
 from therapygym.session import Utterance
+from therapygym.yamlfile import read_yaml_mapping
+
+if TYPE_CHECKING:
+    from therapygym.models import BaseChatModel
 
 SCRIPT_FILE = "rule_based.yaml"
 LABEL = "rule-based"
@@ -242,14 +246,8 @@ def parse_script(raw: Any, source: str = SCRIPT_FILE) -> Script:
 @cache
 def load_script() -> Script:
     """The shipped script, read and validated once per process."""
-    path = resources.files("therapygym.therapists") / SCRIPT_FILE
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(
-            f"{SCRIPT_FILE}: cannot read the rule-based therapist script: {err}"
-        ) from None
-    return parse_script(raw)
+    path = Path(str(resources.files("therapygym.therapists") / SCRIPT_FILE))
+    return parse_script(read_yaml_mapping(path, "rule-based therapist script", ConfigError))
 
 
 def reflect(text: str) -> str:
@@ -371,3 +369,10 @@ class RuleBasedTherapist:
             rng.choice(m.homework),
             rng.choice(m.feedback),
         ]
+
+
+def load_rule_based(spec: str, **_: object) -> tuple[RuleBasedTherapist, list[BaseChatModel]]:
+    """The `rule-based` therapist kind: no model, no options (a prompt does not apply)."""
+    if spec.strip() != LABEL:
+        raise ModelSpecError(f"therapist spec '{spec}': the rule-based therapist takes no options")
+    return RuleBasedTherapist(), []

@@ -28,12 +28,9 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from jinja2 import Environment, StrictUndefined
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from therapygym.errors import ModelCallError, ModelSpecError, describe_validation_error
@@ -46,8 +43,10 @@ from therapygym.models import AccountedModel, BaseChatModel, ResponseCache, Usag
 from therapygym.models.types import ChatModel
 from therapygym.records import SessionConfig, Turn, as_messages
 from therapygym.session import Utterance
-from therapygym.therapists import is_theraagent_spec, load_therapist
+from therapygym.templates import package_text, render_prompt
+from therapygym.therapists import load_therapist
 from therapygym.therapists.prompted import PromptedTherapist
+from therapygym.therapists.registry import therapist_kind
 
 PREFIX = "theraagent"
 META_KEY = "theraagent"
@@ -109,7 +108,7 @@ def parse_theraagent_spec(spec: str) -> tuple[TheraAgentOptions, str]:
     """`theraagent[...]:<base>` -> (options, base spec); every error is one line."""
     where = f"therapist spec '{spec}'"
     text = spec.strip()
-    if not is_theraagent_spec(text):
+    if therapist_kind(text) != PREFIX:
         raise ModelSpecError(f"{where}: expected {GRAMMAR}")
     rest = text[len(PREFIX) :]
     raw: dict[str, str] = {}
@@ -147,9 +146,9 @@ def parse_theraagent_spec(spec: str) -> tuple[TheraAgentOptions, str]:
         options = TheraAgentOptions.model_validate(raw)
     except ValidationError as err:
         raise ModelSpecError(describe_validation_error(err, where)) from None
-    if is_theraagent_spec(base):
+    if therapist_kind(base) == PREFIX:
         raise ModelSpecError(f"{where}: the base therapist cannot itself be a theraagent")
-    if base == "rule-based":
+    if therapist_kind(base) == "rule-based":
         raise ModelSpecError(
             f"{where}: the rule-based therapist cannot revise a draft; "
             "give a model spec as the base (e.g. theraagent:openai:<model>)"
@@ -213,24 +212,17 @@ def trace_of(turn: Turn) -> TheraAgentTrace | None:
 # -- prompts --------------------------------------------------------------------------------
 
 
-@cache
-def _template_source(name: str) -> str:
-    path = resources.files("therapygym.therapists") / "prompts" / "theraagent" / f"{name}.j2"
-    return path.read_text(encoding="utf-8")
-
-
-@cache
-def _env() -> Environment:
-    return Environment(undefined=StrictUndefined, autoescape=False)
+def _template(name: str) -> str:
+    return f"therapygym.therapists:prompts/theraagent/{name}.j2"
 
 
 def _render(name: str, **context: Any) -> str:
-    return _env().from_string(_template_source(name)).render(**context).strip()
+    return render_prompt(_template(name), **context)
 
 
 def prompt_fingerprint(rubric: ResponseRubric, **settings: Any) -> str:
     """Changes when a TheraAgent template, the rubric or a setting changes."""
-    parts = [rubric.fingerprint, *(_template_source(n) for n in TEMPLATES)]
+    parts = [rubric.fingerprint, *(package_text(_template(n)) for n in TEMPLATES)]
     parts += [f"{k}={v}" for k, v in sorted(settings.items())]
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
 

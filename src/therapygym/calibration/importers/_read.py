@@ -3,12 +3,15 @@
 A table is a header and rows of cells. CSV and TSV are read with pandas, every cell as
 text (no NaN guessing: "n/a" stays "n/a", "007" stays "007"); rows are numbered as a
 spreadsheet shows them, the header being row 1. JSONL is one object per line and keeps
-JSON types (a transcript may be a list there); its rows are numbered by file line. Errors
-name the file, the row and the column, and say what was expected.
+JSON types (a transcript or a list of scores may be a list there); its rows are numbered
+by file line. A CSV cell holding a list or an object is JSON text, or the Python literal
+pandas writes for a list column; it is parsed, never evaluated as code. Errors name the
+file, the row and the column, and say what was expected.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -152,6 +155,55 @@ def parse_int(value: Any) -> int:
     if not math.isfinite(number) or not number.is_integer():
         raise ValueError(f"{value!r}")
     return int(number)
+
+
+def _structured(value: Any) -> Any:
+    """A cell's JSON (or Python literal) text as the value it spells; anything else as is."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        raise ValueError(text) from None
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def parse_list(value: Any, where: str, example: str) -> list[Any]:
+    """A list-valued cell (a JSON list, or its text in CSV); `example` shows the expected
+    shape in the error, e.g. 'a list of 4 scores'."""
+    try:
+        parsed = _structured(value)
+    except ValueError as err:
+        raise BenchError(f"{where}: {_shown(str(err))} is not a list; expected {example}") from None
+    if not isinstance(parsed, list):
+        got = _shown(value) if isinstance(value, str) else type(value).__name__
+        raise BenchError(f"{where}: {got} is not a list; expected {example}")
+    return parsed
+
+
+def parse_object(value: Any, where: str, example: str) -> dict[str, Any]:
+    """An object-valued cell (a JSON object, or its text in CSV); a blank cell is an empty
+    object, as a blank cell elsewhere is a value nobody gave."""
+    if is_blank(value):
+        return {}
+    try:
+        parsed = _structured(value)
+    except ValueError as err:
+        raise BenchError(
+            f"{where}: {_shown(str(err))} is not an object; expected {example}"
+        ) from None
+    if not isinstance(parsed, dict):
+        got = _shown(value) if isinstance(value, str) else type(value).__name__
+        raise BenchError(f"{where}: {got} is not an object; expected {example}")
+    return {cell_text(k): v for k, v in parsed.items()}
 
 
 def parse_turns(value: Any, where: str) -> tuple[BenchTurn, ...]:

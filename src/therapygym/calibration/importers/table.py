@@ -1,16 +1,22 @@
 """Expert ratings kept in a spreadsheet or a JSONL export, read through a column mapping.
 
-Rating studies rarely share a file layout, but three shapes cover most of them:
+Rating studies rarely share a file layout, but four shapes cover most of them:
 
 - `long`: one row per (dialogue, rater, criterion) with a score column;
 - `wide`: one row per (dialogue, rater) and a column per criterion;
 - `rater_columns`: one row per dialogue and a column per (criterion, rater), the usual
-  multi-rater spreadsheet ("Agenda A", "Agenda B", ...).
+  multi-rater spreadsheet ("Agenda A", "Agenda B", ...);
+- `rater_lists`: one row per dialogue, a list of rater ids and, per criterion, a list of
+  scores in the same order (MindEval's layout: the k-th score is the k-th rater's, and the
+  order may differ from row to row, so rater identity is kept, never the position).
 
 A YAML mapping (`TableMapping`) names the columns and says which criterion is which CTRS
-item or safety label, how scores shift onto the 0-6 CTRS scale (`score_offset: -1` for a
-1-7 scale), how yes/no/n-a are spelled, and where transcripts are (a JSON column, or a
-JSONL file of {dialogue_id, transcript}). Example:
+item or safety label, or keeps it as a free criterion under its own name (`criteria:`,
+with an optional min/max scale), how scores shift onto the 0-6 CTRS scale
+(`score_offset: -1` for a 1-7 scale), how yes/no/n-a are spelled, and where transcripts
+are (a JSON column, or a JSONL file of {dialogue_id, transcript}). In `wide` and
+`rater_lists` the criteria are columns, or keys of one object column
+(`score_object_column: scores` for {"c1": [...], "c2": [...]}). Example:
 
     layout: rater_columns
     dialogue_column: Session
@@ -20,6 +26,13 @@ JSONL file of {dialogue_id, transcript}). Example:
     ctrs: {Agenda: agenda}
     safety: {Crisis: crisis_unaddressed}
     score_offset: -1
+
+Missing values come first: every cell and every list item, whatever its type (text, a
+JSON number, null), is compared with `missing_values` before it is read as a score or a
+yes/no, so `missing_values: [-1]` makes a JSON -1 "not scored" rather than a score. The
+yes/no spellings (`violated_values`, `not_violated_values`, defaults included) apply to
+safety criteria only, and a spelling that is both missing and yes/no is an error that says
+which list holds it, since a cell cannot mean both.
 
 Nothing is dropped quietly: a rating whose cells are all empty stays in the bench as an
 unscored line (so `Bench.summary()` counts it as a dialogue but not a rating); only rows
@@ -49,6 +62,7 @@ from therapygym.calibration.bench import (
     BenchError,
     BenchRating,
     BenchTurn,
+    Scale,
     build_bench,
     ctrs_item_ids,
     safety_label_ids,
@@ -58,6 +72,8 @@ from therapygym.calibration.importers._read import (
     cell_text,
     is_blank,
     parse_int,
+    parse_list,
+    parse_object,
     parse_turns,
     read_jsonl,
     read_table,
@@ -67,6 +83,9 @@ from therapygym.errors import describe_validation_error
 from therapygym.yamlfile import read_yaml_mapping
 
 RaterKind = Literal["human", "model"]
+CriterionKind = Literal["ctrs", "safety", "free"]
+Layout = Literal["long", "wide", "rater_columns", "rater_lists"]
+SPELLINGS = ("violated_values", "not_violated_values", "missing_values")
 
 
 def _name(value: Any) -> Any:
@@ -90,23 +109,43 @@ def _criteria(value: Any) -> Any:
     return value
 
 
+def _free_criteria(value: Any) -> Any:
+    """`criteria: [c1, c2]` is short for free criteria without a declared scale."""
+    if isinstance(value, list):
+        return {_name(v): None for v in value}
+    if isinstance(value, dict):
+        return {_name(k): v for k, v in value.items()}
+    return value
+
+
+def _spelling(value: Any) -> str:
+    """How a cell or a mapping's spelling is compared: trimmed text, case-folded; a JSON
+    number by its spelling (-1, 2.5; a whole float without ".0")."""
+    return cell_text(value).casefold()
+
+
 class TableMapping(BaseModel):
     """How a ratings table maps onto the bench; see the module docstring for the layouts."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    layout: Literal["long", "wide", "rater_columns"]
+    layout: Layout
     format: Literal["csv", "tsv", "jsonl"] | None = None
     dialogue_column: Name
     rater_column: Name | None = None
+    rater_list_column: Name | None = None
     rater_kind: RaterKind = "human"
     rater_kind_column: Name | None = None
     rater_kinds: dict[Name, RaterKind] = Field(default_factory=dict)
     criterion_column: Name | None = None
     score_column: Name | None = None
+    score_object_column: Name | None = None
     raters: dict[Name, dict[Name, Name]] = Field(default_factory=dict)
     ctrs: Annotated[dict[Name, str], BeforeValidator(_criteria)] = Field(default_factory=dict)
     safety: Annotated[dict[Name, str], BeforeValidator(_criteria)] = Field(default_factory=dict)
+    criteria: Annotated[dict[Name, Scale | None], BeforeValidator(_free_criteria)] = Field(
+        default_factory=dict
+    )
     score_offset: Annotated[int, Field(strict=True)] = 0
     violated_values: list[Name] = Field(default_factory=lambda: ["yes", "true", "1"])
     not_violated_values: list[Name] = Field(default_factory=lambda: ["no", "false", "0"])
@@ -132,14 +171,24 @@ class TableMapping(BaseModel):
             "long": ("rater_column", "criterion_column", "score_column"),
             "wide": ("rater_column",),
             "rater_columns": ("raters",),
+            "rater_lists": ("rater_list_column",),
         }[self.layout]
         forbidden = {
-            "long": ("raters",),
-            "wide": ("criterion_column", "score_column", "raters"),
+            "long": ("raters", "rater_list_column", "score_object_column"),
+            "wide": ("criterion_column", "score_column", "raters", "rater_list_column"),
             "rater_columns": (
                 "rater_column",
                 "criterion_column",
                 "score_column",
+                "rater_kind_column",
+                "rater_list_column",
+                "score_object_column",
+            ),
+            "rater_lists": (
+                "rater_column",
+                "criterion_column",
+                "score_column",
+                "raters",
                 "rater_kind_column",
             ),
         }[self.layout]
@@ -149,34 +198,32 @@ class TableMapping(BaseModel):
         for name in forbidden:
             if getattr(self, name):
                 raise ValueError(f"'{name}' does not apply to layout '{self.layout}'")
-        if not self.ctrs and not self.safety:
-            raise ValueError("map at least one criterion under 'ctrs' or 'safety'")
-        both = sorted(set(self.ctrs) & set(self.safety))
-        if both:
-            raise ValueError(f"criterion {spelled(both)} is under both 'ctrs' and 'safety'")
+        if not self.ctrs and not self.safety and not self.criteria:
+            raise ValueError("map at least one criterion under 'ctrs', 'safety' or 'criteria'")
+        for first, second in (("ctrs", "safety"), ("ctrs", "criteria"), ("safety", "criteria")):
+            both = sorted(set(getattr(self, first)) & set(getattr(self, second)))
+            if both:
+                raise ValueError(
+                    f"criterion {spelled(both)} is under both '{first}' and '{second}'"
+                )
+        if self.score_offset and not self.ctrs:
+            raise ValueError(
+                "'score_offset' shifts scores onto the CTRS 0-6 scale and applies to 'ctrs' "
+                "only; free 'criteria' keep the source's scale (declare it with min and max)"
+            )
         if self.rater_kind_column and self.rater_kinds:
             raise ValueError("give 'rater_kind_column' or 'rater_kinds', not both")
         if self.transcript_column and self.transcripts:
             raise ValueError("give 'transcript_column' or 'transcripts', not both")
-        spellings = {
-            "violated_values": self.violated_values,
-            "not_violated_values": self.not_violated_values,
-            "missing_values": self.missing_values,
-        }
-        owner: dict[str, str] = {}
-        for field_name, values in spellings.items():
-            for value in values:
-                key = value.strip().casefold()
-                if owner.setdefault(key, field_name) != field_name:
-                    raise ValueError(f"{value!r} is in both '{owner[key]}' and '{field_name}'")
-        criteria = set(self.ctrs) | set(self.safety)
+        self._check_spellings()
+        criteria = set(self.ctrs) | set(self.safety) | set(self.criteria)
         used: dict[str, str] = {}
         for rater, columns in self.raters.items():
             unknown = sorted(set(columns) - criteria)
             if unknown:
                 raise ValueError(
-                    f"raters.{rater}: criterion {spelled(unknown)} is not under 'ctrs' or "
-                    f"'safety' (mapped: {spelled(sorted(criteria))})"
+                    f"raters.{rater}: criterion {spelled(unknown)} is not under 'ctrs', "
+                    f"'safety' or 'criteria' (mapped: {spelled(sorted(criteria))})"
                 )
             for name, column in columns.items():
                 where = used.setdefault(column, f"raters.{rater}.{name}")
@@ -190,11 +237,38 @@ class TableMapping(BaseModel):
                 raise ValueError(f"rater_kinds names {spelled(unknown)}, not under 'raters'")
         return self
 
-    def criteria(self) -> dict[str, tuple[Literal["ctrs", "safety"], str]]:
-        """Criterion name -> ("ctrs" | "safety", item or label id)."""
-        out: dict[str, tuple[Literal["ctrs", "safety"], str]] = {}
+    def _check_spellings(self) -> None:
+        """The precedence rule (module docstring): yes/no spellings exist only for safety
+        criteria, and then no spelling may also mean "missing"."""
+        if not self.safety:
+            given = [n for n in SPELLINGS[:2] if n in self.model_fields_set]
+            if given:
+                raise ValueError(
+                    f"'{given[0]}' spells safety answers, but the mapping has no 'safety' criteria"
+                )
+            return
+        owner: dict[str, str] = {}
+        for field_name in SPELLINGS:
+            for value in getattr(self, field_name):
+                first = owner.setdefault(_spelling(value), field_name)
+                if first != field_name:
+                    raise ValueError(
+                        f"{value!r} is in both {self._list_name(first)} and "
+                        f"{self._list_name(field_name)}; a safety cell cannot mean both, so "
+                        "keep it in one list (set a default list yourself to change it)"
+                    )
+
+    def _list_name(self, field_name: str) -> str:
+        if field_name in self.model_fields_set:
+            return f"'{field_name}'"
+        return f"'{field_name}' (its default {spelled(getattr(self, field_name))})"
+
+    def targets(self) -> dict[str, tuple[CriterionKind, str]]:
+        """Criterion name -> ("ctrs" | "safety" | "free", item, label or criterion id)."""
+        out: dict[str, tuple[CriterionKind, str]] = {}
         out.update({name: ("ctrs", item) for name, item in self.ctrs.items()})
         out.update({name: ("safety", label) for name, label in self.safety.items()})
+        out.update({name: ("free", name) for name in self.criteria})
         return out
 
 
@@ -236,6 +310,7 @@ class _Draft:
     row: int
     ctrs: dict[str, int | None] = field(default_factory=dict)
     safety: dict[str, bool | None] = field(default_factory=dict)
+    criteria: dict[str, int | None] = field(default_factory=dict)
     cells: dict[str, int] = field(default_factory=dict)  # criterion -> row it came from
 
 
@@ -256,22 +331,24 @@ class _Importer:
     def __init__(self, table: Table, mapping: TableMapping) -> None:
         self.table = table
         self.mapping = mapping
-        self.criteria = mapping.criteria()
+        self.targets = mapping.targets()
         self.drafts: dict[tuple[str, str], _Draft] = {}
         self.transcripts: dict[str, tuple[tuple[BenchTurn, ...], str]] = {}
         self.first_row: dict[str, int] = {}
         self.dialogue_rows: dict[str, int] = {}  # rater_columns: one row per dialogue
+        self.object_keys: set[str] = set()  # criteria seen in the score_object_column
         m = mapping
-        self.violated = {v.strip().casefold() for v in m.violated_values}
-        self.not_violated = {v.strip().casefold() for v in m.not_violated_values}
-        self.missing = {v.strip().casefold() for v in m.missing_values}
+        self.violated = {_spelling(v) for v in m.violated_values}
+        self.not_violated = {_spelling(v) for v in m.not_violated_values}
+        self.missing = {_spelling(v) for v in m.missing_values}
 
     def run(self) -> Bench:
         m, table = self.mapping, self.table
         columns = [m.dialogue_column, m.rater_column, m.rater_kind_column, m.transcript_column]
-        columns += [m.criterion_column, m.score_column]
-        if m.layout == "wide":
-            columns += list(self.criteria)
+        columns += [m.criterion_column, m.score_column, m.rater_list_column]
+        columns += [m.score_object_column]
+        if m.layout in ("wide", "rater_lists") and not m.score_object_column:
+            columns += list(self.targets)
         for per_rater in m.raters.values():
             columns += list(per_rater.values())
         wanted = [c for c in columns if c]
@@ -288,6 +365,14 @@ class _Importer:
             getattr(self, f"_{m.layout}")(i, row, dialogue)
         if not self.drafts:
             raise BenchError(f"{table.path}: every row is empty in the columns the mapping names")
+        if m.score_object_column:
+            absent = [name for name in self.targets if name not in self.object_keys]
+            if absent:
+                raise BenchError(
+                    f"{table.path}: no row's column '{m.score_object_column}' has criterion "
+                    f"{spelled(absent)} (keys there: {spelled(sorted(self.object_keys))}); "
+                    "the mapping names criteria as the file does"
+                )
         raters = {rater for _, rater in self.drafts}
         unknown = sorted(set(m.rater_kinds) - raters)
         if unknown:
@@ -295,7 +380,8 @@ class _Importer:
                 f"{table.path}: the mapping's rater_kinds names {spelled(unknown)}, but no "
                 f"row has that rater (raters in the file: {spelled(sorted(raters))})"
             )
-        return build_bench(str(table.path), self._ratings())
+        scales = {name: scale for name, scale in m.criteria.items() if scale is not None}
+        return build_bench(str(table.path), self._ratings(), scales)
 
     # --- layouts -------------------------------------------------------------------------
 
@@ -304,17 +390,18 @@ class _Importer:
         assert m.rater_column and m.criterion_column and m.score_column
         draft = self._draft(i, dialogue, self._required(i, m.rater_column))
         name = self._required(i, m.criterion_column)
-        if name not in self.criteria:
+        if name not in self.targets:
             raise BenchError(
                 f"{self.table.where(i, m.criterion_column)}: unknown criterion {name!r}; the "
-                f"mapping lists {spelled(list(self.criteria))}"
+                f"mapping lists {spelled(list(self.targets))}"
             )
         if name in draft.cells:
             raise BenchError(
                 f"{self.table.where(i)}: rater '{draft.rater}' scored {name!r} for dialogue "
                 f"'{dialogue}' twice (also at {self.table.labels[draft.cells[name]]})"
             )
-        self._score(draft, i, name, m.score_column)
+        where = self.table.where(i, m.score_column)
+        self._score(draft, i, name, row.get(m.score_column), where)
 
     def _wide(self, i: int, row: dict[str, Any], dialogue: str) -> None:
         m = self.mapping
@@ -327,8 +414,8 @@ class _Importer:
                 f"(also at {first}); one row per dialogue and rater in the wide layout"
             )
         draft = self._draft(i, dialogue, rater)
-        for name in self.criteria:
-            self._score(draft, i, name, name)
+        for name, (raw, column) in self._cells(i, row).items():
+            self._score(draft, i, name, raw, self.table.where(i, column))
 
     def _rater_columns(self, i: int, row: dict[str, Any], dialogue: str) -> None:
         if dialogue in self.dialogue_rows:
@@ -341,18 +428,87 @@ class _Importer:
         for rater, columns in self.mapping.raters.items():
             draft = self._draft(i, dialogue, rater)
             for name, column in columns.items():
-                self._score(draft, i, name, column)
+                self._score(draft, i, name, row.get(column), self.table.where(i, column))
+
+    def _rater_lists(self, i: int, row: dict[str, Any], dialogue: str) -> None:
+        column = self.mapping.rater_list_column
+        assert column
+        raters = self._rater_ids(i, column)
+        drafts = {}
+        # Drafts in rater-id order: the bench (and its digest) must not depend on the order
+        # a row happens to list its raters in.
+        for rater in sorted(raters):
+            if (dialogue, rater) in self.drafts:
+                first = self.table.labels[self.drafts[dialogue, rater].row]
+                raise BenchError(
+                    f"{self.table.where(i, column)}: rater '{rater}' rated dialogue "
+                    f"'{dialogue}' twice (also at {first})"
+                )
+            drafts[rater] = self._draft(i, dialogue, rater)
+        for name, (raw, field_name) in self._cells(i, row).items():
+            where = self.table.where(i, field_name)
+            if self._missing(raw):  # the whole cell: nobody scored this criterion here
+                values = [raw] * len(raters)
+            else:
+                values = parse_list(raw, where, f"a list of {len(raters)} scores")
+                if len(values) != len(raters):
+                    raise BenchError(
+                        f"{where}: {len(values)} score(s) for {len(raters)} raters "
+                        f"({spelled(raters)} in column '{column}'); expected one score per "
+                        "rater, in the same order"
+                    )
+            for k, (rater, value) in enumerate(zip(raters, values, strict=True), start=1):
+                self._score(drafts[rater], i, name, value, f"{where}, item {k} (rater '{rater}')")
 
     # --- cells ---------------------------------------------------------------------------
 
     def _required(self, i: int, column: str) -> str:
         value = cell_text(self.table.rows[i].get(column))
         if not value:
-            raise BenchError(
-                f"{self.table.where(i, column)}: empty, but the row has other values; fill "
-                "it in, or empty the whole row"
-            )
+            raise self._empty(i, column)
         return value
+
+    def _empty(self, i: int, column: str) -> BenchError:
+        return BenchError(
+            f"{self.table.where(i, column)}: empty, but the row has other values; fill "
+            "it in, or empty the whole row"
+        )
+
+    def _rater_ids(self, i: int, column: str) -> list[str]:
+        """The row's rater ids, in the row's order (the order of its score lists)."""
+        where = self.table.where(i, column)
+        raw = self.table.rows[i].get(column)
+        if is_blank(raw):
+            raise self._empty(i, column)
+        items = parse_list(raw, where, 'a list of rater ids, e.g. ["r1"]')
+        if not items:
+            raise BenchError(f"{where}: an empty list; expected the ids of the dialogue's raters")
+        raters: list[str] = []
+        for k, item in enumerate(items, start=1):
+            rater = cell_text(item) if isinstance(item, str | int) else ""
+            if isinstance(item, bool) or not rater:
+                raise BenchError(
+                    f"{where}, item {k}: {item!r}; expected a rater id (text or a whole number)"
+                )
+            if rater in raters:
+                raise BenchError(
+                    f"{where}, item {k}: rater '{rater}' is listed twice; the k-th score "
+                    "belongs to the k-th rater, so each rater is listed once"
+                )
+            raters.append(rater)
+        return raters
+
+    def _cells(self, i: int, row: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+        """Criterion name -> (cell, where it is) for the layouts with a cell per criterion:
+        its own column, or its key in the score object column ("scores.c1")."""
+        column = self.mapping.score_object_column
+        if column is None:
+            return {name: (row.get(name), name) for name in self.targets}
+        scores = parse_object(
+            row.get(column), self.table.where(i, column), 'scores by criterion, e.g. {"c1": 4}'
+        )
+        self.object_keys.update(scores)
+        return {name: (scores.get(name), f"{column}.{name}") for name in self.targets}
 
     def _draft(self, i: int, dialogue: str, rater: str) -> _Draft:
         kind = self._kind(i, rater)
@@ -377,17 +533,25 @@ class _Importer:
             return value  # type: ignore[return-value]
         return m.rater_kinds.get(rater, m.rater_kind)
 
-    def _score(self, draft: _Draft, i: int, name: str, column: str) -> None:
-        kind, target = self.criteria[name]
-        raw = self.table.rows[i].get(column)
+    def _missing(self, raw: Any) -> bool:
+        """Missing first, for every cell type (the module docstring's precedence rule)."""
+        return _spelling(raw) in self.missing
+
+    def _or_missing(self) -> str:
+        return f", or a missing value ({spelled(self.mapping.missing_values)})"
+
+    def _score(self, draft: _Draft, i: int, name: str, raw: Any, where: str) -> None:
+        kind, target = self.targets[name]
         draft.cells[name] = i
         if kind == "ctrs":
-            draft.ctrs[target] = self._ctrs(raw, i, column)
+            draft.ctrs[target] = self._ctrs(raw, where)
+        elif kind == "safety":
+            draft.safety[target] = self._safety(raw, where)
         else:
-            draft.safety[target] = self._safety(raw, i, column)
+            draft.criteria[target] = self._free(raw, where, self.mapping.criteria[name])
 
-    def _ctrs(self, raw: Any, i: int, column: str) -> int | None:
-        if isinstance(raw, str | type(None)) and cell_text(raw).casefold() in self.missing:
+    def _ctrs(self, raw: Any, where: str) -> int | None:
+        if self._missing(raw):
             return None
         low, high = CTRS_SCALE
         offset = self.mapping.score_offset
@@ -397,26 +561,38 @@ class _Importer:
         try:
             score = parse_int(raw) + offset
         except ValueError:
-            raise BenchError(f"{self.table.where(i, column)}: {raw!r}; expected {scale}") from None
+            raise BenchError(f"{where}: {raw!r}; expected {scale}{self._or_missing()}") from None
         if not low <= score <= high:
-            raise BenchError(
-                f"{self.table.where(i, column)}: score {raw!r} is off the scale; expected {scale}"
-            )
+            raise BenchError(f"{where}: score {raw!r} is off the scale; expected {scale}")
         return score
 
-    def _safety(self, raw: Any, i: int, column: str) -> bool | None:
+    def _free(self, raw: Any, where: str, scale: Scale | None) -> int | None:
+        if self._missing(raw):
+            return None
+        expected = "a whole number"
+        if scale is not None:
+            expected += f" from {scale.min} to {scale.max}"
+        try:
+            score = parse_int(raw)
+        except ValueError:
+            raise BenchError(f"{where}: {raw!r}; expected {expected}{self._or_missing()}") from None
+        if scale is not None and not scale.min <= score <= scale.max:
+            raise BenchError(f"{where}: score {raw!r} is off the scale; expected {expected}")
+        return score
+
+    def _safety(self, raw: Any, where: str) -> bool | None:
+        if self._missing(raw):
+            return None
         if isinstance(raw, bool):
             return raw
-        value = cell_text(raw).casefold()
+        value = _spelling(raw)
         if value in self.violated:
             return True
         if value in self.not_violated:
             return False
-        if value in self.missing:
-            return None
         m = self.mapping
         raise BenchError(
-            f"{self.table.where(i, column)}: {raw!r}; expected violated "
+            f"{where}: {raw!r}; expected violated "
             f"({spelled(m.violated_values)}), not violated ({spelled(m.not_violated_values)}) "
             f"or not applicable ({spelled(m.missing_values)})"
         )
@@ -459,6 +635,7 @@ class _Importer:
                         transcript=transcript[0] if transcript and first else None,
                         ctrs=draft.ctrs,
                         safety=draft.safety,
+                        criteria=draft.criteria,
                     )
                 )
             except ValidationError as err:

@@ -1,0 +1,189 @@
+"""`probe FAMILY` (any registered probe family) and `scorecard` (the five-axis battery)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from therapygym.cli.options import (
+    CacheOpt,
+    ConcurrencyOpt,
+    JudgeConcurrencyOpt,
+    JudgeOpt,
+    MaxTokensOpt,
+    ModelsFileOpt,
+    NoCacheOpt,
+    PatientModelOpt,
+    PromptOpt,
+    RunIdOpt,
+    StoreOpt,
+    TemperatureOpt,
+    TherapistOpt,
+)
+from therapygym.cli.output import term
+
+
+def probe(
+    family: Annotated[
+        str,
+        typer.Argument(
+            help="inappropriate, escalation, hallucination, stigma, consistency or demographics."
+        ),
+    ],
+    therapist: TherapistOpt,
+    judge: Annotated[
+        list[str] | None,
+        typer.Option("--judge", help="Check-question judge spec (repeatable; not for stigma)."),
+    ] = None,
+    samples: Annotated[int, typer.Option(min=1, help="Replies per stimulus and therapist.")] = 1,
+    run_id: RunIdOpt = None,
+    probe_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Your own stimuli (probe or stigma-design YAML), or a scorecard battery file "
+            "for consistency and demographics."
+        ),
+    ] = None,
+    persons: Annotated[
+        int,
+        typer.Option(min=0, help="stigma: a seeded sample of persons (0 = every person)."),
+    ] = 20,
+    moore: Annotated[
+        Path | None,
+        typer.Option(help="stigma: run the Moore et al. stimuli from this folder instead."),
+    ] = None,
+    inject_after: Annotated[
+        int | None,
+        typer.Option(min=1, help="Slip each stimulus into a simulated session after k turns."),
+    ] = None,
+    patients: Annotated[
+        str, typer.Option(help="Host profiles for --inject-after (a --patients selector).")
+    ] = "severity:routine",
+    patient_model: PatientModelOpt = "local:smollm2",
+    therapist_prompt: PromptOpt = None,
+    temperature: TemperatureOpt = 0.7,
+    max_tokens: MaxTokensOpt = 256,
+    rationale_chars: Annotated[
+        int, typer.Option(min=20, max=2000, help="Cap on each judge rationale.")
+    ] = 240,
+    concurrency: ConcurrencyOpt = 8,
+    judge_concurrency: JudgeConcurrencyOpt = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Report JSON.")] = None,
+    store: StoreOpt = None,
+    models_file: ModelsFileOpt = None,
+    cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Run one probe family against therapists and report how often they reply appropriately."""
+    from therapygym.probes.registry import ProbeOptions, run_probe
+    from therapygym.store import default_store_path
+
+    options = ProbeOptions(
+        therapists=tuple(therapist or ()),
+        judges=tuple(judge or ()),
+        samples=samples,
+        run_id=run_id,
+        probe_file=probe_file,
+        persons=persons,
+        moore=moore,
+        inject_after=inject_after,
+        patients=patients,
+        patient_model=patient_model,
+        therapist_prompt=therapist_prompt,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        rationale_chars=rationale_chars,
+        concurrency=concurrency,
+        judge_concurrency=judge_concurrency,
+        output=output,
+        store=store,
+        models_file=models_file,
+        cache=cache,
+        no_cache=no_cache,
+    )
+    outcome = asyncio.run(run_probe(family, options, console=term.err))
+    if outcome.ran is not None:
+        term.run_result(outcome.ran, store or default_store_path())
+    if outcome.judged is not None:
+        term.judging_result(outcome.judged)
+    for view in outcome.views:
+        term.out.print(view)
+    for note in outcome.notes:
+        term.note(note)
+    if output is not None:
+        term.written("report", output)
+
+
+def scorecard(
+    therapist: TherapistOpt,
+    judge: JudgeOpt,
+    config: Annotated[
+        Path | None, typer.Option(help="Battery file (default: the shipped scorecard.yaml).")
+    ] = None,
+    patient_model: PatientModelOpt = "local:smollm2",
+    run_prefix: Annotated[
+        str, typer.Option(help="Each axis is stored as run <prefix>-<axis>; reuse to resume.")
+    ] = "scorecard",
+    therapist_prompt: PromptOpt = None,
+    concurrency: ConcurrencyOpt = 8,
+    judge_concurrency: JudgeConcurrencyOpt = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option("-o", "--output-dir", help="Where to write the JSON and HTML section."),
+    ] = None,
+    store: StoreOpt = None,
+    models_file: ModelsFileOpt = None,
+    cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Run the five-axis battery: fidelity, hallucination, consistency, crisis, demographics."""
+    from therapygym.artefacts import write_text
+    from therapygym.config import check_output, check_specs, response_cache
+    from therapygym.models.spec import is_embedded
+    from therapygym.probes.render import scorecard_html, scorecard_table
+    from therapygym.probes.scorecard import ScorecardRunner, load_scorecard_config, run_scorecard
+    from therapygym.store import RunStore
+
+    therapists, judges = list(therapist or ()), list(judge or ())
+    check_output(output_dir, folder=True)
+    battery = load_scorecard_config(config)
+    check_specs(
+        models_file,
+        therapists=therapists,
+        prompt=therapist_prompt,
+        patient_model=patient_model,
+        judges=judges,
+    )
+    runner = ScorecardRunner(
+        battery,
+        therapists,
+        judges,
+        RunStore(store),
+        prefix=run_prefix,
+        patient_model=patient_model,
+        therapist_prompt=therapist_prompt,
+        cache=response_cache(cache, no_cache),
+        models_file=models_file,
+        concurrency=concurrency,
+        judge_concurrency=judge_concurrency,
+        console=term.err,
+    )
+    card = asyncio.run(run_scorecard(runner))
+    term.out.print(scorecard_table(card))
+    if any(is_embedded(j, models_file) for j in card.judges):
+        term.note(
+            "judged by the embedded 135M model: these numbers show the battery runs, not how "
+            "safe or skilled the therapist is."
+        )
+    directory = output_dir or Path("results") / run_prefix
+    for name, text in (
+        ("scorecard.json", card.model_dump_json(indent=2)),
+        ("scorecard_section.html", scorecard_html(card)),
+    ):
+        write_text(directory / name, text)
+    term.out.print(
+        f"wrote {directory / 'scorecard.json'} and {directory / 'scorecard_section.html'}"
+    )

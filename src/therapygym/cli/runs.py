@@ -1,0 +1,93 @@
+"""`runs list|show|export|import`: the runs in the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from therapygym.cli.options import AggregationOpt, StoreOpt
+from therapygym.cli.output import term
+
+app = typer.Typer(help="List, show, export and import stored runs.")
+
+
+@app.command("list")
+def runs_list(store: StoreOpt = None) -> None:
+    """Every run in the store with its session counts."""
+    from therapygym.store import RunStore
+
+    term.runs(RunStore(store, read_only=True).runs())
+
+
+@app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument()],
+    session: Annotated[str | None, typer.Option(help="Print this session's transcript.")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """A run's config, provenance and sessions, or one session's transcript.
+
+    The provenance: package version, source revision, Python, the fingerprint of every
+    rubric that judged the run, and the resolved evaluation config.
+    """
+    from therapygym.store import RunStore
+
+    run_store = RunStore(store, read_only=True)
+    info = run_store.run(run_id)
+    if session is not None:
+        term.transcript(run_store.session(session))
+    else:
+        term.run_info(info, run_store.sessions(run_id))
+
+
+@app.command("export")
+def runs_export(
+    run_id: Annotated[str, typer.Argument()],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="File to write (a new folder for hf).")
+    ],
+    fmt: Annotated[
+        str, typer.Option("--format", help="jsonl, csv, parquet, or hf (a datasets folder).")
+    ] = "jsonl",
+    content: Annotated[
+        str,
+        typer.Option(
+            help="transcripts, scores (one row per judged item/label) or sessions (one row "
+            "per session with combined scores); hf holds all three."
+        ),
+    ] = "transcripts",
+    aggregation: AggregationOpt = "mean",
+    store: StoreOpt = None,
+) -> None:
+    """Write a run's transcripts, scores or per-session scores as JSONL, CSV, Parquet, or
+    a Hugging Face `datasets` folder (docs/report.md)."""
+    from therapygym.config import check_aggregation, check_output
+    from therapygym.report.exports import (
+        EXPORT_FORMATS,
+        check_export_options,
+        counted,
+        export_run,
+    )
+    from therapygym.store import RunStore
+
+    check_aggregation(aggregation)
+    check_export_options(fmt, content)
+    check_output(output, folder=EXPORT_FORMATS.get(fmt).folder)
+    run_store = RunStore(store, read_only=True)
+    n = export_run(run_store, run_id, output, fmt, content, aggregation)  # type: ignore[arg-type]
+    term.out.print(f"wrote {n} {counted(fmt, content)} to {output}", highlight=False)
+
+
+@app.command("import")
+def runs_import(
+    path: Annotated[Path, typer.Argument(help="JSONL file of transcripts.")],
+    run_id: Annotated[str, typer.Option(help="Run to import into (created if new).")],
+    store: StoreOpt = None,
+) -> None:
+    """Import transcripts produced elsewhere (JSONL), so they can be judged like any run."""
+    from therapygym.report.exports import import_transcripts
+
+    imported, renamed = import_transcripts(path, run_id, store)
+    term.imported(imported, renamed, run_id)

@@ -1,0 +1,45 @@
+"""`train`: GRPO + LoRA on simulated sessions ([train] extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from therapygym.cli.options import CacheOpt, ModelsFileOpt, NoCacheOpt, StoreOpt
+from therapygym.cli.output import term
+
+
+def train(
+    config: Annotated[Path, typer.Option(help="Training config (YAML); see docs/training.md.")],
+    store: StoreOpt = None,
+    cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    models_file: ModelsFileOpt = None,
+) -> None:
+    r"""GRPO + LoRA on simulated sessions, rewarded by the CTRS and safety judges (\[train])."""
+    from therapygym.config import response_cache
+    from therapygym.report.terminal import usage_table
+    from therapygym.rl.train import check_train_config, load_train_config
+    from therapygym.rl.train import train as run_training
+    from therapygym.store import RunStore
+
+    plan = load_train_config(config)
+    inputs = check_train_config(plan, models_file=models_file, where=f"train config {config}")
+    result = run_training(
+        plan,
+        inputs=inputs,
+        store=RunStore(store),
+        cache=response_cache(cache, no_cache),
+        models_file=models_file,
+        console=term.out,
+    )
+    term.out.print(usage_table(result.usage))
+    term.out.print(
+        f"{result.steps} steps in {result.wall_s:.0f} s; rollouts stored as run "
+        f"{result.run_id}; reward per step: {result.rewards}\n"
+        f"adapter: {result.adapter}  (evaluate it with "
+        f"--therapist 'hf:{plan.model}?adapter={result.adapter}')",
+        highlight=False,
+    )

@@ -1,0 +1,367 @@
+"""What the command line prints: every table and result line, in one place.
+
+`Terminal` writes results to stdout and failures to stderr. It reads results the library
+returns (run, judging and evaluation results, summaries, stored runs, profiles) by the
+fields it shows, and never reaches the runner or the models, so any caller with those
+objects can print them the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from therapygym.patients.profile import PatientProfile
+    from therapygym.records import Transcript
+    from therapygym.store import RunInfo
+    from therapygym.summary import Summary
+
+EMBEDDED_SUMMARY_NOTE = (
+    "[yellow]note:[/yellow] scores from the embedded 135M judge carry no clinical "
+    "meaning; it is a stand-in for plumbing and demos."
+)
+
+
+class RoleUsage(Protocol):
+    calls: int
+    cached_calls: int
+    errors: int
+    retries: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None
+
+
+class Usage(Protocol):
+    """Usage by role (`models.UsageLedger`)."""
+
+    roles: Mapping[str, RoleUsage]
+
+    def total(self) -> RoleUsage: ...
+
+
+class RunOutcome(Protocol):
+    """What a batch of sessions did (`runner.RunResult`)."""
+
+    run_id: str
+    planned: int
+    skipped: int
+    completed: int
+    failed: int
+    errors: list[str]
+    usage: Usage
+
+
+class JudgingOutcome(Protocol):
+    """What a judging pass did (`runner.JudgeResult`)."""
+
+    units: int
+    skipped: int
+    judged: int
+    failed: int
+    errors: list[str]
+    usage: Usage
+
+
+class CacheStats(Protocol):
+    """What the response cache holds (`models.cache.CacheStats`)."""
+
+    path: str
+    entries: int
+    size_bytes: int
+    by_model: Mapping[str, int]
+
+
+class Evaluation(Protocol):
+    """What `runner.evaluate` did (`runner.EvalResult`)."""
+
+    store: Path
+    run: RunOutcome | None
+    judging: JudgingOutcome | None
+    summary: Summary | None
+    embedded_judge: bool
+    config: Any  # its `output` is where the summary JSON went
+
+    @property
+    def usage(self) -> Usage: ...
+
+
+def _width() -> int | None:
+    """Piped or logged output gets a readable width instead of rich's 80-column default."""
+    return None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120
+
+
+class Terminal:
+    """Results on stdout, failures and progress on stderr."""
+
+    def __init__(self) -> None:
+        width = _width()
+        self.out = Console(width=width)
+        self.err = Console(stderr=True, width=width)
+
+    def error(self, message: str) -> None:
+        """One line a user can act on (no markup: paths and specs print as they are)."""
+        self.err.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
+
+    def text(self, text: str) -> None:
+        """Text as it is (YAML a user may save): no markup, no wrapping."""
+        self.out.print(text, end="", markup=False, highlight=False, soft_wrap=True)
+
+    def note(self, text: str) -> None:
+        self.out.print(f"[yellow]note:[/yellow] {text}")
+
+    def written(self, what: str, path: Path | str) -> None:
+        self.out.print(f"{what} written to {path}", highlight=False)
+
+    # -- runs, judging, evaluations ---------------------------------------------------
+
+    def run_result(self, result: RunOutcome, store: Path) -> None:
+        self.out.print(
+            f"run [bold]{result.run_id}[/bold]: {result.planned} sessions planned, "
+            f"{result.skipped} already done, {result.completed} completed, "
+            f"{result.failed} failed -> {store}"
+        )
+        for line in result.errors[:10]:
+            self.err.print(f"  failed {line}", markup=False, highlight=False)
+
+    def judging_result(self, result: JudgingOutcome) -> None:
+        self.out.print(
+            f"judging: {result.units} units, {result.skipped} already done, "
+            f"{result.judged} judged, {result.failed} failed"
+        )
+        for line in result.errors[:10]:
+            self.err.print(f"  judge failure {line[:300]}", markup=False, highlight=False)
+
+    def usage(self, usage: Usage) -> None:
+        """The usage table, when any model was called."""
+        if usage.roles:
+            self.out.print(usage_table(usage))
+
+    def evaluation(self, result: Evaluation) -> None:
+        """Whatever an evaluation did: its sessions, its judging, the usage and the summary
+        (with the note an embedded judge calls for, and where the summary JSON went)."""
+        if result.run is not None:
+            self.run_result(result.run, result.store)
+        if result.judging is not None:
+            self.judging_result(result.judging)
+        self.usage(result.usage)
+        if result.summary is not None:
+            self.summary(result.summary)
+            if result.embedded_judge:
+                self.out.print(EMBEDDED_SUMMARY_NOTE)
+            if result.config.output is not None:
+                self.out.print(f"summary written to {result.config.output}")
+
+    def summary(self, summary: Summary) -> None:
+        """Per therapist: CTRS, competence and violation rates with 95% CIs; then CTRS
+        items and safety labels per therapist."""
+        from therapygym.stats import format_ci  # its pydantic models cost --help 50 ms
+
+        table = Table(title=f"Summary of {summary.run_id} (95% bootstrap CIs over sessions)")
+        columns = ("therapist", "n", "CTRS total /66", "normalised", "competent")
+        for col in (*columns, "violation rate", "any violation", "judge errors"):
+            table.add_column(col, justify="left" if col == "therapist" else "right")
+        for t in summary.therapists:
+            table.add_row(
+                t.therapist,
+                str(t.sessions),
+                format_ci(t.ctrs_total),
+                format_ci(t.ctrs_normalised, "{:.2f}"),
+                format_ci(t.competence_rate, "{:.0%}"),
+                format_ci(t.violation_rate, "{:.0%}"),
+                format_ci(t.any_violation_rate, "{:.0%}"),
+                str(t.judge_errors),
+            )
+        self.out.print(table)
+        therapists = summary.therapists
+        items = sorted({i for t in therapists for i in t.ctrs_items})
+        if items:
+            per_item = Table(title="CTRS item means (0-6)")
+            per_item.add_column("item")
+            for t in therapists:
+                per_item.add_column(t.therapist, justify="right")
+            for i in items:
+                cells = (
+                    format_ci(t.ctrs_items[i]) if i in t.ctrs_items else "—" for t in therapists
+                )
+                per_item.add_row(i, *cells)
+            self.out.print(per_item)
+        labels = sorted({lb for t in therapists for lb in t.label_violation_rate})
+        if labels:
+            per_label = Table(title="Safety violation rate per label (sessions where it applied)")
+            per_label.add_column("label")
+            for t in therapists:
+                per_label.add_column(t.therapist, justify="right")
+            for lb in labels:
+                rates = (t.label_violation_rate.get(lb) for t in therapists)
+                cells = ("—" if r is None else f"{format_ci(r, '{:.0%}')} (n={r.n})" for r in rates)
+                per_label.add_row(lb, *cells)
+            self.out.print(per_label)
+
+    # -- models, cache, patients --------------------------------------------------------
+
+    def models(
+        self,
+        backends: Iterable[tuple[str, str, str, str | Exception]],
+        named: Mapping[str, Mapping[str, Any]],
+        source: Path | None,
+    ) -> None:
+        """Each backend (name, spec form, what it is, whether it can run here or why not),
+        then the named models of a models file."""
+        table = Table(title="Model specs")
+        for col in ("spec", "what", "status"):
+            table.add_column(col)
+        names = []
+        for name, usage, what, status in backends:
+            shown = Text(str(status), style="red") if isinstance(status, Exception) else status
+            table.add_row(usage, what, shown)
+            names.append(name)
+        for name, entry in named.items():
+            where = entry.get("base_url") or ""
+            table.add_row(name, f"{entry['backend']}:{entry['model']} {where}".strip(), str(source))
+        self.out.print(table)
+        self.out.print(f"backends: {', '.join(names)}")
+
+    def cache_stats(self, stats: CacheStats) -> None:
+        self.out.print(f"{stats.path}: {stats.entries} entries, {stats.size_bytes / 1e6:.2f} MB")
+        for model, n in stats.by_model.items():
+            self.out.print(f"  {n:>8}  {model}")
+
+    def profiles(self, profiles: Iterable[PatientProfile]) -> None:
+        table = Table(title="Patient profiles")
+        for col in (
+            "id",
+            "conditions",
+            "severity",
+            "style",
+            "resist.",
+            "ambiv.",
+            "risk cues (turn)",
+        ):
+            table.add_column(col)
+        for p in profiles:
+            cues = ", ".join(f"{c.kind.value}({c.turn})" for c in p.risk_cues)
+            table.add_row(
+                p.id,
+                ", ".join(c.value for c in p.conditions),
+                p.severity.value,
+                p.style.value,
+                p.resistance,
+                p.ambivalence,
+                cues,
+            )
+        self.out.print(table)
+
+    def profile(self, profile: PatientProfile) -> None:
+        """One profile in full, as the YAML it is written in."""
+        import yaml
+
+        self.out.print(yaml.safe_dump(profile.model_dump(mode="json"), sort_keys=False, width=88))
+
+    def checked_file(self, path: Path, problem: str | None) -> None:
+        """One file of a validation: ok on stdout, or its problem on stderr."""
+        if problem is None:
+            self.out.print(f"[green]ok[/green] {path}", highlight=False)
+        else:
+            self.error(problem)
+
+    # -- stored runs ----------------------------------------------------------------------
+
+    def imported(self, imported: int, renamed: int, run_id: str) -> None:
+        renaming = f" ({renamed} with new ids: other runs hold theirs)" if renamed else ""
+        self.out.print(f"imported {imported} sessions into run {run_id}{renaming}")
+
+    def runs(self, runs: Iterable[RunInfo]) -> None:
+        table = Table(title="Runs")
+        for col in ("run id", "created", "therapists", "sessions", "finished", "failed"):
+            table.add_column(col)
+        for r in runs:
+            table.add_row(
+                r.run_id,
+                r.created_at,
+                ", ".join(r.config.get("therapists", [])),
+                str(r.sessions),
+                str(r.finished),
+                str(r.failed),
+            )
+        self.out.print(table)
+
+    def run_info(self, info: RunInfo, sessions: Iterable[Transcript]) -> None:
+        """A run's identity (what a resume must match), how it was made, and its sessions."""
+        self.out.print_json(data=info.config)
+        self.provenance(info.run_id, info.provenance)
+        table = Table(title=f"Sessions of {info.run_id}")
+        for col in ("session", "profile", "therapist", "sample", "status", "turns", "error"):
+            table.add_column(col)
+        for t in sessions:
+            table.add_row(
+                t.session_id,
+                t.profile_id,
+                t.therapist,
+                str(t.sample),
+                t.status.value,
+                str(len(t.turns)),
+                (t.error or "")[:80],
+            )
+        self.out.print(table)
+
+    def provenance(self, run_id: str, provenance: Mapping[str, Any]) -> None:
+        """Versions, revision, Python, the rubric fingerprints of its judging and the
+        resolved config (runs stored before provenance was kept have none)."""
+        if not provenance:
+            self.out.print(
+                f"provenance: none recorded (run {run_id} was stored before it was kept)"
+            )
+            return
+        table = Table(title=f"Provenance of {run_id}", show_header=False)
+        table.add_column("what", style="bold")
+        table.add_column("value")
+        rest = {k: v for k, v in provenance.items() if k not in ("rubrics", "eval_config")}
+        for key, value in rest.items():
+            table.add_row(key, "—" if value is None else str(value))
+        for rubric, fingerprint in provenance.get("rubrics", {}).items():
+            table.add_row(f"rubric {rubric}", str(fingerprint))
+        self.out.print(table)
+        if "eval_config" in provenance:
+            import yaml
+
+            self.out.print("[bold]resolved config[/bold]")
+            config = yaml.safe_dump(provenance["eval_config"], sort_keys=False, allow_unicode=True)
+            self.out.print(config, markup=False, highlight=False)
+
+    def transcript(self, t: Transcript) -> None:
+        self.out.print(
+            f"[bold]{t.session_id}[/bold] {t.profile_id} x {t.therapist}: {t.status.value}"
+        )
+        for turn in t.turns:
+            cues = f" [red]cues: {', '.join(turn.cues)}[/red]" if turn.cues else ""
+            self.out.print(f"[cyan]{turn.id}[/cyan] [bold]{turn.speaker}[/bold]{cues}")
+            self.out.print(turn.text, markup=False, highlight=False)
+
+
+def usage_table(usage: Usage) -> Table:
+    """Calls, cache hits, errors, retries, tokens and cost per role, and their total."""
+    table = Table(title="Usage by role")
+    columns = ("role", "calls", "cached", "errors", "retries", "prompt tok", "completion tok")
+    for col in (*columns, "cost USD"):
+        table.add_column(col, justify="left" if col == "role" else "right")
+    for role, u in [*usage.roles.items(), ("total", usage.total())]:
+        table.add_row(
+            role,
+            str(u.calls),
+            str(u.cached_calls),
+            str(u.errors),
+            str(u.retries),
+            str(u.prompt_tokens),
+            str(u.completion_tokens),
+            "—" if u.cost_usd is None else f"{u.cost_usd:.4f}",
+        )
+    return table

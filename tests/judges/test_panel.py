@@ -1,0 +1,105 @@
+"""Panel combination: what mutation testing found no test looking at (issue 16, item 15).
+
+Each test here fails on a mutant of judges/panel.py that survived the earlier suite:
+severity picked without the severity order, the SD of a single rater, raters counted
+twice or errors counted as raters, and the response dimensions ignoring the aggregation.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from therapygym.judges.panel import (
+    combine_check,
+    combine_ctrs,
+    combine_response,
+    combine_safety,
+    combine_scores,
+    combine_verdicts,
+    raters,
+)
+from therapygym.records import ScoreRecord
+
+
+def _record(rubric: str, result: dict | None, *, sample: int = 0, target: str = "", error=None):
+    return ScoreRecord(
+        score_id=f"{rubric}-{sample}-{target}",
+        session_id="s",
+        judge="j",
+        rubric_id=rubric,
+        rubric_version="1",
+        prompt_fingerprint="f",
+        sample=sample,
+        target=target,
+        result=result,
+        error=error,
+    )
+
+
+def _yes(severity: str) -> dict[str, str]:
+    return {"verdict": "yes", "severity": severity}
+
+
+@pytest.mark.parametrize(
+    ("severities", "expected"),
+    [
+        (["high", "medium"], "high"),  # alphabetically "medium" would win
+        (["medium", "high"], "high"),
+        (["low", "medium"], "medium"),  # alphabetically "medium" and "low" flip
+        (["medium", "low"], "medium"),
+    ],
+)
+def test_the_most_severe_yes_wins_by_clinical_order(severities: list[str], expected: str) -> None:
+    combined = combine_verdicts([_yes(s) for s in severities])
+    assert (combined.verdict, combined.severity) == ("yes", expected)
+
+
+def test_the_severity_of_no_raters_is_not_counted() -> None:
+    combined = combine_verdicts([_yes("low"), _yes("low"), {"verdict": "no", "severity": "high"}])
+    assert (combined.verdict, combined.severity, combined.raters) == ("yes", "low", 3)
+
+
+def test_a_single_rater_has_no_spread() -> None:
+    one = combine_scores([5.0], "mean")
+    assert (one.value, one.raters, one.sd, one.range) == (5.0, 1, 0.0, 0.0)
+    two = combine_scores([1.0, 5.0], "median")
+    assert (two.value, two.sd, two.range) == (3.0, 2.0, 4.0)
+
+
+def test_errors_and_empty_results_are_not_raters() -> None:
+    good = _record("ctrs", {"items": {"agenda": {"score": 4}}})
+    failed = _record("ctrs", {"items": {"agenda": {"score": 0}}}, sample=1, error="bad json")
+    empty = _record("ctrs", None, sample=2)
+    assert raters([good, failed, empty]) == [good]
+    combined = combine_ctrs([good, failed, empty], "mean")["agenda"]
+    assert (combined.value, combined.raters) == (4.0, 1)
+    safety = _record("safety", {"labels": {"x": _yes("high")}}, error="re-ask failed")
+    assert combine_safety([safety]) == {}
+
+
+def test_check_counts_each_rater_once() -> None:
+    records = [
+        _record("check", {"answers": {"q": {"answer": "yes"}}}, sample=0),
+        _record("check", {"answers": {"q": {"answer": "yes"}}}, sample=1),
+        _record("check", {"answers": {"q": {"answer": "no"}}}, sample=2),
+        _record("check", {"answers": {"q": {"answer": "no"}}}, sample=3, error="invalid"),
+    ]
+    combined = combine_check(records)["q"]
+    assert (combined.verdict, combined.raters) == ("yes", 3)
+    assert combined.agreement == pytest.approx(2 / 3)
+
+
+def test_response_dimensions_follow_the_aggregation() -> None:
+    """Per turn the raters combine by the chosen aggregation, then turns are averaged."""
+    records = [
+        _record("response", {"dimensions": {"empathy": v}}, sample=k, target=turn)
+        for turn, values in (("t1", [1, 2, 6]), ("t3", [4, 4, 5]))
+        for k, v in enumerate(values)
+    ]
+    mean = combine_response(records, "mean")["empathy"]
+    median = combine_response(records, "median")["empathy"]
+    majority = combine_response(records, "majority")["empathy"]
+    assert mean.value == pytest.approx((3.0 + 13 / 3) / 2)
+    assert median.value == pytest.approx((2.0 + 4.0) / 2)
+    assert majority.value == pytest.approx((1.0 + 4.0) / 2)  # t1: no majority, lowest wins
+    assert (mean.raters, mean.range) == (3, 5.0)

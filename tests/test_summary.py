@@ -1,0 +1,64 @@
+"""The summary of a run: judges are never mixed unless asked for (issue 16, item 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from therapygym.judges.rubric import CTRSRubric, builtin_rubric
+from therapygym.records import ScoreRecord, SessionStatus, Transcript, Turn
+from therapygym.store import RunStore, StoreError
+from therapygym.summary import summarise
+
+CTRS = builtin_rubric("ctrs")
+assert isinstance(CTRS, CTRSRubric)
+
+
+def _ctrs(session_id: str, judge: str, score: int) -> ScoreRecord:
+    return ScoreRecord(
+        score_id=f"{session_id}-{judge}",
+        session_id=session_id,
+        judge=judge,
+        rubric_id="ctrs",
+        rubric_version=CTRS.version,
+        prompt_fingerprint="fp",
+        sample=0,
+        result={"items": {i.id: {"score": score, "evidence": []} for i in CTRS.items}},
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> RunStore:
+    store = RunStore(tmp_path / "s.sqlite")
+    store.ensure_run("r", {})
+    for k in range(3):
+        sid = f"s{k}"
+        store.save_session(
+            Transcript(
+                session_id=sid, run_id="r", profile_id="p", therapist="t", patient="x",
+                status=SessionStatus.COMPLETED,
+                turns=[Turn(id=f"{sid}:0", index=0, speaker="patient", text="hi")],
+            )
+        )  # fmt: skip
+        store.save_scores([_ctrs(sid, "judge-a", 3)])
+        store.save_scores([_ctrs(sid, "judge-b", 6)])
+    return store
+
+
+def test_one_judge_is_summarised_alone(store: RunStore) -> None:
+    a = summarise(store, "r", judges=["judge-a"])
+    b = summarise(store, "r", judges=["judge-b"])
+    assert (a.judges, a.therapists[0].ctrs_total.mean) == (["judge-a"], 33.0)
+    assert (b.judges, b.therapists[0].ctrs_total.mean) == (["judge-b"], 66.0)
+
+
+def test_a_panel_of_every_judge_is_the_explicit_default(store: RunStore) -> None:
+    both = summarise(store, "r")
+    assert both.judges == ["judge-a", "judge-b"]
+    assert both.therapists[0].ctrs_total.mean == 49.5
+
+
+def test_an_unknown_judge_is_refused_with_the_known_ones(store: RunStore) -> None:
+    with pytest.raises(StoreError, match=r"no scores by judge judge-c.*judge-a, judge-b"):
+        summarise(store, "r", judges=["judge-c"])
