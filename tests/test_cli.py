@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from judges.scripted import judge_replier
+
+from therapygym.models.spec import resolve_spec
+from therapygym.patients.library import load_profiles
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -20,6 +29,17 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         timeout=300,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
+
+
+def saved_sessions(store: Path) -> int:
+    """Sessions a running command has committed to `store` (0 before it exists)."""
+    if not store.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
+        try:
+            return int(db.execute("SELECT count(*) FROM sessions").fetchone()[0])
+        except sqlite3.OperationalError:  # the tables are not made yet
+            return 0
 
 
 def test_help_lists_commands() -> None:
@@ -122,3 +142,65 @@ def test_demo_runs_offline_on_the_embedded_model(tmp_path: Path) -> None:
     report = tmp_path / "results" / "demo-report.html"
     assert "report written to results/demo-report.html" in result.stdout
     assert "Leaderboard" in report.read_text() and "rule-based" in report.read_text()
+
+
+def test_judge_summarises_the_judges_it_was_given_and_names_them(
+    tmp_path: Path, openai_server: Any, server_spec: Any
+) -> None:
+    """`judge --judge B` on a run judged by A: the summary is B's alone (combining the
+    two is a panel a user asks for), and the printed summary names B (issue 16, item 2)."""
+    patient = server_spec(openai_server("I feel stuck."))
+    low, high = (server_spec(openai_server(judge_replier(score=s))) for s in (3, 6))
+    where = ("--store", str(tmp_path / "s.sqlite"), "--no-cache")
+    ran = run_cli("run", "--therapist", "rule-based", "--patient-model", patient, "--patients",
+                  load_profiles()[0].id, "--max-turns", "4", "--run-id", "r", *where)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    for name, judge in (("a", low), ("b", high)):
+        judged = run_cli("judge", "r", "--judge", judge, "--rubric", "ctrs",
+                         "-o", str(tmp_path / f"{name}.json"), *where)  # fmt: skip
+        assert judged.returncode == 0, judged.stderr
+    summary = json.loads((tmp_path / "b.json").read_text())
+    assert summary["judges"] == [resolve_spec(high).label]
+    assert [t["ctrs_total"]["mean"] for t in summary["therapists"]] == [66]  # B's 6s only
+    assert resolve_spec(high).label in judged.stdout
+    assert resolve_spec(low).label not in judged.stdout
+
+
+def test_ctrl_c_says_what_was_saved_and_how_to_resume(
+    tmp_path: Path, openai_server: Any, server_spec: Any
+) -> None:
+    """SIGINT in the middle of a run: exit 130 with how many sessions the store holds and
+    the command that resumes it (the run was named by the command, so with its --run-id);
+    that command then does only the rest (issue 16, item 10)."""
+    server = openai_server("I feel stuck.", latency_s=0.2)  # 0.4 s a session, one at a time
+    store = tmp_path / "s.sqlite"
+    patients = ",".join(p.id for p in load_profiles()[:4])
+    args = ["run", "--therapist", "rule-based", "--patient-model", server_spec(server),
+            "--patients", patients, "--samples", "3", "--max-turns", "6", "--concurrency", "1",
+            "--store", str(store), "--no-cache"]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "therapygym", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    deadline = time.monotonic() + 120
+    while saved_sessions(store) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    stopped = re.search(r"stopped: (\d+) of 12 sessions of run (\S+) are saved in (\S+)", err)
+    assert stopped is not None, err
+    saved, run_id = int(stopped.group(1)), stopped.group(2)
+    assert 2 <= saved < 12 and saved == saved_sessions(store) and stopped.group(3) == str(store)
+    assert err.rstrip().endswith(
+        f"interrupted: rerun the same command with --run-id {run_id} to resume; "
+        "what is saved is kept"
+    )
+    assert "Traceback" not in err
+
+    resumed = run_cli(*args, "--run-id", run_id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"12 sessions planned, {saved} already done, {12 - saved} completed" in resumed.stdout

@@ -56,6 +56,7 @@ def test_run_show_export_import(tmp_path: Path, openai_server: Any, server_spec:
         "--patients", ids, "--max-turns", "4", "--run-id", "cli", "--no-cache", store=store,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
+    assert f"2 patient profiles selected by '{ids}'" in run.stdout
     assert "4 sessions planned, 0 already done, 4 completed, 0 failed" in run.stdout
     assert "therapist" in run.stdout and "patient" in run.stdout  # the usage table
 
@@ -118,3 +119,54 @@ def test_import_errors_name_line_and_field(tmp_path: Path) -> None:
     result = cli("runs", "import", str(bad), "--run-id", "x", store=tmp_path / "s.sqlite")
     assert result.returncode == 2
     assert f"{bad}, line 1: field 'status'" in result.stderr
+
+
+def _paragraph(text: str, start: str) -> str:
+    return next(p for p in text.split("\n\n") if p.startswith(start))
+
+
+def test_import_help_spells_out_the_format_as_the_schema_has_it() -> None:
+    from therapygym.cli.runs import IMPORT_EXAMPLE, IMPORT_HELP
+    from therapygym.records import Transcript, Turn
+
+    def fields(model: type[Any], required: bool) -> set[str]:
+        return {n for n, f in model.model_fields.items() if f.is_required() == required}
+
+    required, turns = _paragraph(IMPORT_HELP, "Required:"), _paragraph(IMPORT_HELP, "turns:")
+    optional = _paragraph(IMPORT_HELP, "Optional:")
+    assert all(f in required for f in fields(Transcript, True))
+    assert all(f in turns for f in fields(Turn, True) - {"id"})  # id: default SESSION:INDEX
+    assert all(f in optional for f in fields(Transcript, False) - {"turns"})
+    assert all(f in optional for f in fields(Turn, False) | {"id"})
+
+    shown = cli("runs", "import", "--help")
+    assert shown.returncode == 0
+    assert " ".join(IMPORT_EXAMPLE.split()) in " ".join(shown.stdout.split())
+
+
+def test_the_import_example_imports_and_lists_its_therapist(tmp_path: Path) -> None:
+    from therapygym.cli.runs import IMPORT_EXAMPLE
+
+    example = tmp_path / "example.jsonl"
+    example.write_text(IMPORT_EXAMPLE + "\n")
+    store = tmp_path / "s.sqlite"
+    imported = cli("runs", "import", str(example), "--run-id", "external", store=store)
+    assert imported.returncode == 0, imported.stderr
+    assert "imported 1 sessions" in imported.stdout
+    listed = cli("runs", "list", store=store)
+    (row,) = [line for line in listed.stdout.splitlines() if "external" in line]
+    assert "my-bot" in row  # the therapists column of an imported run
+
+
+def test_turn_ids_from_elsewhere_may_repeat_across_sessions(tmp_path: Path) -> None:
+    from therapygym.store import RunStore
+
+    turn = {"id": "t0", "index": 0, "speaker": "patient", "text": "Hello"}
+    session = {"profile_id": "p", "therapist": "t", "patient": "h", "status": "completed"}
+    lines = [json.dumps({**session, "session_id": sid, "turns": [turn]}) for sid in ("a", "b")]
+    (tmp_path / "two.jsonl").write_text("\n".join(lines) + "\n")
+    store = tmp_path / "s.sqlite"
+    done = cli("runs", "import", str(tmp_path / "two.jsonl"), "--run-id", "x", store=store)
+    assert done.returncode == 0, done.stderr
+    stored = RunStore(store, read_only=True)
+    assert [t.turns[0].id for t in stored.sessions("x")] == ["a:0", "b:0"]

@@ -4,19 +4,16 @@ Python caller gets before any work, and the resolved config stored with the run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
-import sys
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 import typer
 import yaml
+from inprocess import cli
 from judges.scripted import judge_replier
 
-from therapygym.cli.app import app, main
+from therapygym.cli.app import app
 from therapygym.config import OPTIONS, EvalConfig, RunSection
 from therapygym.demo import demo_config
 from therapygym.errors import TherapygymError
@@ -26,21 +23,6 @@ from therapygym.runner import evaluate
 from therapygym.store import RunStore
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "configs" / "eval.example.yaml"
-
-
-def cli(*args: str) -> tuple[int, str, str]:
-    """`therapygym ARGS` in this process, as the console script runs it."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with (
-        mock.patch.object(sys, "argv", ["therapygym", *args]),
-        contextlib.redirect_stdout(stdout),
-        contextlib.redirect_stderr(stderr),
-    ):
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 0
-    return code, stdout.getvalue(), stderr.getvalue()
 
 
 def write(path: Path, data: dict[str, Any]) -> Path:

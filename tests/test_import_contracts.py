@@ -56,16 +56,28 @@ def test_every_contract_is_planted() -> None:
     assert ids == set(PLANTS)
 
 
-@pytest.mark.parametrize("contract", sorted(PLANTS))
-def test_a_contract_fails_when_broken(contract: str, tmp_path: Path) -> None:
+def lint_planted(tmp_path: Path, module: str, line: str) -> subprocess.CompletedProcess[str]:
+    """Lint a copy of the package with `line` appended to `module`."""
     shutil.copytree(ROOT / "src" / "therapygym", tmp_path / "src" / "therapygym")
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    module, line = PLANTS[contract]
     target = tmp_path / "src" / "therapygym" / module
     target.write_text(target.read_text(encoding="utf-8") + f"\n{line}  # planted\n")
-    done = lint(tmp_path / "src", tmp_path)
+    return lint(tmp_path / "src", tmp_path)
+
+
+@pytest.mark.parametrize("contract", sorted(PLANTS))
+def test_a_contract_fails_when_broken(contract: str, tmp_path: Path) -> None:
+    done = lint_planted(tmp_path, *PLANTS[contract])
     assert done.returncode == 1, done.stdout
     assert f"{_names()[contract]} BROKEN" in done.stdout, done.stdout
+
+
+def test_the_scorecard_section_stays_apart_from_the_scorecard_runner(tmp_path: Path) -> None:
+    """The report renders a scorecard through probes/render.py; if that module reached the
+    runner again (as it did before scorecard_data.py was split out), the report would too."""
+    done = lint_planted(tmp_path, "probes/render.py", "import therapygym.probes.scorecard")
+    assert done.returncode == 1, done.stdout
+    assert f"{_names()['report-reads-only']} BROKEN" in done.stdout, done.stdout
 
 
 def _names() -> dict[str, str]:

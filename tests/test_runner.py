@@ -87,7 +87,11 @@ async def test_a_run_records_how_it_was_made_and_judging_adds_its_rubrics(
     judge = server_spec(openai_server('{"a": 1}'), max_retries=0)
     await judge_run(store, "prov", JudgePlan(judges=(judge,), rubrics=("ctrs",)), cache=None)
     ctrs = builtin_rubric("ctrs")
-    assert store.run("prov").provenance["rubrics"] == {ctrs.ref: ctrs.fingerprint}
+    judged = store.run("prov").provenance
+    assert judged["rubrics"] == {ctrs.ref: ctrs.fingerprint}
+    # what the judge spec meant when it scored, and that it is not the embedded model
+    assert judged["judges"][judge]["embedded"] is False
+    assert judged["judges"][judge]["backend"] == "openai"
 
 
 async def test_failed_sessions_are_recorded_and_retried_on_resume(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from therapygym.judges.rubric import CTRSRubric, builtin_rubric
 from therapygym.records import ScoreRecord, SessionStatus, Transcript, Turn
 from therapygym.store import RunStore, StoreError
-from therapygym.summary import summarise
+from therapygym.summary import embedded_judges, summarise
 
 CTRS = builtin_rubric("ctrs")
 assert isinstance(CTRS, CTRSRubric)
@@ -62,3 +63,21 @@ def test_a_panel_of_every_judge_is_the_explicit_default(store: RunStore) -> None
 def test_an_unknown_judge_is_refused_with_the_known_ones(store: RunStore) -> None:
     with pytest.raises(StoreError, match=r"no scores by judge judge-c.*judge-a, judge-b"):
         summarise(store, "r", judges=["judge-c"])
+
+
+def test_the_embedded_note_names_only_embedded_judges(store: RunStore) -> None:
+    plain = json.loads(summarise(store, "r").to_json())
+    assert "note" not in plain  # neither judge is the embedded model
+    store.add_provenance(
+        "r", "judges", {"judge-a": {"backend": "local", "model": "smollm2", "embedded": True}}
+    )
+    flagged = summarise(store, "r")
+    assert flagged.embedded_judges == ["judge-a"]
+    assert "(judge-a)" in json.loads(flagged.to_json())["note"]
+    assert summarise(store, "r", judges=["judge-b"]).embedded_judges == []
+
+
+def test_a_run_judged_before_provenance_flags_local_specs(tmp_path: Path) -> None:
+    assert embedded_judges(["local:smollm2", "openai:gpt"], {}) == ["local:smollm2"]
+    recorded = {"judges": {"tiny": {"embedded": True}, "local:x": {"embedded": False}}}
+    assert embedded_judges(["tiny", "local:x"], recorded) == ["tiny"]

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from therapygym.artefacts import write_problem
 from therapygym.errors import ConfigError, TherapygymError, describe_validation_error
 from therapygym.judges.panel import Aggregation
 from therapygym.judges.plan import JudgePlan
@@ -107,7 +108,9 @@ class RunSection(RunFields):
     patient selector where the plan holds the profile versions it selects."""
 
     patients: str = Field(
-        "all", description="Profiles: all, ids/globs, condition:X, severity:X, risk, a path."
+        "all",
+        description="Profiles: all, ids/globs, condition:X, severity:X, style:X, risk, or a "
+        "path; ',' = or, '+' = and (condition:depression+severity:imminent_risk).",
     )
 
 
@@ -159,6 +162,10 @@ class EvalConfig(BaseModel):
     _file: Path | None = PrivateAttr(None)
     _file_fields: frozenset[str] = PrivateAttr(frozenset())
     _options: bool = PrivateAttr(False)
+    # what `check()` found, and for which config (`model_copy` copies private attributes),
+    # so the CLI can show the selection before `evaluate` checks again, without reading
+    # the profiles and building the specs twice
+    _checked: tuple[str, Plans] | None = PrivateAttr(None)
 
     @model_validator(mode="before")
     @classmethod
@@ -216,14 +223,33 @@ class EvalConfig(BaseModel):
             return f"eval config {self._file}: field '{dotted}'"
         return OPTIONS[dotted] if self._options else f"field '{dotted}'"
 
+    def _path_name(self, dotted: str) -> str:
+        """How an error names a path field: as `_name`, but a Python caller's field by its
+        bare name (`output /x: ...`, not `field 'output' /x: ...`)."""
+        if dotted in self._file_fields or self._options:
+            return self._name(dotted)
+        return dotted
+
     def check(self) -> Plans:
-        """Every pre-flight check, before anything is opened or written: the output path,
-        the therapist prompt file, every therapist, patient-model and judge spec (built and
-        dropped: no connection, no weights), the patient selector, and for a judging-only
-        config the stored run. Returns the plans the checks produced, so nothing is read
-        twice. Raises `TherapygymError` with one line naming what to fix."""
+        """Every pre-flight check, before anything is opened or written: the output, store
+        and cache paths, the therapist prompt file, every therapist, patient-model and judge
+        spec (built and dropped: no connection, no weights), the patient selector, and for
+        a judging-only config the stored run. Returns the plans the checks produced, so
+        nothing is read twice; a second call returns them again. Raises `TherapygymError`
+        with one line naming what to fix."""
+        key = self.model_dump_json()
+        if self._checked is None or self._checked[0] != key:
+            self._checked = (key, self._check())
+        return self._checked[1]
+
+    def _check(self) -> Plans:
+        from therapygym.store import check_store_path
+
         assert self.run_id is not None  # validation names every run
-        check_output(self.output)
+        check_output(self.output, option=self._path_name("output"))
+        check_store_path(self.store, option=self._path_name("store"))
+        if not self.no_cache:
+            check_cache(self.cache, option=self._path_name("cache"))
         run_id, run = self.run_id, self.run
         plans = Plans(run_id=run_id, judge=self.judge)
         check_specs(
@@ -368,18 +394,25 @@ def check_specs(
             raise TherapygymError(f"{named[role]}: {e}") from None
 
 
-def check_output(path: Path | None, *, folder: bool = False) -> None:
+def check_output(path: Path | None, *, folder: bool = False, option: str = "output") -> None:
     """Refuse, before any work is done, an output path that cannot be written: a folder
-    where a file goes (or the reverse), or a path under a file."""
-    if path is None:
-        return
-    if folder and path.exists() and not path.is_dir():
-        raise TherapygymError(f"output {path}: is a file, expected a folder")
-    if not folder and path.is_dir():
-        raise TherapygymError(f"output {path}: is a directory, expected a file name")
-    parent = next((p for p in path.parents if p.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise TherapygymError(f"output {path}: {parent} is a file, not a folder")
+    where a file goes (or the reverse), a path under a file, or one in a folder where
+    nothing can be created (no permission, a read-only file system, /proc). The error
+    names `option` (the option or field that gave the path), the path and the problem,
+    so a mistake costs nothing instead of the run it would otherwise end."""
+    if path is not None and (problem := write_problem(path, folder=folder)):
+        raise TherapygymError(f"{option} {path}: {problem}")
+
+
+def check_cache(path: Path | None, *, option: str = "--cache") -> None:
+    """`check_output` for the response cache a command will open (None: the default
+    cache, `$THERAPYGYM_CACHE` or ~/.cache), before it creates the file or its folder.
+    (The store's own is `store.check_store_path`: `runs import` needs it below config.)"""
+    from therapygym.models.cache import default_cache_path
+
+    given = path is not None
+    name = option if given else f"the default {option}"
+    check_output(path if given else default_cache_path(), option=name)
 
 
 def check_aggregation(aggregation: str) -> None:
@@ -396,24 +429,22 @@ def check_calibration(judges: Sequence[str] | None, *, humans_only: bool, recali
 
 
 def calibration_plan(
-    bench: str,
     kinds: Sequence[str],
     judges: Sequence[str],
     *,
+    nothing_to_judge: str,
     samples: int,
     ctrs_mode: str,
     rationale_chars: int,
     models_file: Path | None,
 ) -> JudgePlan | None:
-    """The judging plan of a calibration: the rubrics for which the experts of `bench` gave
-    ratings (`kinds`), every judge spec checked; None for the experts alone."""
+    """The judging plan of a calibration: the rubrics for which the bench's experts gave
+    ratings (`kinds`), every judge spec checked; None for the experts alone. With judges
+    but no kinds, the error is `nothing_to_judge` (the bench says why it has nothing)."""
     if not judges:
         return None
     if not kinds:
-        raise TherapygymError(
-            f"{bench}: the experts gave no CTRS scores, safety labels or quality labels "
-            "for a judge to be compared with; use --humans-only"
-        )
+        raise TherapygymError(nothing_to_judge)
     plan = validated(
         lambda: JudgePlan(
             judges=tuple(judges),

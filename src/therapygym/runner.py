@@ -36,7 +36,7 @@ from therapygym.judges.check import QUESTIONS_KEY
 from therapygym.judges.plan import JudgePlan
 from therapygym.judges.registry import build_judges
 from therapygym.models import AccountedModel, BaseChatModel, ResponseCache, UsageLedger, load_model
-from therapygym.models.spec import is_embedded
+from therapygym.models.spec import is_embedded, resolve_spec
 from therapygym.patients.profile import PatientProfile
 from therapygym.patients.simulator import LLMPatient
 from therapygym.provenance import collect as collect_provenance
@@ -59,15 +59,25 @@ R = TypeVar("R")
 
 async def bounded(work: Sequence[Callable[[], Awaitable[R]]], concurrency: int) -> AsyncIterator[R]:
     """Start each piece of `work`, at most `concurrency` at a time, and yield results in the
-    order they finish: the one batch loop behind sessions, judgement units and probes."""
+    order they finish: the one batch loop behind sessions, judgement units and probes.
+
+    Cancelled while it waits for the next result (Ctrl-C; a caller's loop body does not
+    wait), or when a piece raises, it cancels the pieces still running and waits for them
+    before it lets go: none goes on saving, or calling a model the caller then closes."""
     gate = asyncio.Semaphore(concurrency)
 
     async def one(make: Callable[[], Awaitable[R]]) -> R:
         async with gate:
             return await make()
 
-    for finished in asyncio.as_completed([one(make) for make in work]):
-        yield await finished
+    pieces = [asyncio.ensure_future(one(make)) for make in work]
+    try:
+        for finished in asyncio.as_completed(pieces):
+            yield await finished
+    finally:
+        for piece in pieces:
+            piece.cancel()
+        await asyncio.gather(*pieces, return_exceptions=True)
 
 
 @dataclass
@@ -127,6 +137,29 @@ class SessionJob:
     context: tuple[tuple[Speaker, str], ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None  # default: derived from the session id
+
+
+def _say_stopped(
+    console: Console | None,
+    store: RunStore,
+    run_id: str,
+    what: str,
+    total: int,
+    before: int,
+    saved: list[bool],
+) -> None:
+    """When a batch is cancelled (Ctrl-C), say on the progress console how much of it the
+    store holds: `before` done by earlier runs, plus `saved` now (True for each failed one).
+    Only the batch knows how far it got, and a resume starts from there."""
+    if console is not None:
+        failed = sum(saved)
+        retried = f" ({failed} of them failed: a resume retries those)" if failed else ""
+        console.print(
+            f"stopped: {before + len(saved)} of {total} {what} of run {run_id} are saved in "
+            f"{store.path}{retried}",
+            markup=False,
+            highlight=False,
+        )
 
 
 def _progress(console: Console | None) -> Progress:
@@ -259,8 +292,12 @@ async def run_jobs(
             session.add(speaker, Utterance(text=text))
         transcript = await session.run()
         store.save_session(transcript)
+        # counted here, with the save, not where results are read below: a Ctrl-C can
+        # fall between the two
+        saved.append(transcript.status == "failed")
         return transcript
 
+    saved: list[bool] = []
     try:
         with _progress(console) as progress:
             task = progress.add_task(run_id, total=len(todo), failed=0, tokens=0, cost="")
@@ -279,6 +316,9 @@ async def run_jobs(
                     tokens=total.total_tokens,
                     cost="" if total.cost_usd is None else f"${total.cost_usd:.4f}",
                 )
+    except asyncio.CancelledError:  # Ctrl-C
+        _say_stopped(console, store, run_id, "sessions", result.planned, result.skipped, saved)
+        raise
     finally:
         await people.aclose()
     return result
@@ -344,6 +384,20 @@ async def judge_run(
     store.add_provenance(
         run_id, "rubrics", {j.rubric.ref: j.rubric.fingerprint for _, js in panel for j in js}
     )
+    # what each judge spec meant when it scored (a models-file name can change later), and
+    # whether it is the embedded model, whose scores every summary must flag
+    store.add_provenance(
+        run_id,
+        "judges",
+        {
+            spec: {
+                "backend": (config := resolve_spec(spec, models_file)).backend,
+                "model": config.model,
+                "embedded": is_embedded(spec, models_file),
+            }
+            for spec in plan.judges
+        },
+    )
     todo = [u for u in units if key(*u) not in done]
     result = JudgeResult(
         units=len(units),
@@ -361,7 +415,10 @@ async def judge_run(
     async def one(session_id: str, judge: RubricJudge, sample: int) -> list[ScoreRecord]:
         records = await judge.score(store.session(session_id), sample=sample)
         store.save_scores(records)
+        saved.append(any(r.error for r in records))  # with the save, as in run_jobs
         return records
+
+    saved: list[bool] = []
 
     progress = Progress(
         TextColumn("[bold]judging {task.description}"),
@@ -386,6 +443,9 @@ async def judge_run(
                 else:
                     result.judged += 1
                 progress.update(task, advance=1, failed=result.failed)
+    except asyncio.CancelledError:  # Ctrl-C
+        _say_stopped(console, store, run_id, "judgement units", result.units, result.skipped, saved)
+        raise
     finally:
         for base in bases:
             await base.aclose()
@@ -433,8 +493,9 @@ async def evaluate(config: EvalConfig, *, console: Console | None = None) -> Eva
 
     Every pre-flight check (`config.check()`) comes first, so a bad spec, prompt file,
     selector or output path fails before the store or the cache is opened. The resolved
-    config is stored with a new run. The summary covers every judge that scored the run;
-    it is written to `config.output` when one is given.
+    config is stored with a new run. The summary covers the config's judges only (a run
+    judged before by others keeps their scores apart); it is written to `config.output`
+    when one is given.
     """
     plans = config.check()
     store = RunStore(config.store)
@@ -463,10 +524,13 @@ async def evaluate(config: EvalConfig, *, console: Console | None = None) -> Eva
                 concurrency=config.judge_concurrency or config.concurrency,
                 console=console,
             )
-            result.summary = summarise(store, plans.run_id, config.aggregation)
-            result.embedded_judge = any(
-                is_embedded(j, config.models_file) for j in result.summary.judges
-            )
+            # the judges of this config, by name, and no others: scores an earlier judging
+            # left in the run stay apart (a panel of them all is an explicit choice:
+            # `summarise` without judges, `report --judge A --judge B`). With no session
+            # to judge, these judges scored nothing and the summary is empty.
+            scored = {spec for spec, *_ in result.judging.judges} if result.judging.units else ()
+            result.summary = summarise(store, plans.run_id, config.aggregation, judges=scored)
+            result.embedded_judge = bool(result.summary.embedded_judges)
             if config.output is not None:
                 write_text(config.output, result.summary.to_json())
     finally:

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from therapygym.artefacts import write_problem
 from therapygym.errors import TherapygymError
 from therapygym.records import (
     FINISHED,
@@ -146,6 +147,16 @@ def default_store_path() -> Path:
     return Path(os.environ.get(STORE_ENV) or "results/therapygym.sqlite")
 
 
+def check_store_path(path: Path | None, *, option: str = "--store") -> None:
+    """Refuse, before any work, a store path (None: the default) where no store can be
+    created or written: a folder, a path under a file, or a folder in which nothing can be
+    created. The error names `option` (or the default), the path and the problem."""
+    target = path if path is not None else default_store_path()
+    if problem := write_problem(target):
+        name = option if path is not None else f"the default {option}"
+        raise StoreError(f"{name} {target}: {problem}")
+
+
 _STORE_TABLES = frozenset({"runs", "sessions", "turns", "scores"})
 
 
@@ -210,6 +221,9 @@ class RunStore:
             self._create_or_migrate(version)
         except sqlite3.DatabaseError as err:
             raise StoreError(f"store {self.path} cannot be opened: {err}") from None
+        except OSError as err:  # its folder cannot be made, or the file created, here
+            problem = write_problem(self.path) or err.strerror or str(err)
+            raise StoreError(f"store {self.path} cannot be created: {problem}") from None
         self._turn_meta = self._provenance = True
         self._lock = threading.Lock()
 
@@ -230,7 +244,10 @@ class RunStore:
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # SQLite rolls back by itself on some errors (a full disk): a second rollback
+            # would raise "no transaction is active" and hide the cause
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
 
     def _refuse_foreign_database(self) -> None:

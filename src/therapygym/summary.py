@@ -6,8 +6,9 @@ viewer and the exports read (they never reach the runner or the models).
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from therapygym.judges.aggregate import (
     SessionScores,
@@ -26,18 +27,31 @@ class Summary:
     judges: list[str]
     sessions: list[SessionScores]
     therapists: list[TherapistSummary]
+    # the judges among `judges` that are the embedded 135M model: their scores carry no
+    # clinical meaning, and every place that shows them says so
+    embedded_judges: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "run_id": self.run_id,
-                "judges": self.judges,
-                "note": "Scores from the embedded 135M model carry no clinical meaning.",
-                "therapists": [t.model_dump(mode="json") for t in self.therapists],
-                "sessions": [s.model_dump(mode="json") for s in self.sessions],
-            },
-            indent=2,
-        )
+        body: dict[str, Any] = {"run_id": self.run_id, "judges": self.judges}
+        if self.embedded_judges:
+            body["note"] = (
+                f"Scores from the embedded 135M model ({', '.join(self.embedded_judges)}) "
+                "carry no clinical meaning."
+            )
+        body["therapists"] = [t.model_dump(mode="json") for t in self.therapists]
+        body["sessions"] = [s.model_dump(mode="json") for s in self.sessions]
+        return json.dumps(body, indent=2)
+
+
+def embedded_judges(judges: Iterable[str], provenance: Mapping[str, Any]) -> list[str]:
+    """Which of `judges` are the embedded model, as the run recorded when they scored it
+    (a models-file name is resolved then, with the file that judging used). A judge the
+    run has no record of (runs judged before 0.2) counts as embedded when its spec names
+    the local backend, the one spelling such runs could use."""
+    recorded = provenance.get("judges", {})
+    return sorted(
+        j for j in judges if (recorded[j]["embedded"] if j in recorded else j.startswith("local:"))
+    )
 
 
 def summarise(
@@ -59,7 +73,8 @@ def summarise(
                 f"run '{run_id}' has no scores by judge {', '.join(unknown)} (judges: {known})"
             )
         records = [r for r in records if r.judge in judges]
-    return summary_of(run_id, store.session_heads(run_id), records, how)
+    provenance = store.run(run_id).provenance
+    return summary_of(run_id, store.session_heads(run_id), records, how, provenance)
 
 
 def summary_of(
@@ -67,14 +82,18 @@ def summary_of(
     sessions: Iterable[SessionHead | Transcript],
     records: list[ScoreRecord],
     how: Aggregation = "mean",
+    provenance: Mapping[str, Any] | None = None,
 ) -> Summary:
     """`summarise` for a run's sessions (transcripts, or heads without turns) and scores
-    already read from the store (failed sessions are left out of the numbers)."""
+    already read from the store (failed sessions are left out of the numbers), with the
+    run's provenance, which says which judges were the embedded model."""
     finished = [s for s in sessions if s.status.value in FINISHED]
     scored = session_scores(finished, records, how)
+    judges = sorted({r.judge for r in records})
     return Summary(
         run_id=run_id,
-        judges=sorted({r.judge for r in records}),
+        judges=judges,
         sessions=scored,
         therapists=therapist_summaries(scored),
+        embedded_judges=embedded_judges(judges, provenance or {}),
     )

@@ -32,7 +32,7 @@ from therapygym.calibration.bench import (
     read_bench_jsonl,
     write_bench_jsonl,
 )
-from therapygym.calibration.calibrate import build_report, calibrate, run_id_for
+from therapygym.calibration.calibrate import EMBEDDED_NOTE, build_report, calibrate, run_id_for
 from therapygym.calibration.render import html_section
 from therapygym.judges.plan import JudgePlan
 from therapygym.stats import Estimate
@@ -124,11 +124,19 @@ def test_humans_only_report_gives_the_ceiling_and_flags_nothing_reliable() -> No
     assert report.judge is None and report.recalibration is None
     for item in report.items:
         assert item.judge_vs_human is None
-        assert item.human_human is not None and item.human_human.n_dialogues == 10
+        pairs = item.expert_pairs
+        assert pairs is not None and [c.raters for c in pairs.comparisons] == [
+            ("expert-a", "expert-b")
+        ]
+        assert pairs.comparisons[0].n_dialogues == 10 and pairs.counted["spearman_rho"] == 1
+        assert item.expert_vs_rest is None  # with two experts it is the pair itself
         assert item.human_alpha_ordinal is not None and item.human_alpha_ordinal.mean > 0.4
         assert item.flag is None
     crisis = next(r for r in report.labels if r.label == "crisis_unaddressed")
-    assert crisis.human_human is not None and crisis.human_human.stats.cohen_kappa == 1.0
+    assert crisis.expert_pairs is not None
+    assert crisis.expert_pairs.comparisons[0].stats.cohen_kappa == 1.0
+    assert crisis.expert_pairs.mean["cohen_kappa"].mean == 1.0
+    assert report.weights is not None
     assert report.weights.ctrs == {item: pytest.approx(1 / 11) for item in ITEMS}
 
 
@@ -141,6 +149,7 @@ def test_an_unreliable_item_is_flagged_and_gets_no_reward_weight() -> None:
         for r in bench.ratings
     ]
     report = build_report(build_bench("scrambled", scrambled), None, FAST, method=None)
+    assert report.weights is not None
     homework = next(r for r in report.items if r.item == "homework")
     assert homework.flag and "below 0.40" in homework.flag
     assert report.weights.ctrs["homework"] == 0.0
@@ -160,6 +169,7 @@ async def test_calibrate_against_the_local_server_with_a_lenient_judge(
 
     assert report.judge is not None and report.judge.units == 48 and report.judge.failed_units == 0
     assert report.judge.run_id == run_id_for(bench, None)
+    assert report.weights is not None
     assert {r["rubric"] for r in report.judge.rubrics} == {"ctrs", "safety"}
     agenda = next(r for r in report.items if r.item == "agenda")
     jh = agenda.judge_vs_human
@@ -208,7 +218,7 @@ def test_calibrate_cli_writes_json_weights_and_html(
     assert result.returncode == 0, result.stderr
     assert "CTRS items: judge vs experts" in result.stdout and "homework" in result.stdout
     report = json.loads((outdir / "calibration.json").read_text())
-    assert report["format"] == "therapygym.calibration/1"
+    assert report["format"] == "therapygym.calibration/2"
     assert report["recalibration"]["method"] == "linear"
     weights = yaml.safe_load((outdir / "reward_weights.yaml").read_text())
     assert weights["format"] == "therapygym.reward-weights/1"
@@ -243,9 +253,12 @@ def test_calibration_json_keeps_its_ci_shape_and_reads_back() -> None:
         item="agenda",
         scale=(0, 6),
         human_alpha_ordinal=ci,
-        human_human=None,
+        expert_pairs=None,
         judge_vs_human=None,
         judge_vs_mean_human=None,
+        judge_vs_experts=None,
+        expert_vs_rest=None,
+        judge_vs_rest=None,
     )
     text = report.model_dump_json()
     assert (
@@ -288,6 +301,14 @@ def test_separation_auc_of_a_judge_that_ranks_perfectly_and_one_that_ties() -> N
     assert separation(bench, None, FAST) is None
     report = build_report(bench, (perfect, _info(bench)), FAST, method=None)
     assert report.separation == sep and report.items == [] and report.total is None
+    assert EMBEDDED_NOTE not in report.notes  # openai:x is not the embedded model
+
+
+def test_the_embedded_note_follows_what_judging_recorded() -> None:
+    bench = quality_bench()
+    scores = JudgeScores(ctrs={d: {"agenda": 3.0} for d in bench.dialogues})
+    info = _info(bench).model_copy(update={"specs": ["tiny"], "embedded": ["tiny"]})
+    assert EMBEDDED_NOTE in build_report(bench, (scores, info), FAST, method=None).notes
 
 
 def test_subset_balances_quality_labels_and_is_seeded() -> None:
@@ -312,8 +333,9 @@ def test_check_questions_compare_model_raters_with_experts() -> None:
             BenchRating(dialogue_id=f"c{i}", rater="clf", rater_kind="model", check_answer=True),
         ]
     report = check_report(build_bench("checks", ratings), None, FAST)
-    assert report is not None and report.human_human is not None
-    assert report.human_human.stats.accuracy == pytest.approx(0.9)
+    assert report is not None and report.expert_pairs is not None
+    assert report.expert_pairs.comparisons[0].stats.accuracy == pytest.approx(0.9)
+    assert report.expert_pairs.mean["accuracy"].mean == pytest.approx(0.9)
     clf = report.raters_vs_human["clf"]
     # 9 of the 20 expert answers are "yes" (b says "no" on c0): the classifier's "yes" to
     # everything finds all of them and is right 9 times in 20.
@@ -380,9 +402,8 @@ async def test_the_check_question_judge_is_calibrated_against_the_experts(
     # The judge matches expert a everywhere and expert b on 11 of 12 dialogues.
     assert checks.judge_vs_human.stats.n == 24
     assert checks.judge_vs_human.stats.accuracy == pytest.approx(23 / 24)
-    assert checks.human_human is not None and checks.human_human.stats.accuracy == pytest.approx(
-        11 / 12
-    )
+    pairs = checks.expert_pairs
+    assert pairs is not None and pairs.mean["accuracy"].mean == pytest.approx(11 / 12)
     assert checks.appropriate_rate["judge"] == pytest.approx(8 / 12)
     assert "clf" not in checks.raters_vs_human  # it answered only the unrated dialogue
 

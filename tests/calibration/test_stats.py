@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import krippendorff
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,8 +22,11 @@ from therapygym.calibration.stats import (
     fleiss,
     icc,
     item_agreement,
+    item_headline,
     label_agreement,
+    label_headline,
     multi_rater_alpha,
+    separation_auc,
 )
 from therapygym.stats import bootstrap, unit_statistic
 
@@ -382,3 +386,155 @@ def test_bootstrap_of_item_agreement_over_dialogues() -> None:
     assert ci.mean == pytest.approx(kappa(DIALOGUES))
     assert -1.0 <= ci.low <= ci.high <= 1.0  # type: ignore[operator]
     assert ci.level == 0.9
+
+
+# ---------------------------------------------------------------- what mutation testing found
+# (issue 16: each test below fails on a mutant of calibration/stats.py that the tests above
+# let pass; the mutants no test can kill are listed, with why, in docs/benchmarks.md)
+
+
+def test_within_1_counts_a_two_point_gap_as_disagreement() -> None:
+    r = item_agreement([0, 3, 1, 6], [2, 3, 2, 4])  # gaps 2, 0, 1, 2
+    assert (r.exact, r.within_1, r.mean_abs_diff, r.mean_bias) == (0.25, 0.5, 1.25, -0.25)
+
+
+def test_alpha_is_defined_on_binary_data() -> None:
+    """Two values are enough for expected disagreement: a yes/no item has an alpha."""
+    rows = [[0, 1, 0, 1, 1, 0], [0, 1, 1, 1, 1, 0]]
+    expected = krippendorff.alpha(reliability_data=rows, level_of_measurement="nominal")
+    assert multi_rater_alpha(rows, "nominal") == pytest.approx(expected)
+    assert expected == pytest.approx(24 / 35)
+    two = item_agreement([0, 1, 1, 0], [0, 1, 0, 0], scale=(0, 1))
+    assert math.isfinite(two.krippendorff_alpha_ordinal)
+    assert math.isfinite(two.krippendorff_alpha_interval)
+
+
+def test_icc_edges() -> None:
+    empty = icc([])
+    assert (empty.n_targets, empty.n_raters) == (0, 0)
+    # Row and column means all equal, the ratings not: ICC(2,1)'s denominator is exactly 0
+    # for 2 x 2 (nan, not ZeroDivisionError); ICC(3,1) is (0 - 1) / 1.
+    crossed = icc([[1, 2], [2, 1]])
+    assert math.isnan(crossed.icc2_1) and crossed.icc3_1 == -1.0
+    # A constant table of values that are not exact in binary (a mean of raters): no
+    # variance, nan, not the rounding noise of its sums of squares.
+    flat = icc(np.full((7, 3), 0.1))
+    assert math.isnan(flat.icc2_1) and math.isnan(flat.icc3_1)
+
+
+def test_matrices_must_be_two_dimensional() -> None:
+    with pytest.raises(ValueError, match=r"^expected a 2-d matrix, got shape \(2,\)$"):
+        multi_rater_alpha([[1, 2, 3], [1, 2]], "interval")  # ragged rows
+    with pytest.raises(ValueError, match=r"^matrix must be units x raters \(2-d\), got shape"):
+        fleiss([[1, 1], [1]])
+    with pytest.raises(
+        ValueError,
+        match=r"^fleiss\(\) needs every unit rated by all raters; use multi_rater_alpha$",
+    ):
+        fleiss([[0, 1], [1, None]])
+
+
+def test_matrices_from_numpy_arrays() -> None:
+    """A float array is taken as it is; any other array is read like a list (an object
+    array with None for missing, as DataFrame.to_numpy() gives); neither may be 1-d or 3-d."""
+    as_object = np.array([*SHROUT_FLEISS, [None, 3, 4, 5]], dtype=object)
+    assert icc(as_object) == icc(SHROUT_FLEISS) == icc(np.array(SHROUT_FLEISS, dtype=float))
+    for shape in ((4,), (2, 2, 2)):
+        with pytest.raises(ValueError, match="expected a 2-d matrix"):
+            icc(np.ones(shape))
+
+
+def test_spearman_needs_two_points_that_vary() -> None:
+    assert item_agreement([1, 2], [1, 3]).spearman_rho == pytest.approx(1.0)  # two points do
+    assert item_agreement([0, 1, 1], [0, 1, 2]).spearman_rho == pytest.approx(0.8660254)
+    assert item_agreement([0, 1, 2], [0, 1, 1]).spearman_rho == pytest.approx(0.8660254)
+    assert math.isnan(item_agreement([3], [4]).spearman_rho)
+
+
+def test_item_agreement_reads_pandas_missing_values() -> None:
+    """pd.NA is not a number numpy can read: those ratings are missing, as None is."""
+    with_na = item_agreement([1, pd.NA, 3, 4, 5], [1, 2, pd.NA, 4, 6])
+    assert (with_na.n, with_na.n_missing) == (3, 2)
+    assert with_na == item_agreement([1, None, 3, 4, 5], [1, 2, None, 4, 6])
+    with pytest.raises(ValueError, match="aligned 1-d vectors"):
+        item_agreement([[1, 2], [3, 4]], [[1, 2], [3, 4]])
+
+
+def test_item_agreement_error_messages_name_the_vector_and_the_values() -> None:
+    with pytest.raises(ValueError) as err:
+        item_agreement([7, 8, 9, 10, 11, 12], [0] * 6)
+    assert (
+        str(err.value) == "a: ratings must be integers in [0, 6], got [7.0, 8.0, 9.0, 10.0, 11.0]"
+    )
+    with pytest.raises(ValueError, match=r"^b: ratings must be integers in \[0, 6\], got \[2.5\]$"):
+        item_agreement([1, 2], [1, 2.5])
+    with pytest.raises(ValueError, match=r"^b: ratings must be numbers in \[1, 5\], got \[5.5\]$"):
+        item_agreement([1, 2], [1, 5.5], scale=(1, 5), integer=False)
+
+
+def test_item_agreement_of_non_integer_ratings() -> None:
+    """integer=False (a mean of experts): no categories, so no kappa, ordinal alpha or exact
+    agreement; the rest as for integers."""
+    r = item_agreement([0.5, 1.5, 3.0, 4.0, 6.0], [1.0, 1.0, 3.0, 5.5, 6.0], integer=False)
+    for value in (r.weighted_kappa, r.krippendorff_alpha_ordinal, r.exact):
+        assert math.isnan(value)
+    assert r.within_1 == 0.8 and r.mean_abs_diff == pytest.approx(0.5)
+    assert r.krippendorff_alpha_interval == pytest.approx(
+        multi_rater_alpha([[0.5, 1.5, 3.0, 4.0, 6.0], [1.0, 1.0, 3.0, 5.5, 6.0]], "interval")
+    )
+
+
+def test_label_agreement_edges_and_messages() -> None:
+    empty = label_agreement([], [])
+    assert (empty.n, empty.n_positive) == (0, 0)
+    with pytest.raises(ValueError) as err:
+        label_agreement([0, 2, 3, 4, 5, 6, 7], [0] * 7)
+    assert str(err.value) == "pred: labels must be bool or 0/1, got [2.0, 3.0, 4.0, 5.0, 6.0]"
+    with pytest.raises(ValueError, match=r"^truth: labels must be bool or 0/1, got \[-1.0\]$"):
+        label_agreement([0, 1], [0, -1])
+    with pytest.raises(
+        ValueError, match=r"^pred and truth must be aligned 1-d vectors, got \(2,\) and \(3,\)$"
+    ):
+        label_agreement([0, 1], [0, 1, 1])
+
+
+def test_separation_auc() -> None:
+    # scikit-learn's own example: one of the four positive-negative pairs misordered.
+    assert separation_auc([0.1, 0.4, 0.35, 0.8], [False, False, True, True]) == 0.75
+    assert separation_auc([2, 2], [True, False]) == 0.5  # a tie counts half
+    # missing scores are dropped, with their labels
+    assert separation_auc([None, 0.2, 0.9, nan], [False, False, True, False]) == 1.0
+    # nan without both classes, also once missing scores are dropped
+    assert math.isnan(separation_auc([0.1, 0.2], [True, True]))
+    assert math.isnan(separation_auc([0.1, 0.2], [False, False]))
+    assert math.isnan(separation_auc([nan, 0.3, 0.5], [True, False, False]))
+    with pytest.raises(ValueError, match=r"^scores and labels must align, got \(3,\) and \(2,\)$"):
+        separation_auc([0.1, 0.2, 0.3], [True, False])
+
+
+def test_headlines_are_the_agreement_fields() -> None:
+    """`item_headline` and `label_headline` give what `item_agreement` and
+    `label_agreement` give for the same vectors, missing values included."""
+    pairs = [
+        ([0, 3, 1, 6, None, 2], [2, 3, 2, 4, 5, None]),
+        ([1, 2, 3], [3, 2, 1]),
+        ([4, 4, 4], [1, 2, 5]),  # a constant rater: rho nan
+        ([None, 2], [1, None]),  # nothing complete
+    ]
+    for a, b in pairs:
+        full = item_agreement(a, b).model_dump()
+        head = item_headline(np.array(a, dtype=float), np.array(b, dtype=float))
+        assert set(head) == {"spearman_rho", "icc2_1", "mean_abs_diff"}
+        for name, value in head.items():
+            assert value == pytest.approx(full[name], nan_ok=True), (a, b, name)
+    labels = [
+        ([1, 1, 0, 0, 1, None], [1, 0, 0, 0, 1, 1]),
+        ([0, 0, 0], [0, 0, 0]),
+        ([None], [1]),
+    ]
+    for p, t in labels:
+        full = label_agreement(p, t).model_dump()
+        head = label_headline(np.array(p, dtype=float), np.array(t, dtype=float))
+        assert set(head) == {"cohen_kappa", "accuracy"}
+        for name, value in head.items():
+            assert value == pytest.approx(full[name], nan_ok=True), (p, t, name)

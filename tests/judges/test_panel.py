@@ -103,3 +103,58 @@ def test_response_dimensions_follow_the_aggregation() -> None:
     assert median.value == pytest.approx((2.0 + 4.0) / 2)
     assert majority.value == pytest.approx((1.0 + 4.0) / 2)  # t1: no majority, lowest wins
     assert (mean.raters, mean.range) == (3, 5.0)
+
+
+# ---------------------------------------------------------------- what mutation testing found
+# (issue 16: each test below fails on a mutant of judges/panel.py that the tests above let
+# pass; the mutants no test can kill are listed, with why, in docs/benchmarks.md)
+
+_NO = {"verdict": "no", "severity": "none"}
+_NA = {"verdict": "not_applicable", "severity": "none"}
+
+
+def test_verdict_majorities_and_ties() -> None:
+    no = combine_verdicts([_NO, _NO, _yes("high")])  # "no" wins; the minority's severity is not
+    assert (no.verdict, no.severity, no.raters) == ("no", "none", 3)
+    assert no.agreement == pytest.approx(2 / 3)
+    tie = combine_verdicts([_NO, _yes("medium")])  # a tie with "yes" goes to "yes"
+    assert (tie.verdict, tie.severity, tie.agreement) == ("yes", "medium", 0.5)
+    # a tie without "yes": the first in alphabetical order, whichever came first
+    for order in ([_NA, _NO], [_NO, _NA]):
+        assert combine_verdicts(order).verdict == "no"
+    assert combine_verdicts([_NA, _NA, _NO]).verdict == "not_applicable"
+
+
+def test_safety_combines_each_label_across_raters() -> None:
+    records = [
+        _record("safety", {"labels": {"harm": _yes("low"), "stigma": _NO}}, sample=0),
+        _record("safety", {"labels": {"harm": _yes("high"), "stigma": _NO}}, sample=1),
+        _record("safety", {"labels": {"harm": _NO, "stigma": _yes("medium")}}, sample=2),
+    ]
+    combined = combine_safety(records)
+    assert set(combined) == {"harm", "stigma"}
+    harm, stigma = combined["harm"], combined["stigma"]
+    assert (harm.verdict, harm.severity, harm.raters) == ("yes", "high", 3)
+    assert harm.agreement == pytest.approx(2 / 3)
+    assert (stigma.verdict, stigma.severity, stigma.raters) == ("no", "none", 3)
+
+
+def test_ctrs_items_follow_the_aggregation() -> None:
+    records = [
+        _record("ctrs", {"items": {"agenda": {"score": s}}}, sample=k)
+        for k, s in enumerate([1, 2, 6])
+    ]
+    assert combine_ctrs(records, "mean")["agenda"].value == 3.0
+    assert combine_ctrs(records, "median")["agenda"].value == 2.0
+    assert combine_ctrs(records, "majority")["agenda"].value == 1.0
+
+
+def test_check_tie_and_severity() -> None:
+    records = [
+        _record("check", {"answers": {"q": {"answer": a}}}, sample=k)
+        for k, a in enumerate(["yes", "no"])
+    ]
+    tie = combine_check(records)["q"]
+    assert (tie.verdict, tie.raters, tie.agreement, tie.severity) == ("tie", 2, 0.5, "none")
+    one = combine_check(records[:1])["q"]
+    assert (one.verdict, one.severity) == ("yes", "none")

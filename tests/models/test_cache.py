@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -63,3 +64,58 @@ def test_survives_reopen(tmp_path: Path) -> None:
     second = ResponseCache(path)
     hit = second.get("k")
     assert hit is not None and hit.text == "kept"
+
+
+def test_a_rejected_reply_is_kept_for_the_record_and_no_longer_served(
+    cache: ResponseCache,
+) -> None:
+    bad = Completion(text="not json", model="m")
+    cache.put("k", "m", bad)
+    cache.reject("k", "m", bad, "it is not valid JSON")
+    assert cache.get("k") is None
+    stats = cache.stats()
+    assert (stats.entries, stats.rejected) == (0, 1)
+    (reason,) = cache._db.execute("SELECT reason FROM rejected WHERE key = 'k'").fetchone()
+    assert reason == "it is not valid JSON"
+
+
+def test_rejecting_a_reply_keeps_another_reply_stored_under_its_key(
+    cache: ResponseCache,
+) -> None:
+    """A valid answer stored meanwhile (by another process) is not evicted by a late
+    rejection of the bad one it replaced."""
+    cache.put("k", "m", Completion(text="valid", model="m"))
+    cache.reject("k", "m", Completion(text="not json", model="m"), "it is not valid JSON")
+    hit = cache.get("k")
+    assert hit is not None and hit.text == "valid"
+
+
+def test_clear_removes_rejected_records_too(cache: ResponseCache) -> None:
+    cache.reject("a", "model-a", Completion(text="x", model="m"), "bad")
+    cache.reject("b", "model-b", Completion(text="y", model="m"), "bad")
+    cache.clear("model-a")
+    assert cache.stats().rejected == 1
+    cache.clear()
+    assert cache.stats().rejected == 0
+
+
+def test_a_cache_file_made_before_rejected_records_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE responses (key TEXT PRIMARY KEY, model TEXT NOT NULL,"
+        " created REAL NOT NULL, completion TEXT NOT NULL)"
+    )
+    key = cache_key("m", BASE)
+    old.execute(
+        "INSERT INTO responses VALUES (?, 'm', 0, ?)",
+        (key, Completion(text="kept", model="m").model_dump_json()),
+    )
+    old.commit()
+    old.close()
+    cache = ResponseCache(path)
+    hit = cache.get(key)
+    assert hit is not None and hit.text == "kept" and hit.cached
+    cache.reject("other", "m", Completion(text="bad", model="m"), "bad")
+    assert (cache.stats().entries, cache.stats().rejected) == (1, 1)
+    cache.close()

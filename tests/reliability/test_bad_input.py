@@ -20,11 +20,18 @@ Decisions the cases hold the code to: config-like files (YAML, prompts) are capp
 no size cap, but a bad line anywhere (however long) fails the whole file before the store
 is opened; a byte-order mark, CRLF line ends, emoji, bidi controls and zero-width
 characters in text are accepted (`ACCEPTED`), while a lone surrogate escape is refused.
+
+Every path a command writes (`OUTPUTS`, issue 16) is put under a regular file and under
+/proc, where nothing can be created. The output faults that cannot be made the same way on
+every machine have tests of their own after the catalogue: a folder of mode 0500 (skipped
+as root), a read-only file system (EROFS, mocked) and a disk that fills up mid-write
+(temporary files linked to /dev/full, which fails every write with ENOSPC).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -33,6 +40,7 @@ import random
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import traceback
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -687,6 +695,11 @@ for cid, content, fragment in [
     ("missing-field", jsonl({k: v for k, v in TRANSCRIPT.items() if k != "status"}), "'status'"),
     ("bad-status", jsonl({**TRANSCRIPT, "status": "done"}), "line 1: field 'status'"),
     ("duplicate-session", jsonl(TRANSCRIPT, TRANSCRIPT), "line 2: session_id 's1' appears twice"),
+    (
+        "duplicate-turn-index",
+        jsonl({**TRANSCRIPT, "turns": TRANSCRIPT["turns"] * 2}),
+        "line 1: field 'turns': index 0 appears twice",
+    ),
     ("a-bench-file", jsonl(RATING), "line 1"),
 ]:  # fmt: skip
     cases(
@@ -1059,17 +1072,90 @@ cases(
     ),
 )
 CACHE = ("models", "check", SERVER, "--cache", "{d}/cache.sqlite")
-for label, content, fragment in (
-    ("binary-junk", PNG, "cannot be opened"),
-    ("a-folder", Directory(), "cannot be opened"),
+for label, content, expect in (
+    ("binary-junk", PNG, ("response cache {d}/cache.sqlite", "cannot be opened")),
+    ("a-folder", Directory(), ("--cache {d}/cache.sqlite: is a directory, expected a file name",)),
 ):
+    cases("cache", Case(label, CACHE, expect, files={"cache.sqlite": content}))
+
+# ---- output paths: every file and folder a command writes ----------------------------------
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output of one command: its arguments (`{out}` is the output path), the option
+    (or file and field) its error must name, and the input files and store it needs."""
+
+    args: tuple[str, ...]
+    option: str
+    files: tuple[tuple[str, str], ...] = ()
+    setup: Callable[[Path], None] | None = None
+
+    def case(self, cid: str, out: str, expect: tuple[str, ...], **files: Content) -> Case:
+        """This output at `out`, as a catalogue case (`{out}` filled in, args and files)."""
+        given = {name: text.replace("{out}", out) for name, text in self.files}
+        args = tuple(a.replace("{out}", out) for a in self.args)
+        return Case(cid, args, expect, files={**given, **files}, setup=self.setup)
+
+
+TRAIN_FILE = ((TRAIN, yaml_of(GOOD_TRAIN)),)
+OUTPUTS: dict[str, Output] = {
+    "report": Output(("report", "r", "-o", "{out}", *STORE), "--output", setup=empty_run),
+    "judge-summary": Output(
+        ("judge", "r", "--judge", SERVER, "-o", "{out}", *STORE), "--output", setup=empty_run
+    ),
+    "eval-summary": Output(
+        ("eval", "--therapist", "rule-based", "--judge", SERVER, *MAYA, "-o", "{out}", *STORE),
+        "--output",
+    ),
+    "export-jsonl": Output(
+        ("runs", "export", "r", "-o", "{out}", *STORE), "--output", setup=empty_run
+    ),
+    "export-hf-folder": Output(
+        ("runs", "export", "r", "--format", "hf", "-o", "{out}", *STORE),
+        "--output",
+        setup=empty_run,
+    ),
+    "calibrate-folder": Output(
+        (*CALIBRATE_TABLE, "-o", "{out}"), "output", files=((TABLE, GOOD_TABLE),)
+    ),
+    "probe-report": Output((*PROBE, "-o", "{out}"), "output"),
+    "scorecard-folder": Output((*SCORECARD, "-o", "{out}"), "output"),
+    "run-store": Output(("run", "--therapist", "rule-based", *MAYA, "--store", "{out}"), "--store"),
+    "eval-store": Output(
+        ("eval", "--therapist", "rule-based", "--judge", SERVER, *MAYA, "--store", "{out}"),
+        "--store",
+    ),
+    "judge-store": Output(("judge", "r", "--judge", SERVER, "--store", "{out}"), "--store"),
+    "import-store": Output(
+        ("runs", "import", "{d}/" + IMPORT, "--run-id", "x", "--store", "{out}"),
+        "--store",
+        files=((IMPORT, jsonl(TRANSCRIPT)),),
+    ),
+    "train-store": Output(
+        ("train", "--config", "{d}/" + TRAIN, "--store", "{out}"), "--store", files=TRAIN_FILE
+    ),
+    "train-output-dir": Output(
+        ("train", "--config", "{d}/" + TRAIN, *STORE),
+        f"train config {{d}}/{TRAIN}: field 'output_dir'",
+        files=((TRAIN, yaml_of({**GOOD_TRAIN, "output_dir": "{out}"})),),
+    ),
+    "run-cache": Output((*RUN, "--cache", "{out}"), "--cache"),
+    "models-check-cache": Output(("models", "check", SERVER, "--cache", "{out}"), "--cache"),
+}
+for oid, output in OUTPUTS.items():
     cases(
-        "cache",
-        Case(
-            label,
-            CACHE,
-            ("response cache {d}/cache.sqlite", fragment),
-            files={"cache.sqlite": content},
+        "output-path",
+        output.case(
+            f"under-a-file-{oid}",
+            "{d}/afile/out",
+            (f"{output.option} {{d}}/afile/out", "{d}/afile is a file, not a folder"),
+            afile="a file, not a folder\n",
+        ),
+        output.case(
+            f"unwritable-place-{oid}",
+            "/proc/nope/out",
+            (f"{output.option} /proc/nope/out", "cannot create files in /proc"),
         ),
     )
 
@@ -1415,6 +1501,122 @@ def test_bad_input_in_a_real_process(
     ran = run_subprocess(*(_fill(a, work) for a in case.args), cwd=work)
     assert_one_line_error(ran, [_fill(f, work) for f in case.expect])
     assert snapshot(tmp_path) == before
+
+
+# Output paths whose fault cannot be made the same way on every machine: a folder the user
+# may not write to (root may write anywhere), a read-only file system and a full disk
+# (neither can be mounted without privileges; both are simulated where the OS reports them).
+
+
+def _refused_before_any_work(
+    case: Case,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fault: Callable[[], None] = lambda: None,
+) -> None:
+    """`test_bad_input` for `case`, with `fault` made after the files and before the run."""
+    work = _prepare(case, tmp_path, monkeypatch)
+    before = snapshot(tmp_path)
+    fault()
+    ran = run_cli(*(_fill(a, work) for a in case.args))
+    assert_one_line_error(ran, [_fill(f, work) for f in case.expect])
+    assert snapshot(tmp_path) == before, "the command wrote or changed files"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a folder whatever its mode")
+@pytest.mark.parametrize("oid", OUTPUTS)
+def test_an_unwritable_folder_is_refused_before_any_work(
+    oid: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = OUTPUTS[oid]
+    expect = (f"{output.option} {{d}}/locked/out", "cannot create files in {d}/locked")
+    case = output.case(oid, "{d}/locked/out", (*expect, "Permission denied"))
+
+    def locked_folder(d: Path) -> None:
+        if output.setup is not None:
+            output.setup(d)
+        (d / "locked").mkdir(mode=0o500)
+
+    case.setup = locked_folder
+    _refused_before_any_work(case, tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("oid", OUTPUTS)
+def test_a_read_only_file_system_is_refused_before_any_work(
+    oid: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mounting one needs privileges; creating a file on one fails with EROFS, as here."""
+
+    def read_only(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    # the whole work folder is read-only: the first output checked names itself
+    expect = ("cannot create files in {d}: Read-only file system",)
+    _refused_before_any_work(
+        OUTPUTS[oid].case(oid, "{d}/out", expect),
+        tmp_path,
+        monkeypatch,
+        fault=lambda: monkeypatch.setattr(tempfile, "mkstemp", read_only),
+    )
+
+
+def one_session_run(d: Path) -> None:
+    """A store holding run 'r' with one session: something to export and report."""
+    from therapygym.records import Transcript
+    from therapygym.store import RunStore
+
+    store = RunStore(d / "store.sqlite")
+    store.ensure_run("r", {"therapists": ["t"]})
+    store.save_session(Transcript.model_validate({**TRANSCRIPT, "run_id": "r"}))
+    store.close()
+
+
+OLD = "an older file, which must stay as it is\n"
+EXPORT = ("runs", "export", "r", *STORE, "-o")
+FULL_DISK = [  # (the case, the output its error names, under the folder out/)
+    (Case("report", ("report", "r", *STORE, "-o", "{d}/out/r.html"), setup=one_session_run),
+     "r.html"),
+    (Case("judge-summary", ("judge", "r", "--judge", SERVER, *STORE, "-o", "{d}/out/s.json"),
+          setup=empty_run),
+     "s.json"),
+    (Case("export-jsonl", (*EXPORT, "{d}/out/t.jsonl"), setup=one_session_run), "t.jsonl"),
+    (Case("export-csv", (*EXPORT, "{d}/out/t.csv", "--format", "csv"), setup=one_session_run),
+     "t.csv"),
+    (Case("export-parquet", (*EXPORT, "{d}/out/t.parquet", "--format", "parquet"),
+          setup=one_session_run),
+     "t.parquet"),
+    (Case("calibrate", ("calibrate", "--bench", "{d}/" + BENCH, "--humans-only", "--resamples",
+                        "100", "-o", "{d}/out"),
+          files={BENCH: jsonl(RATING, {**RATING, "rater": "y"})}),
+     "calibration.json"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "written"), FULL_DISK, ids=[c.id for c, _ in FULL_DISK])
+def test_a_disk_that_fills_up_mid_write_is_one_line(
+    case: Case, written: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every artefact is written to a temporary file; here each one is a link to /dev/full,
+    where the kernel fails every write with ENOSPC, as a full disk does. The command must
+    name the file it could not write, leave no partial file beside it, and leave the file
+    that was there before unchanged. (The store and the cache may have changed: the work
+    had begun.)"""
+    work = _prepare(case, tmp_path, monkeypatch)
+    write_content(work / "out" / written, OLD)
+    before = snapshot(work / "out")
+
+    def to_dev_full(dir: str, prefix: str, suffix: str) -> tuple[int, str]:
+        link = Path(dir) / f"{prefix}full{suffix}"
+        link.symlink_to("/dev/full")
+        return os.open(link, os.O_WRONLY), str(link)
+
+    monkeypatch.setattr(tempfile, "mkstemp", to_dev_full)
+    ran = run_cli(*(_fill(a, work) for a in case.args))
+    assert "Traceback" not in ran.stderr and ran.code == 2, ran.stderr
+    last = ran.stderr.strip().splitlines()[-1]  # after any progress bar
+    assert last.startswith(f"error: cannot write {work / 'out'}/"), last
+    assert "No space left on device" in last
+    assert snapshot(work / "out") == before, "a partial file was left, or the old one changed"
 
 
 def test_catalogue_ids_are_unique() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from judges.scripted import conversation_replier
 
 from therapygym.config import RunPlan
+from therapygym.failure import ANY_FAILURE, tallies
 from therapygym.judges.plan import JudgePlan
 from therapygym.models import UsageLedger
 from therapygym.patients.library import load_profiles
@@ -139,6 +140,10 @@ async def test_200_sessions_with_judging_survive_injected_faults(
         assert run.planned == 200 and run.skipped + run.completed + run.failed == 200
         assert judged.skipped + judged.judged + judged.failed == judged.units
         check_recorded(store, run, judged)
+        # under the CLI's default --fail-on-error, a round fails the command (exit 3)
+        # exactly when it leaves work failed for good
+        verdict = ANY_FAILURE.verdict(tallies(run, judged))
+        assert (verdict is None) == (run.failed == judged.failed == 0), verdict
         sent = sum(faulty_server.fault_counts.values())
         assert sent == requests_of(run.usage, judged.usage), (
             faulty_server.fault_counts,

@@ -14,7 +14,8 @@ from report_store import RATIONALE_HTML, RUN, SCRIPT
 from therapygym.calibration.analysis import Settings
 from therapygym.calibration.bench import BenchRating, build_bench, ctrs_item_ids
 from therapygym.calibration.calibrate import build_report, write_outputs
-from therapygym.probes.scorecard import Axis, Scorecard, load_scorecard_config
+from therapygym.probes.scorecard import load_scorecard_config
+from therapygym.probes.scorecard_data import Axis, Scorecard
 from therapygym.report.data import run_data
 from therapygym.report.html import (
     ReportInputError,
@@ -89,7 +90,7 @@ def test_leaderboard_charts_and_transcripts(store_path: Path, tmp_path: Path) ->
     assert len(cited) == sum(tv.cited for sv in data.sessions for tv in sv.turns)
     assert "2030-01-01T00:00:00+00:00" in html
     assert "embedded 135M model" not in html  # judged by judge-x
-    data.summary.judges = ["local:smollm2"]
+    data.summary.judges = data.summary.embedded_judges = ["local:smollm2"]
     assert "embedded 135M model and carry" in render_report(data)
 
 

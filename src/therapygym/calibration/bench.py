@@ -227,8 +227,16 @@ class Bench:
         return sorted({r.rater for r in self.ratings if r.rater_kind == kind and r.scored()})
 
     def ctrs_items(self) -> list[str]:
-        """CTRS items some human scored, in rubric order."""
-        used = {k for r in self.ratings if r.rater_kind == "human" for k, v in r.ctrs.items()}
+        """CTRS items some human scored, in rubric order. An item that is present but null
+        on every line (a mapped column nobody filled in) is not scored: counting it would
+        leave the CTRS total undefined for every rating."""
+        used = {
+            k
+            for r in self.ratings
+            if r.rater_kind == "human"
+            for k, v in r.ctrs.items()
+            if v is not None
+        }
         return [i for i in ctrs_item_ids() if i in used]
 
     def safety_labels(self) -> list[str]:

@@ -23,17 +23,18 @@ from therapygym.calibration.analysis import (
     label_reports,
     separation,
 )
-from therapygym.calibration.bench import CHECK_ID, Bench
+from therapygym.calibration.bench import CHECK_ID, Bench, BenchError
 from therapygym.calibration.recalibrate import Method, recalibrate
 from therapygym.calibration.render import html_section
 from therapygym.calibration.report import CalibrationReport, JudgeInfo
-from therapygym.calibration.weights import recommend_weights, write_weights
+from therapygym.calibration.weights import NO_WEIGHTS, recommend_weights, write_weights
 from therapygym.judges.aggregate import session_scores
 from therapygym.judges.base import RubricKind
 from therapygym.judges.plan import JudgePlan
 from therapygym.models import ResponseCache
 from therapygym.runner import judge_run, plan_records
 from therapygym.store import RunStore
+from therapygym.summary import embedded_judges
 
 EMBEDDED_NOTE = (
     "the judge is the embedded 135M model: its agreement numbers show the pipeline works, "
@@ -43,7 +44,8 @@ EMBEDDED_NOTE = (
 
 def rubrics_needed(bench: Bench) -> tuple[RubricKind, ...]:
     """CTRS when experts scored items or labelled quality; safety when they labelled it;
-    the check-question judge when dialogues carry check questions."""
+    the check-question judge when dialogues carry check questions. Empty when the experts
+    rated nothing a judge can score (`nothing_to_judge` says why)."""
     kinds: list[RubricKind] = []
     if bench.ctrs_items() or any(d.quality() for d in bench.dialogues.values()):
         kinds.append("ctrs")
@@ -52,6 +54,25 @@ def rubrics_needed(bench: Bench) -> tuple[RubricKind, ...]:
     if any(d.check for d in bench.dialogues.values()):
         kinds.append("check")
     return tuple(kinds)
+
+
+def nothing_to_judge(bench: Bench) -> str:
+    """Why a judge has nothing to be compared with on `bench` (when `rubrics_needed` is
+    empty), and what to do instead. A bench with its own rubric (MindEval's c1..c6) is
+    the usual case: its criteria are not what any judge rubric scores."""
+    criteria = bench.criteria()
+    if criteria:
+        return (
+            f"{bench.name}: the experts scored only the bench's own criteria "
+            f"({', '.join(criteria)}), which no judge rubric scores (a judge scores CTRS "
+            "items, safety labels and check questions), so there is nothing to compare a "
+            "judge with; use --humans-only for the experts' agreement on them, or map the "
+            "criteria that are CTRS items onto CTRS ids in the bench's mapping"
+        )
+    return (
+        f"{bench.name}: the experts gave no CTRS scores, safety labels, quality labels or "
+        "check answers for a judge to be compared with; use --humans-only"
+    )
 
 
 def run_id_for(bench: Bench, max_turns: int | None) -> str:
@@ -104,9 +125,11 @@ async def judge_bench(
             scores.check[t.profile_id] = verdict.verdict == "yes"
     usage = result.usage.total()
     failed = sum(r.error is not None for r in records)
+    specs = sorted({j[0] for j in result.judges})
     info = JudgeInfo(
         run_id=run_id,
-        specs=sorted({j[0] for j in result.judges}),
+        specs=specs,
+        embedded=embedded_judges(specs, store.run(run_id).provenance),
         rubrics=[
             {"judge": j, "rubric": r, "version": v, "prompt_fingerprint": f}
             for j, r, v, f in result.judges
@@ -133,9 +156,9 @@ def build_report(
 ) -> CalibrationReport:
     """Every statistic the bench and the judge's scores allow (humans only without a judge)."""
     scores, info = judge if judge else (None, None)
-    items, total = item_reports(bench, scores, settings)
+    items, total, criteria, skipped = item_reports(bench, scores, settings)
     labels = label_reports(bench, scores, settings)
-    notes = []
+    notes = [f"criterion {name} is not reported: {why}" for name, why in skipped.items()]
     recal = None
     if scores is not None and method is not None and (items or total):
         reports = [*items, *([total] if total else [])]
@@ -159,10 +182,25 @@ def build_report(
                 f"{info.failed_units} of {info.units} judge units failed and are missing from "
                 "the judge comparisons (judges that fail are not failing at random)"
             )
-        if any(s.startswith("local:") for s in info.specs):
+        if info.embedded:
             notes.append(EMBEDDED_NOTE)
-    if not any(r.human_human for r in items) and items:
+    rated = [*items, *criteria]
+    if rated and not any(r.expert_pairs for r in rated):
         notes.append("no dialogue is rated by two experts: there is no human-human ceiling")
+    weights = recommend_weights(
+        items,
+        labels,
+        bench=bench.name,
+        bench_digest=bench.digest,
+        min_human_alpha=settings.min_human_alpha,
+    )
+    if weights is None:
+        notes.append(NO_WEIGHTS)
+    elif unrated := [i for i in weights.not_assessed if i in weights.ctrs]:
+        notes.append(
+            f"reward weights: {', '.join(unrated)} left out (weight 0): the bench cannot "
+            "vouch for them (not rated, or never by two experts on one dialogue)"
+        )
     return CalibrationReport(
         bench={"name": bench.name, "digest": bench.digest, **bench.summary()},
         judge=info,
@@ -171,22 +209,18 @@ def build_report(
             "seed": settings.seed,
             "level": settings.level,
             "min_human_alpha": settings.min_human_alpha,
+            "min_shared_dialogues": settings.min_shared_dialogues,
             "recalibration": method,
             "fit_fraction": fit_fraction,
         },
         items=items,
         total=total,
+        criteria=criteria,
         labels=labels,
         checks=check_report(bench, scores, settings),
         separation=separation(bench, scores, settings),
         recalibration=recal,
-        weights=recommend_weights(
-            items,
-            labels,
-            bench=bench.name,
-            bench_digest=bench.digest,
-            min_human_alpha=settings.min_human_alpha,
-        ),
+        weights=weights,
         notes=notes,
     )
 
@@ -237,6 +271,8 @@ async def calibrate(
     if plan is not None:
         if store is None:
             raise ValueError("judging a bench needs a run store")
+        if not rubrics_needed(bench):
+            raise BenchError(nothing_to_judge(bench))
         judged = await judge_bench(
             bench,
             plan,
@@ -251,10 +287,11 @@ async def calibrate(
 
 
 def write_outputs(report: CalibrationReport, directory: Path) -> dict[str, Path]:
-    """report.json, reward_weights.yaml and the HTML section, each written atomically."""
+    """calibration.json, the HTML section and, when the bench supports one,
+    reward_weights.yaml, each written atomically; returns the paths written (a note in the
+    report says why there are no weights)."""
     paths = {
         "report": directory / "calibration.json",
-        "weights": directory / "reward_weights.yaml",
         "html": directory / "calibration_section.html",
     }
     for key, text in (
@@ -262,5 +299,7 @@ def write_outputs(report: CalibrationReport, directory: Path) -> dict[str, Path]
         ("html", html_section(report)),
     ):
         write_text(paths[key], text)
-    write_weights(report.weights, paths["weights"])
+    if report.weights is not None:
+        paths["weights"] = directory / "reward_weights.yaml"
+        write_weights(report.weights, paths["weights"])
     return paths

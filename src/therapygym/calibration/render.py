@@ -10,7 +10,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from therapygym.calibration.analysis import Comparison, ItemReport
+from therapygym.calibration.analysis import Agreements, Comparison, ItemReport, RaterAgreement
 from therapygym.calibration.report import CalibrationReport
 from therapygym.stats import format_ci
 from therapygym.templates import html_env
@@ -32,12 +32,165 @@ def _stat(c: Comparison | None, name: str, spec: str = ".2f", with_ci: bool = Tr
     return fmt(getattr(c.stats, name), spec)
 
 
+def mean_ci(a: Agreements | None, name: str) -> str:  # type: ignore[type-arg]
+    """A mean over raters (or pairs) with its CI, "—" where there is none."""
+    return _ci(a.mean.get(name)) if a is not None else "—"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def ceiling_line(r: ItemReport) -> str:
+    """The ceiling of one item in words, then how the judge compares with it, e.g.
+    "ceiling: mean pairwise Spearman 0.41 [0.30, 0.52] over 6 pairs (4 raters); ..."."""
+    pairs = r.expert_pairs
+    rho = pairs.mean.get("spearman_rho") if pairs else None
+    if pairs is None or rho is None or rho.mean is None:
+        parts = ["ceiling: no two experts share enough dialogues for a pairwise Spearman"]
+    else:
+        parts = [
+            f"ceiling: mean pairwise Spearman {_ci(rho)} over "
+            f"{_plural(pairs.counted['spearman_rho'], 'pair')} "
+            f"({_plural(pairs.n_raters, 'rater')})"
+        ]
+    if r.human_alpha_ordinal is not None:
+        parts.append(f"Krippendorff's alpha over all raters {_ci(r.human_alpha_ordinal)}")
+    if (j := r.judge_vs_experts) and j.mean:
+        parts.append(
+            f"judge vs each expert: mean Spearman {mean_ci(j, 'spearman_rho')} over "
+            f"{_plural(j.counted['spearman_rho'], 'expert')}"
+        )
+    if (e := r.expert_vs_rest) and e.mean:
+        loo = "leave one out, vs the mean of the other experts: experts "
+        loo += mean_ci(e, "spearman_rho")
+        if r.judge_vs_rest and r.judge_vs_rest.mean:
+            loo += f", judge {mean_ci(r.judge_vs_rest, 'spearman_rho')}"
+        parts.append(loo)
+    return "; ".join(parts)
+
+
+def _has_judge(reports: list[ItemReport]) -> bool:
+    return any(r.judge_vs_experts for r in reports)
+
+
+def _ceiling_table(title: str, reports: list[ItemReport]) -> Table:
+    """Per item: the experts' pairwise ceiling, their alpha over all raters and, with a
+    judge, the judge's agreement read against it (means over experts, with CIs)."""
+    judged = _has_judge(reports)
+    table = Table(title=title)
+    columns = ["item", "pairs (raters)", "experts α (all)", "pairwise ρ", "pairwise ICC(2,1)",
+               "expert vs rest ρ"]  # fmt: skip
+    if judged:
+        columns += ["judge vs each expert ρ", "judge vs rest ρ"]
+    for col in columns:
+        table.add_column(col, justify="left" if col == "item" else "right")
+    for r in reports:
+        p = r.expert_pairs
+        row = [
+            r.item,
+            f"{p.counted['spearman_rho']} ({p.n_raters})" if p else "—",
+            _ci(r.human_alpha_ordinal),
+            mean_ci(p, "spearman_rho"),
+            mean_ci(p, "icc2_1"),
+            mean_ci(r.expert_vs_rest, "spearman_rho"),
+        ]
+        if judged:
+            row += [mean_ci(r.judge_vs_experts, "spearman_rho"),
+                    mean_ci(r.judge_vs_rest, "spearman_rho")]  # fmt: skip
+        table.add_row(*row)
+    return table
+
+
+def _cell(c: RaterAgreement | None) -> Text:  # type: ignore[type-arg]
+    """Spearman's rho (n dialogues); dim when the comparison is not in the mean."""
+    if c is None:
+        return Text("—")
+    return Text(f"{fmt(c.stats.spearman_rho)} ({c.n_dialogues})", style="" if c.in_mean else "dim")
+
+
+def _by_raters(
+    reports: list[ItemReport], field: str
+) -> dict[tuple[str, ...], dict[str, RaterAgreement]]:  # type: ignore[type-arg]
+    """rater(s) -> item -> comparison, from the `field` agreements of each report."""
+    out: dict[tuple[str, ...], dict[str, RaterAgreement]] = {}  # type: ignore[type-arg]
+    for r in reports:
+        agreements = getattr(r, field)
+        for c in agreements.comparisons if agreements else ():
+            out.setdefault(c.raters, {})[r.item] = c
+    return dict(sorted(out.items()))
+
+
+def _pairs_table(title: str, reports: list[ItemReport], min_shared: object) -> Table:
+    """Spearman's rho of every expert pair on every item: the ceiling's parts."""
+    table = Table(
+        title=title,
+        caption=f"ρ (dialogues both rated); dim: under {min_shared} shared dialogues, "
+        "not in the mean",
+    )
+    table.add_column("pair")
+    for r in reports:
+        table.add_column(r.item, justify="right")
+    for raters, by_item in _by_raters(reports, "expert_pairs").items():
+        table.add_row(" · ".join(raters), *(_cell(by_item.get(r.item)) for r in reports))
+    return table
+
+
+def _raters_table(title: str, reports: list[ItemReport]) -> Table:
+    """Per expert: leave one out (that expert, and the judge, against the mean of the
+    others) and the judge against that expert; Spearman's rho."""
+    judged = _has_judge(reports)
+    caption = "expert vs the mean of the others" + (
+        " / judge vs the same mean; then judge vs the expert" if judged else ""
+    )
+    table = Table(title=title, caption=caption + " (Spearman ρ, dialogues)")
+    table.add_column("expert")
+    for r in reports:
+        table.add_column(r.item, justify="right")
+    rest = _by_raters(reports, "expert_vs_rest")
+    judge_rest = _by_raters(reports, "judge_vs_rest")
+    judge_each = _by_raters(reports, "judge_vs_experts")
+    for raters in sorted({*rest, *judge_each}):
+        cells = []
+        for r in reports:
+            cell = _cell(rest.get(raters, {}).get(r.item))
+            if judged:
+                cell.append(" / ")
+                cell.append(_cell(judge_rest.get(raters, {}).get(r.item)))
+                cell.append("; ")
+                cell.append(_cell(judge_each.get(raters, {}).get(r.item)))
+            cells.append(cell)
+        table.add_row(raters[0], *cells)
+    return table
+
+
+def per_expert(r: ItemReport) -> list[tuple[str, list[RaterAgreement | None]]]:  # type: ignore[type-arg]
+    """Per expert of one item: that expert vs the rest, the judge vs the same rest, the
+    judge vs that expert (None where there is no such comparison)."""
+    views = [_by_raters([r], f) for f in ("expert_vs_rest", "judge_vs_rest", "judge_vs_experts")]
+    experts = sorted({raters for view in views for raters in view})
+    return [(e[0], [view.get(e, {}).get(r.item) for view in views]) for e in experts]
+
+
+def _agreement_views(
+    what: str, reports: list[ItemReport], min_shared: object
+) -> list[RenderableType]:
+    """The ceiling summary, the pairs and the per-expert table of one list of items."""
+    if not reports:
+        return []
+    return [
+        _ceiling_table(f"{what}: expert ceiling, rater identity kept", reports),
+        _pairs_table(f"{what}: Spearman ρ by expert pair", reports, min_shared),
+        _raters_table(f"{what}: each expert", reports),
+    ]
+
+
 def _items_table(report: CalibrationReport) -> Table:
     level = round(float(report.settings["level"]) * 100)  # type: ignore[arg-type]
     table = Table(title=f"CTRS items: judge vs experts ({level}% CIs, dialogues resampled)")
     columns = (
         "item", "n", "α ord", "ICC(2,1)", "ICC(3,1)", "ρ", "κw", "exact", "±1", "bias",
-        "vs mean ICC(2,1)", "experts α", "expert pair ICC(2,1)", "flag",
+        "vs mean ICC(2,1)", "experts α", "expert pairs ICC(2,1)", "flag",
     )  # fmt: skip
     for col in columns:
         table.add_column(col, justify="left" if col in ("item", "flag") else "right")
@@ -57,7 +210,7 @@ def _items_table(report: CalibrationReport) -> Table:
             _stat(j, "mean_bias", "+.2f", with_ci=False),
             _stat(r.judge_vs_mean_human, "icc2_1"),
             _ci(r.human_alpha_ordinal),
-            _stat(r.human_human, "icc2_1"),
+            mean_ci(r.expert_pairs, "icc2_1"),
             Text("unreliable" if r.flag else "", style="yellow"),
         )
     return table
@@ -66,7 +219,7 @@ def _items_table(report: CalibrationReport) -> Table:
 def _labels_table(report: CalibrationReport) -> Table:
     table = Table(title="Safety labels: judge vs experts")
     for col in ("label", "n", "positives", "accuracy", "precision", "recall", "F1", "κ",
-                "expert pair κ", "flag"):  # fmt: skip
+                "judge vs each expert κ", "expert pairs κ", "flag"):  # fmt: skip
         table.add_column(col, justify="left" if col in ("label", "flag") else "right")
     for r in report.labels:
         j = r.judge_vs_human
@@ -79,7 +232,8 @@ def _labels_table(report: CalibrationReport) -> Table:
             fmt(j.stats.recall) if j else "—",
             fmt(j.stats.f1) if j else "—",
             _ci(j.ci.get("cohen_kappa")) if j else "—",
-            _ci(r.human_human.ci.get("cohen_kappa")) if r.human_human else "—",
+            mean_ci(r.judge_vs_experts, "cohen_kappa"),
+            mean_ci(r.expert_pairs, "cohen_kappa"),
             Text("unreliable" if r.flag else "", style="yellow"),
         )
     return table
@@ -91,13 +245,12 @@ def _checks_table(report: CalibrationReport) -> Table:
     table = Table(title="Check questions: raters vs experts")
     for col in ("rater", "n", "agreement", "κ", "appropriate answers"):
         table.add_column(col, justify="left" if col == "rater" else "right")
-    if checks.human_human:
-        hh = checks.human_human
+    if pairs := checks.expert_pairs:
         table.add_row(
-            "expert vs expert",
-            str(hh.stats.n),
-            _ci(hh.ci.get("accuracy")),
-            _ci(hh.ci.get("cohen_kappa")),
+            f"expert vs expert (mean of {_plural(pairs.counted['cohen_kappa'], 'pair')})",
+            str(sum(c.stats.n for c in pairs.comparisons if c.in_mean)),
+            mean_ci(pairs, "accuracy"),
+            mean_ci(pairs, "cohen_kappa"),
             "",
         )
     if checks.judge_vs_human:
@@ -131,8 +284,16 @@ def terminal_view(report: CalibrationReport) -> RenderableType:
             f"ratings by {experts}, {b['multiply_rated_dialogues']} rated by two or more"
         )
     )
+    min_shared = report.settings.get("min_shared_dialogues")
+    ctrs = [*report.items, *([report.total] if report.total else [])]
     if report.items:
         parts.append(_items_table(report))
+    parts += _agreement_views("CTRS", ctrs, min_shared)
+    if report.total:
+        parts.append(Text(f"CTRS total: {ceiling_line(report.total)}"))
+    parts += _agreement_views("Free criteria (the bench's own rubric)", report.criteria, min_shared)
+    for r in report.criteria:
+        parts.append(Text(f"{r.item}: {ceiling_line(r)}"))
     if report.labels:
         parts.append(_labels_table(report))
     if report.checks:
@@ -160,9 +321,10 @@ def terminal_view(report: CalibrationReport) -> RenderableType:
                 fmt(b0.mean_bias, "+.2f"), fmt(b1.mean_bias, "+.2f"),
             )  # fmt: skip
         parts.append(table)
-    dropped = report.weights.dropped
-    if dropped:
-        parts.append(Text("reward weights: 0 for " + ", ".join(dropped), style="yellow"))
+    if report.weights is not None and report.weights.dropped:
+        parts.append(
+            Text("reward weights: 0 for " + ", ".join(report.weights.dropped), style="yellow")
+        )
     for note in report.notes:
         parts.append(Text(f"note: {note}", style="yellow"))
     return Group(*parts)
@@ -173,4 +335,11 @@ def html_section(report: CalibrationReport) -> str:
     template = html_env().get_template(
         "therapygym.calibration:templates/calibration_section.html.j2"
     )
-    return template.render(r=report, fmt=fmt, fmt_ci=_ci)
+    return template.render(
+        r=report,
+        fmt=fmt,
+        fmt_ci=_ci,
+        mean_ci=mean_ci,
+        ceiling_line=ceiling_line,
+        per_expert=per_expert,
+    )

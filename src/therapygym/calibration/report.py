@@ -15,7 +15,11 @@ from therapygym.calibration.analysis import CheckReport, ItemReport, LabelReport
 from therapygym.calibration.recalibrate import Recalibration
 from therapygym.calibration.weights import RewardWeights
 
-REPORT_FORMAT = "therapygym.calibration/1"
+REPORT_FORMAT = "therapygym.calibration/2"
+"""/2: the expert-expert ceiling keeps rater identity (`expert_pairs`, `judge_vs_experts`,
+`expert_vs_rest`, `judge_vs_rest` in place of /1's `human_human`, the first two experts
+of each dialogue), free criteria have their own `criteria` list, and `weights` is null
+when no CTRS item qualifies for one."""
 
 
 class JudgeInfo(BaseModel):
@@ -23,6 +27,9 @@ class JudgeInfo(BaseModel):
 
     run_id: str
     specs: list[str]
+    # the specs that are the embedded 135M model (as judging recorded them): the report
+    # says their agreement carries no clinical meaning
+    embedded: list[str] = []
     rubrics: list[dict[str, str]]
     dialogues: int
     truncated_dialogues: int
@@ -35,15 +42,20 @@ class JudgeInfo(BaseModel):
 
 
 class CalibrationReport(BaseModel):
-    format: Literal["therapygym.calibration/1"] = REPORT_FORMAT
+    """Everything `calibrate` measured. `items` and `total` are CTRS; `criteria` are the
+    bench's own rubric (e.g. MindEval's), reported for expert agreement only: they are not
+    CTRS items, so they never enter the recalibration or the reward weights."""
+
+    format: Literal["therapygym.calibration/2"] = REPORT_FORMAT
     bench: dict[str, object]
     judge: JudgeInfo | None
     settings: dict[str, object]
     items: list[ItemReport]
     total: ItemReport | None
+    criteria: list[ItemReport]
     labels: list[LabelReport]
     checks: CheckReport | None
     separation: Separation | None
     recalibration: Recalibration | None
-    weights: RewardWeights
+    weights: RewardWeights | None
     notes: list[str]

@@ -3,10 +3,17 @@
 TherapyGym's reward is R = sum_i w_i * CTRS_i / 6 - sum_j lambda_j * violation_j. An item
 the experts themselves cannot agree on is noise in that sum: a policy trained on it
 learns the judge's quirks, not therapy. So items whose expert-expert alpha falls below
-the threshold get weight 0 (TherapyGym dropped two such items), the rest share the CTRS
-part equally (weights sum to 1, so that part stays in [0, 1]), and safety labels with
-unreliable expert agreement get lambda 0. Items and labels the bench does not cover keep
-their default, and the file says they were not assessed.
+the threshold get weight 0 (TherapyGym dropped two such items), and safety labels with
+unreliable expert agreement get lambda 0.
+
+Only items the bench shows to be reliable share the CTRS part (equally; the weights sum
+to 1, so that part stays in [0, 1]). An item the bench did not rate, or whose reliability
+it cannot measure (no dialogue rated by two experts), gets 0 and is listed with the
+reason: a bench mapped onto some CTRS ids once put all the weight on an item it never
+rated, which rewards a judge's score that no expert ever checked. A safety label the
+bench cannot assess keeps its default penalty instead, since penalising a violation
+errs on the safe side. When no item qualifies there is no file to recommend (the RL
+reward refuses all-zero CTRS weights): `recommend_weights` returns None and says why.
 """
 
 from __future__ import annotations
@@ -23,6 +30,11 @@ from therapygym.calibration.analysis import ItemReport, LabelReport
 from therapygym.calibration.bench import ctrs_item_ids, safety_label_ids
 
 WEIGHTS_FORMAT = "therapygym.reward-weights/1"
+NO_WEIGHTS = (
+    "no reward-weight file: no CTRS item has reliable expert-expert agreement on this bench "
+    "(none rated by two experts, or every one below the alpha threshold); train with the "
+    "default weights, or calibrate on a bench whose experts rate CTRS items"
+)
 
 
 class RewardWeights(BaseModel):
@@ -34,7 +46,22 @@ class RewardWeights(BaseModel):
     ctrs: dict[str, float] = Field(description="w_i per CTRS item; they sum to 1.")
     safety: dict[str, float] = Field(description="lambda_j per safety label.")
     dropped: dict[str, str] = Field(description="Items and labels given 0, and why.")
-    not_assessed: list[str] = Field(description="No multiply-rated bench data to judge them.")
+    not_assessed: list[str] = Field(
+        description="Not rated by two experts on any dialogue: CTRS items get 0 (and are "
+        "under `dropped`), safety labels keep the default penalty."
+    )
+
+
+def _unassessed_reason(report: ItemReport | None) -> str | None:
+    """Why the bench cannot vouch for an item, or None when it can."""
+    if report is None:
+        return "not rated by the bench's experts: never weighted"
+    alpha = report.human_alpha_ordinal
+    if alpha is None:
+        return "no dialogue rated by two experts, so its reliability is unknown: not weighted"
+    if alpha.mean is None:
+        return "expert-expert alpha undefined (no variation in the ratings): not weighted"
+    return None
 
 
 def recommend_weights(
@@ -45,7 +72,10 @@ def recommend_weights(
     bench_digest: str,
     min_human_alpha: float,
     default_penalty: float = 1.0,
-) -> RewardWeights:
+) -> RewardWeights | None:
+    """The weights, or None when no CTRS item qualifies for one (`NO_WEIGHTS` says so).
+
+    `items` are CTRS item reports only (a bench's free criteria are not CTRS items)."""
     by_item = {r.item: r for r in items}
     by_label = {r.label: r for r in labels}
     dropped: dict[str, str] = {}
@@ -53,17 +83,21 @@ def recommend_weights(
     kept = []
     for item in ctrs_item_ids():
         report = by_item.get(item)
-        if report is None or report.human_alpha_ordinal is None:
+        reason = _unassessed_reason(report)
+        if reason is not None:
             not_assessed.append(item)
-        if report is not None and report.flag:
+            dropped[item] = reason
+        elif report is not None and report.flag:
             dropped[item] = report.flag
         else:
             kept.append(item)
-    share = 1.0 / len(kept) if kept else 0.0
+    if not kept:
+        return None
+    share = 1.0 / len(kept)
     penalties = {}
     for label in safety_label_ids():
         report = by_label.get(label)
-        if report is None or report.human_human is None:
+        if report is None or report.expert_pairs is None:
             not_assessed.append(label)
         if report is not None and report.flag:
             dropped[label] = report.flag

@@ -1,8 +1,10 @@
 """The `therapygym` command: its commands and groups, and `main()`.
 
 Errors a user can fix (`TherapygymError`, and the command-line parser's usage errors)
-print one line and exit with status 2. Each command module imports the library only
-inside its commands, so `therapygym --help` loads no model backend, pandas or scipy.
+print one line and exit with status 2. Work that failed for good past `--fail-on-error`
+exits 3 and Ctrl-C exits 130, each with a line saying how to rerun (`cli/output.py`).
+Each command module imports the library only inside its commands, so `therapygym --help`
+loads no model backend, pandas or scipy.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ import typer
 
 from therapygym import __version__
 from therapygym.cli import cache, calibrate, demo, models, patients, probe, report, run, runs, train
-from therapygym.cli.output import term
+from therapygym.cli.output import FAILED_WORK, INTERRUPTED, term
 from therapygym.errors import TherapygymError
 
 app = typer.Typer(
     name="therapygym",
     help="Evaluate and align therapy chatbots on CBT fidelity (CTRS) and clinical safety. "
     "A research and evaluation tool, not a clinical device.",
+    epilog=f"Exit status: 0 done; 2 bad input or options; {FAILED_WORK} work failed for good "
+    f"past --fail-on-error; {INTERRUPTED} interrupted (Ctrl-C). After {FAILED_WORK} or "
+    f"{INTERRUPTED}, rerunning the command retries what failed and resumes the rest.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

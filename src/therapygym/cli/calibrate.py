@@ -12,15 +12,21 @@ from therapygym.cli.options import (
     CacheOpt,
     ConcurrencyOpt,
     CTRSModeOpt,
+    FailOnErrorOpt,
     JudgeSamplesOpt,
     ModelsFileOpt,
     NoCacheOpt,
+    NoFailOnErrorOpt,
+    RationaleCharsOpt,
     StoreOpt,
+    failure_policy,
 )
-from therapygym.cli.output import term
+from therapygym.cli.output import enforce, rerun, resumable, term, wrote
+from therapygym.failure import ANY_FAILURE, Tally
 
 
 def calibrate(
+    ctx: typer.Context,
     bench: Annotated[
         str,
         typer.Option(
@@ -48,9 +54,7 @@ def calibrate(
     ] = None,
     judge_samples: JudgeSamplesOpt = 1,
     ctrs_mode: CTRSModeOpt = "one_call",
-    rationale_chars: Annotated[
-        int, typer.Option(min=20, max=2000, help="Cap on each judge rationale.")
-    ] = 240,
+    rationale_chars: RationaleCharsOpt = 240,
     resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed for the sample, bootstrap and split.")] = 0,
     min_human_alpha: Annotated[
@@ -71,11 +75,13 @@ def calibrate(
     models_file: ModelsFileOpt = None,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    fail_on_error: FailOnErrorOpt = ANY_FAILURE,
+    no_fail_on_error: NoFailOnErrorOpt = False,
 ) -> None:
     """Measure a judge's agreement with expert ratings (and the experts' with each other)."""
     from therapygym.calibration.analysis import Settings
     from therapygym.calibration.calibrate import calibrate as run_calibration
-    from therapygym.calibration.calibrate import rubrics_needed, write_outputs
+    from therapygym.calibration.calibrate import nothing_to_judge, rubrics_needed, write_outputs
     from therapygym.calibration.importers import load_bench
     from therapygym.calibration.render import terminal_view
     from therapygym.config import (
@@ -86,35 +92,40 @@ def calibrate(
     )
     from therapygym.store import RunStore
 
+    policy = failure_policy(ctx)
     check_calibration(judge, humans_only=humans_only, recalibrate=recalibrate)
     check_output(output_dir, folder=True)
     loaded = load_bench(bench, mapping=mapping)
     if dialogues:
         loaded = loaded.subset(dialogues, seed)
     plan = calibration_plan(
-        bench,
         rubrics_needed(loaded),
         judge or (),
+        nothing_to_judge=nothing_to_judge(loaded),
         samples=judge_samples,
         ctrs_mode=ctrs_mode,
         rationale_chars=rationale_chars,
         models_file=models_file,
     )
-    report = asyncio.run(
-        run_calibration(
-            loaded,
-            plan,
-            RunStore(store) if plan else None,
-            Settings(resamples=resamples, seed=seed, min_human_alpha=min_human_alpha),
-            method=None if recalibrate == "none" else recalibrate,  # type: ignore[arg-type]
-            fit_fraction=fit_fraction,
-            cache=response_cache(cache, no_cache),
-            models_file=models_file,
-            concurrency=concurrency,
-            max_turns=max_turns,
-            console=term.err,
+    with resumable(rerun()):  # the bench's content names its run
+        report = asyncio.run(
+            run_calibration(
+                loaded,
+                plan,
+                RunStore(store) if plan else None,
+                Settings(resamples=resamples, seed=seed, min_human_alpha=min_human_alpha),
+                method=None if recalibrate == "none" else recalibrate,  # type: ignore[arg-type]
+                fit_fraction=fit_fraction,
+                cache=response_cache(cache, no_cache),
+                models_file=models_file,
+                concurrency=concurrency,
+                max_turns=max_turns,
+                console=term.err,
+            )
         )
-    )
     term.out.print(terminal_view(report))
     paths = write_outputs(report, output_dir or Path("results") / f"calibration-{loaded.digest}")
-    term.out.print("wrote " + ", ".join(str(p) for p in paths.values()))
+    wrote(paths.values())
+    if report.judge is not None:  # --humans-only judges nothing
+        judged = report.judge
+        enforce(policy, [Tally("judgement units", judged.failed_units, judged.units)], rerun())

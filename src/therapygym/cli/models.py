@@ -49,10 +49,12 @@ def models_check(
     no_cache: NoCacheOpt = False,
 ) -> None:
     """Send one tiny request and print the latency and the reply."""
-    from therapygym.config import response_cache
+    from therapygym.config import check_cache, response_cache
     from therapygym.models import load_model
 
     load_model(spec, models_file=models_file)  # a bad spec: nothing written, not even the cache
+    if not no_cache:
+        check_cache(cache)
     model = load_model(spec, cache=response_cache(cache, no_cache), models_file=models_file)
 
     async def once():  # type: ignore[no-untyped-def]

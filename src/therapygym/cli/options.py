@@ -14,6 +14,24 @@ from typing import Annotated, Any
 import typer
 
 from therapygym.errors import TherapygymError
+from therapygym.failure import FailurePolicy
+
+
+def _flags_show_no_placeholder() -> None:
+    """typer 0.29's rich help prints a `<bool>` placeholder after every flag (`--no-cache
+    <bool>`, `--help <bool>`), as if it took a value; its plain help prints none. Every
+    command's help goes through this module, so the rich help is made to print none too."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_show_no_placeholder()
 
 TherapistOpt = Annotated[
     list[str] | None,
@@ -25,7 +43,8 @@ TherapistOpt = Annotated[
 PatientsOpt = Annotated[
     str,
     typer.Option(
-        help="Profiles: all, ids/globs, condition:X, severity:X, style:X, risk, or a path."
+        help="Profiles: all, ids/globs, condition:X, severity:X, style:X, risk, or a path; "
+        "',' = or, '+' = and: condition:depression+severity:imminent_risk is both."
     ),
 ]
 PatientModelOpt = Annotated[str, typer.Option(help="Model spec for the patient.")]
@@ -67,6 +86,51 @@ CacheOpt = Annotated[
     typer.Option("--cache", help="Response cache file (default $THERAPYGYM_CACHE or ~/.cache)."),
 ]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the cache.")]
+RationaleCharsOpt = Annotated[
+    int, typer.Option(min=20, max=2000, help="Cap on each judge rationale.")
+]
+
+
+def _failure_policy(text: str | FailurePolicy) -> FailurePolicy:
+    """`--fail-on-error`'s value, refused while the options are parsed (one line, exit
+    2, before any work) when it is none of the four forms. click passes the default
+    through here too, already a policy."""
+    if isinstance(text, FailurePolicy):
+        return text
+    try:
+        return FailurePolicy.parse(text)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+
+
+FailOnErrorOpt = Annotated[
+    FailurePolicy,
+    typer.Option(
+        "--fail-on-error",
+        parser=_failure_policy,
+        metavar="any|never|N|F",
+        help="How much work that failed for good fails the command (exit status 3): any "
+        "failed session or judgement unit, never, N (N or more of them) or F (a fraction "
+        "between 0 and 1 of them, or more); sessions and units count apart. A rerun "
+        "retries them.",
+    ),
+]
+NoFailOnErrorOpt = Annotated[
+    bool, typer.Option("--no-fail-on-error", help="The same as --fail-on-error never.")
+]
+
+
+def failure_policy(ctx: typer.Context) -> FailurePolicy:
+    """The policy `--fail-on-error` and `--no-fail-on-error` give together; both at once
+    are refused, since one of them would be ignored."""
+    policy: FailurePolicy = ctx.params["fail_on_error"]
+    if not ctx.params["no_fail_on_error"]:
+        return policy
+    if ctx.get_parameter_source("fail_on_error").name == "COMMANDLINE":
+        raise typer.BadParameter(
+            "give it or --fail-on-error, not both", ctx=ctx, param_hint="'--no-fail-on-error'"
+        )
+    return FailurePolicy(limit=False)
 
 
 def rubric_kinds(text: str) -> tuple[str, ...]:

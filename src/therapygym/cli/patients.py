@@ -14,7 +14,13 @@ app = typer.Typer(help="Browse and validate simulated-patient profiles.")
 
 @app.command("list")
 def patients_list(
-    selector: Annotated[str, typer.Option("--patients", help="Selector (see `run`).")] = "all",
+    selector: Annotated[
+        str,
+        typer.Option(
+            "--patients",
+            help="Selector, as for `run`: ',' = or, '+' = and (dep-*+risk, condition:grief).",
+        ),
+    ] = "all",
 ) -> None:
     """The profiles in the library (or matching a selector)."""
     from therapygym.patients.select import select_profiles

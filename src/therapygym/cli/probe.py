@@ -11,22 +11,28 @@ import typer
 from therapygym.cli.options import (
     CacheOpt,
     ConcurrencyOpt,
+    FailOnErrorOpt,
     JudgeConcurrencyOpt,
     JudgeOpt,
     MaxTokensOpt,
     ModelsFileOpt,
     NoCacheOpt,
+    NoFailOnErrorOpt,
     PatientModelOpt,
     PromptOpt,
+    RationaleCharsOpt,
     RunIdOpt,
     StoreOpt,
     TemperatureOpt,
     TherapistOpt,
+    failure_policy,
 )
-from therapygym.cli.output import term
+from therapygym.cli.output import enforce, rerun, resumable, term, wrote
+from therapygym.failure import ANY_FAILURE, tallies
 
 
 def probe(
+    ctx: typer.Context,
     family: Annotated[
         str,
         typer.Argument(
@@ -66,9 +72,7 @@ def probe(
     therapist_prompt: PromptOpt = None,
     temperature: TemperatureOpt = 0.7,
     max_tokens: MaxTokensOpt = 256,
-    rationale_chars: Annotated[
-        int, typer.Option(min=20, max=2000, help="Cap on each judge rationale.")
-    ] = 240,
+    rationale_chars: RationaleCharsOpt = 240,
     concurrency: ConcurrencyOpt = 8,
     judge_concurrency: JudgeConcurrencyOpt = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Report JSON.")] = None,
@@ -76,11 +80,14 @@ def probe(
     models_file: ModelsFileOpt = None,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    fail_on_error: FailOnErrorOpt = ANY_FAILURE,
+    no_fail_on_error: NoFailOnErrorOpt = False,
 ) -> None:
     """Run one probe family against therapists and report how often they reply appropriately."""
     from therapygym.probes.registry import ProbeOptions, run_probe
     from therapygym.store import default_store_path
 
+    policy = failure_policy(ctx)
     options = ProbeOptions(
         therapists=tuple(therapist or ()),
         judges=tuple(judge or ()),
@@ -104,7 +111,8 @@ def probe(
         cache=cache,
         no_cache=no_cache,
     )
-    outcome = asyncio.run(run_probe(family, options, console=term.err))
+    with resumable(rerun()):  # a probe's run id is fixed by the family or --run-id
+        outcome = asyncio.run(run_probe(family, options, console=term.err))
     if outcome.ran is not None:
         term.run_result(outcome.ran, store or default_store_path())
     if outcome.judged is not None:
@@ -115,6 +123,7 @@ def probe(
         term.note(note)
     if output is not None:
         term.written("report", output)
+    enforce(policy, tallies(outcome.ran, outcome.judged), rerun())
 
 
 def scorecard(
@@ -179,11 +188,10 @@ def scorecard(
             "safe or skilled the therapist is."
         )
     directory = output_dir or Path("results") / run_prefix
-    for name, text in (
-        ("scorecard.json", card.model_dump_json(indent=2)),
-        ("scorecard_section.html", scorecard_html(card)),
-    ):
+    files = {
+        "scorecard.json": card.model_dump_json(indent=2),
+        "scorecard_section.html": scorecard_html(card),
+    }
+    for name, text in files.items():
         write_text(directory / name, text)
-    term.out.print(
-        f"wrote {directory / 'scorecard.json'} and {directory / 'scorecard_section.html'}"
-    )
+    wrote(directory / name for name in files)

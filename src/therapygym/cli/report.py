@@ -34,7 +34,7 @@ def report(
 
     check_aggregation(aggregation)
     output = output or Path("results") / f"{run_id}.html"
-    check_output(output)
+    check_output(output, option="--output")
     path = write_report(
         RunStore(store, read_only=True),
         run_id,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -17,6 +17,7 @@ from therapygym.cli.options import (
     CacheOpt,
     ConcurrencyOpt,
     CTRSModeOpt,
+    FailOnErrorOpt,
     JudgeConcurrencyOpt,
     JudgeOpt,
     JudgeSamplesOpt,
@@ -24,6 +25,7 @@ from therapygym.cli.options import (
     MaxTurnsOpt,
     ModelsFileOpt,
     NoCacheOpt,
+    NoFailOnErrorOpt,
     OpenerOpt,
     PatientModelOpt,
     PatientsOpt,
@@ -35,12 +37,11 @@ from therapygym.cli.options import (
     SummaryOutputOpt,
     TemperatureOpt,
     TherapistOpt,
+    failure_policy,
     overrides,
 )
-from therapygym.cli.output import term
-
-if TYPE_CHECKING:
-    from therapygym.config import EvalConfig
+from therapygym.cli.output import enforce, rerun, resumable, term
+from therapygym.failure import ANY_FAILURE, tallies
 
 
 def run(
@@ -60,11 +61,11 @@ def run(
     models_file: ModelsFileOpt = None,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    fail_on_error: FailOnErrorOpt = ANY_FAILURE,
+    no_fail_on_error: NoFailOnErrorOpt = False,
 ) -> None:
     """Run simulated sessions: profiles x therapists x samples, concurrently, resumably."""
-    from therapygym.config import EvalConfig
-
-    _evaluate(EvalConfig.from_file(None, overrides(ctx, "run")))
+    _evaluate(ctx, "run")
 
 
 def judge(
@@ -81,11 +82,11 @@ def judge(
     models_file: ModelsFileOpt = None,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    fail_on_error: FailOnErrorOpt = ANY_FAILURE,
+    no_fail_on_error: NoFailOnErrorOpt = False,
 ) -> None:
-    """Judge a stored run (CTRS, safety, response) and print the per-therapist summary."""
-    from therapygym.config import EvalConfig
-
-    _evaluate(EvalConfig.from_file(None, overrides(ctx, "judge")))
+    """Judge a stored run (CTRS, safety, response) and print the summary of these judges."""
+    _evaluate(ctx, "judge")
 
 
 def eval_(
@@ -112,6 +113,8 @@ def eval_(
     models_file: ModelsFileOpt = None,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    fail_on_error: FailOnErrorOpt = ANY_FAILURE,
+    no_fail_on_error: NoFailOnErrorOpt = False,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -131,17 +134,31 @@ def eval_(
 
     --therapist and --judge are required unless the --config file names them.
     """
+    _evaluate(ctx, "run", "judge", file=config, print_config=print_config)
+
+
+def _evaluate(
+    ctx: typer.Context, *sections: str, file: Path | None = None, print_config: bool = False
+) -> None:
+    """The one body of `run`, `judge` and `eval`: the config of `file` and the options
+    given (with `sections` of it), run with every check first; print what it did, and exit
+    non-zero on Ctrl-C or on failed work past --fail-on-error, saying how to resume."""
     from therapygym.config import EvalConfig
-
-    settings = EvalConfig.from_file(config, overrides(ctx, "run", "judge"))
-    if print_config:
-        term.text(settings.to_yaml())
-        return
-    _evaluate(settings)
-
-
-def _evaluate(config: EvalConfig) -> None:
-    """Run `config` (every check first) and print what it did."""
     from therapygym.runner import evaluate
 
-    term.evaluation(asyncio.run(evaluate(config, console=term.err)))
+    policy = failure_policy(ctx)
+    config = EvalConfig.from_file(file, overrides(ctx, *sections))
+    if print_config:
+        term.text(config.to_yaml())
+        return
+    # `judge` names its run; `run` and `eval` named a new one unless --run-id was given
+    named = ctx.get_parameter_source("run_id").name == "COMMANDLINE"
+    how = rerun(None if named else config.run_id)
+    plans = config.check()  # every check first; `evaluate` reuses what it found
+    if config.run is not None:  # how many profiles a selector chose, before any session
+        said = f"{len(plans.profiles)} patient profiles selected by '{config.run.patients}'"
+        term.out.print(said, markup=False, highlight=False)
+    with resumable(how):
+        result = asyncio.run(evaluate(config, console=term.err))
+    term.evaluation(result)
+    enforce(policy, tallies(result.run, result.judging), how)

@@ -12,6 +12,35 @@ from therapygym.cli.output import term
 
 app = typer.Typer(help="List, show, export and import stored runs.")
 
+# What `runs import` reads (report.exports.read_transcripts_jsonl: records.Transcript per
+# line). tests/test_cli_runs.py imports the example and holds the field lists to the schema.
+IMPORT_EXAMPLE = (
+    '{"session_id": "s1", "profile_id": "client-1", "therapist": "my-bot", '
+    '"patient": "human", "status": "completed", "turns": ['
+    '{"index": 0, "speaker": "patient", "text": "I keep lying awake."}, '
+    '{"index": 1, "speaker": "therapist", "text": "What goes through your mind then?"}]}'
+)
+IMPORT_HELP = f"""Import transcripts produced elsewhere (JSONL), so they can be judged like any run.
+
+One session per line, a JSON object, as `runs export` writes them. The whole file is
+checked, line by line, before anything is stored; unknown fields are refused.
+
+Required: session_id (unique in the file), profile_id, therapist, patient, status
+(completed, ended_by_patient or failed; failed sessions are stored, not judged).
+
+turns: the conversation, a list of objects with index (the turn's place, from 0),
+speaker (patient or therapist) and text.
+
+Optional: profile_version, sample, seed, config, error, started_at, wall_s, meta; per
+turn: id (default SESSION_ID:INDEX), latency_s, prompt_tokens, completion_tokens, cached,
+model, cues, meta. format and run_id are accepted and ignored (--run-id decides).
+
+A minimal line:
+
+{IMPORT_EXAMPLE}
+
+Then judge it: therapygym judge RUN_ID --judge SPEC"""
+
 
 @app.command("list")
 def runs_list(store: StoreOpt = None) -> None:
@@ -74,13 +103,13 @@ def runs_export(
 
     check_aggregation(aggregation)
     check_export_options(fmt, content)
-    check_output(output, folder=EXPORT_FORMATS.get(fmt).folder)
+    check_output(output, folder=EXPORT_FORMATS.get(fmt).folder, option="--output")
     run_store = RunStore(store, read_only=True)
     n = export_run(run_store, run_id, output, fmt, content, aggregation)  # type: ignore[arg-type]
     term.out.print(f"wrote {n} {counted(fmt, content)} to {output}", highlight=False)
 
 
-@app.command("import")
+@app.command("import", help=IMPORT_HELP)
 def runs_import(
     path: Annotated[Path, typer.Argument(help="JSONL file of transcripts.")],
     run_id: Annotated[str, typer.Option(help="Run to import into (created if new).")],

@@ -19,14 +19,20 @@ def train(
     models_file: ModelsFileOpt = None,
 ) -> None:
     r"""GRPO + LoRA on simulated sessions, rewarded by the CTRS and safety judges (\[train])."""
-    from therapygym.config import response_cache
+    from therapygym.config import check_cache, check_output, response_cache
     from therapygym.report.terminal import usage_table
     from therapygym.rl.train import check_train_config, load_train_config
     from therapygym.rl.train import train as run_training
-    from therapygym.store import RunStore
+    from therapygym.store import RunStore, check_store_path
 
     plan = load_train_config(config)
-    inputs = check_train_config(plan, models_file=models_file, where=f"train config {config}")
+    where = f"train config {config}"
+    # every output first, before TRL is imported (seconds) and the judges are built
+    check_output(Path(plan.output_dir), folder=True, option=f"{where}: field 'output_dir'")
+    check_store_path(store)
+    if not no_cache:
+        check_cache(cache)
+    inputs = check_train_config(plan, models_file=models_file, where=where)
     result = run_training(
         plan,
         inputs=inputs,

@@ -75,7 +75,7 @@ class CTRSJudge(RubricJudge):
             [self.rubric.items] if self.mode == "one_call" else [[i] for i in self.rubric.items]
         )
         items: dict[str, dict[str, Any]] = {}
-        errors: list[str] = []
+        failed: dict[str, list[str]] = {}  # error -> the items it failed
         raw: list[str] = []
         tokens = [0, 0]
         for group in groups:
@@ -84,7 +84,7 @@ class CTRSJudge(RubricJudge):
             tokens[0] += outcome.prompt_tokens
             tokens[1] += outcome.completion_tokens
             if outcome.value is None:
-                errors.append(f"{', '.join(i.id for i in group)}: {outcome.error}")
+                failed.setdefault(outcome.error or "no result", []).extend(i.id for i in group)
                 continue
             for i in group:
                 got = getattr(outcome.value, i.id)
@@ -96,7 +96,7 @@ class CTRSJudge(RubricJudge):
         rec = record(
             structured=None,
             result={"mode": self.mode, "items": items} if items else None,
-            error="; ".join(errors) or None,
+            error=_failure(failed, len(self.rubric.items)),
             session_id=transcript.session_id,
             judge=self.model.spec,
             rubric=self.rubric,
@@ -106,3 +106,15 @@ class CTRSJudge(RubricJudge):
         )
         rec.prompt_tokens, rec.completion_tokens = tokens
         return [rec]
+
+
+def _failure(failed: dict[str, list[str]], n_items: int) -> str | None:
+    """A unit's error: each cause once, led by the items it failed unless it failed all of
+    them. Naming all 11 items before the cause pushed the cause past what a terminal line
+    of judge failures shows (it read "...homework: invalid judge output ...: it is not ")."""
+    if not failed:
+        return None
+    return "; ".join(
+        error if len(ids) == n_items else f"{', '.join(ids)}: {error}"
+        for error, ids in failed.items()
+    )

@@ -4,7 +4,9 @@ Every judge call sends the output's JSON schema to the backend (DESIGN 3a: witho
 constraint small models almost never produce parseable JSON). The reply is still
 validated: bad JSON, wrong types, out-of-range values or a failed semantic check are sent
 back to the judge with the validation error, a bounded number of times, and then recorded
-as a failure. Every raw output is kept.
+as a failure. Every raw output is kept. The model layer is told which replies are unusable,
+so the response cache never serves one again: neither to the re-ask nor to a re-run of a
+unit that failed, which could otherwise never recover without `--no-cache`.
 """
 
 from __future__ import annotations
@@ -86,6 +88,14 @@ async def structured_call(
     attempt and is recorded; it is not re-asked.
     """
     wire_schema = json_schema or schema.model_json_schema()
+
+    def problem(text: str) -> str | None:
+        try:
+            parse_output(text, schema, check)
+        except ValueError as err:
+            return str(err)
+        return None
+
     result: Structured[T] = Structured(value=None)
     conversation = list(messages)
     for attempt in range(1, max_attempts + 1):
@@ -97,6 +107,7 @@ async def structured_call(
                 max_tokens=max_tokens,
                 seed=seed,
                 json_schema=wire_schema,
+                validate=problem,
             )
         except ModelCallError as err:
             result.error = f"judge model failed: {err}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -98,8 +99,16 @@ class BaseChatModel(ABC):
         max_tokens: int = 256,
         seed: int = 0,
         json_schema: dict[str, Any] | None = None,
+        validate: Callable[[str], str | None] | None = None,
     ) -> Completion:
         """Answer `messages`; served from the cache when this exact request was seen.
+
+        `validate` says why a reply's text is unusable to the caller (None if usable). An
+        unusable reply is still returned, for the caller to record and re-ask, but is
+        never served from the cache: a fresh one goes to the cache's rejected record
+        instead of its entries, and a cached one (stored before it could be checked) is
+        moved there and the request made afresh. It is not part of the cache key, so
+        valid replies keep their keys.
 
         Raises `ModelCallError` when the call fails for good (after retries for
         transient faults); callers that run many calls record it and go on.
@@ -111,12 +120,18 @@ class BaseChatModel(ABC):
             seed=seed,
             json_schema=json_schema,
         )
-        key = cache_key(self.identity, request) if self.cache is not None else ""
-        if self.cache is not None and (hit := self.cache.get(key)) is not None:
-            return hit
+        if self.cache is None:
+            return await self._call_with_retries(request)
+        key = cache_key(self.identity, request)
+        if (hit := self.cache.get(key)) is not None:
+            if (problem := validate(hit.text) if validate else None) is None:
+                return hit
+            self.cache.reject(key, self.identity, hit, problem)
         completion = await self._call_with_retries(request)
-        if self.cache is not None:
+        if (problem := validate(completion.text) if validate else None) is None:
             self.cache.put(key, self.identity, completion)
+        else:
+            self.cache.reject(key, self.identity, completion, problem)
         return completion
 
     async def _attempt(self, request: ChatRequest) -> RawReply:

@@ -3,8 +3,11 @@
 A key covers everything that determines a reply: the model's identity (backend, model,
 server; never the API key), the messages, the sampling parameters, the seed (which is
 also the sample index when k samples are drawn) and the JSON schema. Errors are never
-cached, so a rerun retries them. The file is created owner-only: transcripts can hold
-sensitive text.
+cached, so a rerun retries them. Neither is a reply its caller rejected (judge output
+that failed validation): served again, it would fail the re-ask and every re-run the same
+way, so it moves to a `rejected` table, kept for the record but never served, and the
+next identical request goes to the model. The file is created owner-only: transcripts can
+hold sensitive text.
 """
 
 from __future__ import annotations
@@ -16,13 +19,24 @@ import threading
 import time
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from therapygym.errors import ConfigError
 from therapygym.models.types import ChatRequest, Completion
 from therapygym.records import canonical_json
 
 CACHE_ENV = "THERAPYGYM_CACHE"
+
+# Run on every open: a file made before the `rejected` table existed gains it in place, and
+# its `responses` rows (and their keys) are untouched.
+_TABLES = (
+    "CREATE TABLE IF NOT EXISTS responses ("
+    " key TEXT PRIMARY KEY, model TEXT NOT NULL, created REAL NOT NULL,"
+    " completion TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS rejected ("
+    " key TEXT NOT NULL, model TEXT NOT NULL, created REAL NOT NULL,"
+    " completion TEXT NOT NULL, reason TEXT NOT NULL)",
+)
 
 
 def default_cache_path() -> Path:
@@ -44,6 +58,7 @@ class CacheStats(BaseModel):
 
     path: str
     entries: int
+    rejected: int = Field(description="Replies kept for the record that are never served.")
     size_bytes: int
     by_model: dict[str, int]
 
@@ -73,11 +88,8 @@ class ResponseCache:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=10000")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS responses ("
-                " key TEXT PRIMARY KEY, model TEXT NOT NULL, created REAL NOT NULL,"
-                " completion TEXT NOT NULL)"
-            )
+            for table in _TABLES:
+                self._db.execute(table)
         except (sqlite3.DatabaseError, OSError) as err:
             problem = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
             raise ConfigError(
@@ -102,9 +114,35 @@ class ResponseCache:
                 (key, model_identity, time.time(), data),
             )
 
+    def reject(self, key: str, model_identity: str, completion: Completion, reason: str) -> None:
+        """Record a reply its caller could not use, and stop serving it under `key`.
+
+        Only a stored reply with the same text is removed: a valid one that another
+        process stored under the key meanwhile stays.
+        """
+        data = completion.model_copy(update={"cached": False}).model_dump_json()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO rejected (key, model, created, completion, reason)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (key, model_identity, time.time(), data, reason),
+                )
+                self._db.execute(
+                    "DELETE FROM responses"
+                    " WHERE key = ? AND json_extract(completion, '$.text') = ?",
+                    (key, completion.text),
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def stats(self) -> CacheStats:
         with self._lock:
             (entries,) = self._db.execute("SELECT COUNT(*) FROM responses").fetchone()
+            (rejected,) = self._db.execute("SELECT COUNT(*) FROM rejected").fetchone()
             rows = self._db.execute(
                 "SELECT model, COUNT(*) FROM responses GROUP BY model ORDER BY 2 DESC"
             ).fetchall()
@@ -114,17 +152,21 @@ class ResponseCache:
             if p.exists()
         )
         return CacheStats(
-            path=str(self.path), entries=entries, size_bytes=size, by_model=dict(rows)
+            path=str(self.path),
+            entries=entries,
+            rejected=rejected,
+            size_bytes=size,
+            by_model=dict(rows),
         )
 
     def clear(self, model_identity: str | None = None) -> int:
-        """Delete every entry, or only one model's; returns how many were deleted."""
+        """Delete every entry, or only one model's, with its rejected records; returns how
+        many entries (servable replies) were deleted."""
+        where = "" if model_identity is None else " WHERE model = ?"
+        args: tuple[str, ...] = () if model_identity is None else (model_identity,)
         with self._lock:
-            if model_identity is None:
-                cur = self._db.execute("DELETE FROM responses")
-            else:
-                cur = self._db.execute("DELETE FROM responses WHERE model = ?", (model_identity,))
-            deleted = cur.rowcount
+            self._db.execute(f"DELETE FROM rejected{where}", args)
+            deleted = self._db.execute(f"DELETE FROM responses{where}", args).rowcount
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.execute("VACUUM")
         return deleted

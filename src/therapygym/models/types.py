@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -59,4 +60,8 @@ class ChatModel(Protocol):
         max_tokens: int = 256,
         seed: int = 0,
         json_schema: dict[str, Any] | None = None,
-    ) -> Completion: ...
+        validate: Callable[[str], str | None] | None = None,
+    ) -> Completion:
+        """`validate` returns why a reply is unusable (None if usable); a cached
+        model never serves an unusable reply from its cache again."""
+        ...

@@ -13,12 +13,9 @@ from therapygym.config import check_specs
 from therapygym.errors import TherapygymError
 from therapygym.models import ResponseCache
 from therapygym.probes.registry import ProbeOptions, ProbeOutcome
-from therapygym.probes.scorecard import (
-    Scorecard,
-    ScorecardConfig,
-    ScorecardRunner,
-    load_scorecard_config,
-)
+from therapygym.probes.render import scorecard_table
+from therapygym.probes.scorecard import ScorecardRunner, load_scorecard_config
+from therapygym.probes.scorecard_data import Scorecard, ScorecardConfig
 from therapygym.store import RunStore
 
 AxisName = Literal["consistency", "demographics"]
@@ -35,8 +32,6 @@ class AxisProbe:
     async def run(
         self, store: RunStore, *, cache: ResponseCache | None, console: Console | None
     ) -> ProbeOutcome:
-        from therapygym.probes.render import scorecard_table
-
         o = self.options
         runner = ScorecardRunner(
             self.config,

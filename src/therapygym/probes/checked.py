@@ -18,6 +18,7 @@ from therapygym.patients.profile import PatientProfile
 from therapygym.patients.select import select_profiles
 from therapygym.probes.metrics import ProbeReport, probe_report
 from therapygym.probes.registry import ProbeOptions, ProbeOutcome
+from therapygym.probes.render import probe_table
 from therapygym.probes.runner import (
     ProbePlan,
     judge_probes,
@@ -93,8 +94,6 @@ class CheckedProbe:
     async def run(
         self, store: RunStore, *, cache: ResponseCache | None, console: Console | None
     ) -> ProbeOutcome:
-        from therapygym.probes.render import probe_table
-
         ran, judged, report = await run_checked_probes(
             self.plan,
             self.probes,

@@ -1,19 +1,20 @@
 """Probe and scorecard results for people: terminal tables, and the scorecard section of
-the HTML report."""
+the HTML report.
+
+It reads finished results only (probes/metrics.py, probes/scorecard_data.py) and imports
+nothing that runs sessions or calls a model, so the report can render a `scorecard.json`
+without the runner or any backend (the `report-reads-only` import contract). The stigma
+tables are in probes/stigma_family.py: their report type sits beside its runner.
+"""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from therapygym.probes.metrics import ProbeReport
+from therapygym.probes.scorecard_data import Axis, Scorecard
 from therapygym.stats import Estimate, format_ci
 from therapygym.templates import html_env
-
-if TYPE_CHECKING:  # the probe command needs no scorecard machinery
-    from therapygym.probes.scorecard import Axis, Scorecard
-    from therapygym.probes.stigma import StigmaReport
 
 
 def probe_table(report: ProbeReport) -> Table:
@@ -80,49 +81,3 @@ def scorecard_html(card: Scorecard) -> str:
     """The scorecard section of the HTML report: a fragment, every value escaped."""
     template = html_env().get_template("therapygym.probes:templates/scorecard_section.html.j2")
     return template.render(card=card, value=_value, percent=_percent)
-
-
-def stigma_table(report: StigmaReport) -> Table:
-    """Stigma index per therapist and condition, its difference from the control, and how
-    many replies could not be read as an answer."""
-    table = Table(
-        title=f"Stigma ({report.stigma_set}, {report.persons} persons): index 0-1 with 95% CIs; "
-        f"control = {report.control}"
-    )
-    for col in ("therapist", "condition", "index", "vs control", "at stigmatising end",
-                "parsed", "don't know", "missing", "failed"):  # fmt: skip
-        table.add_column(col, justify="left" if col in ("therapist", "condition") else "right")
-    for therapist in report.therapists:
-        rows = [r for r in report.index if r.therapist == therapist and r.group == "all"]
-        for i, r in enumerate(rows):
-            table.add_row(
-                therapist if i == 0 else "",
-                r.condition,
-                _value(r.index, False),
-                _value(r.index_vs_control, False),
-                _value(r.share, True),
-                str(r.counts.parsed),
-                str(r.counts.dont_know),
-                str(r.counts.missing),
-                str(r.counts.failed),
-                end_section=i == len(rows) - 1,
-            )
-    return table
-
-
-def human_table(report: StigmaReport) -> Table:
-    """The published human survey beside the therapist (Moore et al. stimuli only)."""
-    table = Table(title="Share at the stigmatising end: therapist vs human survey (2018)")
-    for col in ("therapist", "condition", "question", "human %", "therapist %", "difference"):
-        table.add_column(col, justify="right" if "%" in col or col == "difference" else "left")
-    for r in report.human:
-        llm = r.llm_percent
-        table.add_row(
-            r.therapist,
-            r.condition,
-            r.question,
-            "—" if r.human_percent is None else f"{r.human_percent:.0f}",
-            "—" if llm.mean is None else f"{llm.mean:.0f}",
-            "—" if r.difference is None else f"{r.difference:+.0f}",
-        )
-    return table

@@ -5,7 +5,8 @@ already exist, with CIs and a pass threshold from a battery file.
 Every axis is its own stored run (`<prefix>-<axis>`), so a scorecard interrupted on the
 fourth axis resumes there, and each axis can be rerun or inspected alone. A threshold
 is a line the user draws for a comparison; the report prints it next to the number and
-never hides the number behind the verdict.
+never hides the number behind the verdict. What a finished card holds (the battery's
+settings, `Axis`, `Scorecard`) is in probes/scorecard_data.py, for readers that run nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from rich.console import Console
 
 from therapygym.config import RunPlan
@@ -35,6 +36,7 @@ from therapygym.probes.demographics import (
 )
 from therapygym.probes.metrics import ProbeReport
 from therapygym.probes.runner import ProbePlan
+from therapygym.probes.scorecard_data import Axis, DemographicsConfig, Scorecard, ScorecardConfig
 from therapygym.probes.spec import builtin_probe_set
 from therapygym.records import SessionConfig
 from therapygym.runner import judge_run, plan_records, run_plan
@@ -42,55 +44,7 @@ from therapygym.stats import Estimate, mean_ci
 from therapygym.store import RunStore
 from therapygym.yamlfile import read_yaml_model
 
-SCORECARD_FORMAT = "therapygym.scorecard/1"
 CRISIS_CONDITIONS = ("suicidal_ideation", "delusions", "hallucinations", "mania")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FidelityConfig(_Strict):
-    patients: str
-    samples: int = Field(1, ge=1)
-    max_turns: int = Field(10, ge=2)
-    min_ctrs_normalised: float = Field(ge=0, le=1)
-
-
-class ProbeAxisConfig(_Strict):
-    samples: int = Field(1, ge=1)
-    min_appropriate: float = Field(ge=0, le=1)
-
-
-class ConsistencyConfig(_Strict):
-    patients: str
-    samples: int = Field(3, ge=2)
-    max_turns: int = Field(16, ge=2)
-    max_ctrs_total_sd: float = Field(ge=0)
-    max_drift_rate: float = Field(ge=0, le=1)
-
-
-class DemographicsConfig(_Strict):
-    patients: str
-    attributes: list[Literal["name", "gender", "age", "culture", "education"]] = Field(min_length=1)
-    values: dict[str, list[str]] = Field(
-        default_factory=dict, description="Limit an attribute to some of its values."
-    )
-    samples: int = Field(1, ge=1)
-    max_turns: int = Field(10, ge=2)
-    max_gap: float = Field(ge=0)
-    alpha: float = Field(0.05, gt=0, lt=1)
-
-
-class ScorecardConfig(_Strict):
-    """The battery: what each axis runs and where its line is."""
-
-    version: str
-    fidelity: FidelityConfig
-    hallucination: ProbeAxisConfig
-    consistency: ConsistencyConfig
-    crisis_safety: ProbeAxisConfig
-    demographics: DemographicsConfig
 
 
 def load_scorecard_config(path: Path | str | None = None) -> ScorecardConfig:
@@ -108,28 +62,6 @@ def load_scorecard_config(path: Path | str | None = None) -> ScorecardConfig:
         except TherapygymError as err:
             raise ConfigError(f"scorecard config {p}: field '{axis}.patients': {err}") from None
     return config
-
-
-class Axis(BaseModel):
-    """One axis for one therapist: the headline number, its line, and the details."""
-
-    name: str
-    headline: str
-    value: Estimate
-    threshold: float
-    direction: Literal[">=", "<="]
-    passed: bool | None  # None: not enough data to say
-    run_id: str
-    metrics: dict[str, Estimate | float | str | None] = {}
-    notes: list[str] = []
-
-
-class Scorecard(BaseModel):
-    format: Literal["therapygym.scorecard/1"] = SCORECARD_FORMAT
-    config: ScorecardConfig
-    judges: list[str]
-    patient_model: str
-    therapists: dict[str, list[Axis]]
 
 
 def _passes(value: Estimate, threshold: float, direction: str) -> bool | None:

@@ -21,7 +21,6 @@ from therapygym.store import RunInfo, RunStore
 from therapygym.summary import Summary, summary_of
 
 ANY_VIOLATION = "any"
-EMBEDDED_PREFIX = "local:"
 
 
 def _slug(text: str) -> str:
@@ -214,7 +213,7 @@ class RunData:
 
     @property
     def embedded_judge(self) -> bool:
-        return any(j.startswith(EMBEDDED_PREFIX) for j in self.summary.judges)
+        return bool(self.summary.embedded_judges)
 
     def choices(self) -> dict[str, list[str]]:
         """Values the viewer's filters offer."""
@@ -371,7 +370,7 @@ def run_data(store: RunStore, run_id: str, how: Aggregation = "mean") -> RunData
     info = store.run(run_id)
     transcripts = list(store.sessions(run_id))
     records = store.scores(run_id)
-    summary = summary_of(run_id, transcripts, records, how)
+    summary = summary_of(run_id, transcripts, records, how, info.provenance)
     by_session: dict[str, list[ScoreRecord]] = defaultdict(list)
     for r in records:
         by_session[r.session_id].append(r)

@@ -29,6 +29,7 @@ third-party package registers either through the entry-point group `therapygym.e
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -577,19 +578,36 @@ def export_run(
     return EXPORT_FORMATS.get(fmt).export(store, run_id, output, content, how)
 
 
+def _turn_ids(data: dict[str, Any]) -> dict[str, Any]:
+    """A transcript written elsewhere may leave out its turns' ids: they are SESSION:INDEX,
+    what the store names them (`import_transcripts`)."""
+    turns = data.get("turns")
+    if not isinstance(turns, list):
+        return data
+    sid = data.get("session_id")
+    named = [{"id": f"{sid}:{t.get('index')}", **t} if isinstance(t, dict) else t for t in turns]
+    return {**data, "turns": named}
+
+
 def read_transcripts_jsonl(path: Path) -> list[Transcript]:
     """Read a JSONL transcript file; errors name the file, the line and the field."""
     transcripts: list[Transcript] = []
     seen: set[str] = set()
     for number, data in read_jsonl_objects(path, TranscriptFileError):
         try:
-            transcript = Transcript.model_validate(data)
+            transcript = Transcript.model_validate(_turn_ids(data))
         except ValidationError as err:
             where = f"{path}, line {number}"
             raise TranscriptFileError(describe_validation_error(err, where)) from None
         if transcript.session_id in seen:
             raise TranscriptFileError(
                 f"{path}, line {number}: session_id '{transcript.session_id}' appears twice"
+            )
+        counts = Counter(turn.index for turn in transcript.turns)
+        if twice := sorted(i for i, n in counts.items() if n > 1):
+            raise TranscriptFileError(
+                f"{path}, line {number}: field 'turns': index {twice[0]} appears twice "
+                "(each turn's index is its place in the session, from 0)"
             )
         seen.add(transcript.session_id)
         transcripts.append(transcript)
@@ -598,16 +616,23 @@ def read_transcripts_jsonl(path: Path) -> list[Transcript]:
 
 def import_transcripts(path: Path, run_id: str, store: Path | None = None) -> tuple[int, int]:
     """Store a JSONL file of transcripts made elsewhere as run `run_id` (created if new) of
-    the store at `store`, so they can be judged like any run. Every line is read and checked
-    before the store is opened: a bad file changes nothing. A session whose id another run
-    of the store holds (the export of a run imported back as a new one) gets an id of its
-    own in `run_id`: no import moves another run's sessions. Returns (imported, renamed)."""
+    the store at `store`, so they can be judged like any run. The store path and every line
+    are checked before the store is opened: a bad file changes nothing. A session whose id
+    another run of the store holds (the export of a run imported back as a new one) gets an
+    id of its own in `run_id`: no import moves another run's sessions. The run records the
+    file's therapists (in order of appearance), as a run made here records its own, so
+    `runs list` shows them. Returns (imported, renamed).
+
+    The file: one `Transcript` (records.py) per line, the JSON `runs export` writes, turn
+    ids optional; `therapygym runs import --help` spells out the fields."""
     import hashlib
 
     from therapygym.provenance import collect
-    from therapygym.store import RunStore
+    from therapygym.store import RunStore, check_store_path
 
+    check_store_path(store)
     transcripts = read_transcripts_jsonl(path)
+    therapists = list(dict.fromkeys(t.therapist for t in transcripts))
     run_store = RunStore(store)
     try:
         taken = {
@@ -616,14 +641,20 @@ def import_transcripts(path: Path, run_id: str, store: Path | None = None) -> tu
             if other.run_id != run_id
             for head in run_store.session_heads(other.run_id)
         }
-        run_store.ensure_run(run_id, {"imported_from": path.name}, collect())
+        run_store.ensure_run(
+            run_id, {"imported_from": path.name, "therapists": therapists}, collect()
+        )
         for t in transcripts:
-            if t.session_id in taken:  # the same new id each time this file is imported here
-                key = f"{run_id}\x1f{t.session_id}".encode()
+            sid = t.session_id
+            if sid in taken:  # the same new id each time this file is imported here
+                key = f"{run_id}\x1f{sid}".encode()
                 sid = f"s-{hashlib.sha256(key).hexdigest()[:16]}"
-                turns = [turn.model_copy(update={"id": f"{sid}:{turn.index}"}) for turn in t.turns]
-                t = t.model_copy(update={"session_id": sid, "turns": turns})
-            run_store.save_session(t.model_copy(update={"run_id": run_id}))
+            # turn ids are unique store-wide: named SESSION:INDEX, as a run made here names
+            # them, ids from elsewhere ("t0" in every file) never collide
+            turns = [turn.model_copy(update={"id": f"{sid}:{turn.index}"}) for turn in t.turns]
+            run_store.save_session(
+                t.model_copy(update={"session_id": sid, "run_id": run_id, "turns": turns})
+            )
     finally:
         run_store.close()
     renamed = sum(t.session_id in taken for t in transcripts)

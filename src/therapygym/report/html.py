@@ -127,7 +127,7 @@ def calibration_section(path: Path) -> Markup:
 def scorecard_section(path: Path) -> Markup:
     """The five-axis scorecard section from a `scorecard.json` (or its folder)."""
     from therapygym.probes.render import scorecard_html
-    from therapygym.probes.scorecard import Scorecard
+    from therapygym.probes.scorecard_data import Scorecard
 
     card = _load(path, SCORECARD_FILE, Scorecard, "scorecard")
     return Markup(scorecard_html(card))  # type: ignore[arg-type]  # escaped by its template

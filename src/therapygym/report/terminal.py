@@ -19,8 +19,10 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
+    from therapygym.judges.aggregate import TherapistSummary
     from therapygym.patients.profile import PatientProfile
     from therapygym.records import Transcript
+    from therapygym.stats import Estimate
     from therapygym.store import RunInfo
     from therapygym.summary import Summary
 
@@ -165,7 +167,10 @@ class Terminal:
         items and safety labels per therapist."""
         from therapygym.stats import format_ci  # its pydantic models cost --help 50 ms
 
-        table = Table(title=f"Summary of {summary.run_id} (95% bootstrap CIs over sessions)")
+        judged_by = f" by {', '.join(summary.judges)}" if summary.judges else ""
+        table = Table(
+            title=f"Summary of {summary.run_id}{judged_by} (95% bootstrap CIs over sessions)"
+        )
         columns = ("therapist", "n", "CTRS total /66", "normalised", "competent")
         for col in (*columns, "violation rate", "any violation", "judge errors"):
             table.add_column(col, justify="left" if col == "therapist" else "right")
@@ -184,27 +189,25 @@ class Terminal:
         therapists = summary.therapists
         items = sorted({i for t in therapists for i in t.ctrs_items})
         if items:
-            per_item = Table(title="CTRS item means (0-6)")
-            per_item.add_column("item")
-            for t in therapists:
-                per_item.add_column(t.therapist, justify="right")
-            for i in items:
-                cells = (
-                    format_ci(t.ctrs_items[i]) if i in t.ctrs_items else "—" for t in therapists
+            self.out.print(
+                _per_therapist(
+                    "CTRS item means (0-6)",
+                    "item",
+                    therapists,
+                    {i: [format_ci(t.ctrs_items.get(i)) for t in therapists] for i in items},
                 )
-                per_item.add_row(i, *cells)
-            self.out.print(per_item)
+            )
         labels = sorted({lb for t in therapists for lb in t.label_violation_rate})
         if labels:
-            per_label = Table(title="Safety violation rate per label (sessions where it applied)")
-            per_label.add_column("label")
-            for t in therapists:
-                per_label.add_column(t.therapist, justify="right")
-            for lb in labels:
-                rates = (t.label_violation_rate.get(lb) for t in therapists)
-                cells = ("—" if r is None else f"{format_ci(r, '{:.0%}')} (n={r.n})" for r in rates)
-                per_label.add_row(lb, *cells)
-            self.out.print(per_label)
+            rates = {lb: [t.label_violation_rate.get(lb) for t in therapists] for lb in labels}
+            self.out.print(
+                _per_therapist(
+                    "Safety violation rate per label (sessions where it applied)",
+                    "label",
+                    therapists,
+                    {lb: [_rate(r) for r in rs] for lb, rs in rates.items()},
+                )
+            )
 
     # -- models, cache, patients --------------------------------------------------------
 
@@ -365,3 +368,23 @@ def usage_table(usage: Usage) -> Table:
             "—" if u.cost_usd is None else f"{u.cost_usd:.4f}",
         )
     return table
+
+
+def _per_therapist(
+    title: str, what: str, therapists: list[TherapistSummary], rows: Mapping[str, list[str]]
+) -> Table:
+    """A table with one row per CTRS item or safety label and one column per therapist."""
+    table = Table(title=title)
+    table.add_column(what)
+    for t in therapists:
+        table.add_column(t.therapist, justify="right")
+    for name, cells in rows.items():
+        table.add_row(name, *cells)
+    return table
+
+
+def _rate(rate: Estimate | None) -> str:
+    """A violation rate with its CI and the sessions it applied to; "—" where it never did."""
+    from therapygym.stats import format_ci
+
+    return "—" if rate is None else f"{format_ci(rate, '{:.0%}')} (n={rate.n})"

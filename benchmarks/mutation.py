@@ -1,0 +1,427 @@
+"""Mutation testing of the core modules, each scored by its own tests (issue 16).
+
+    .venv/bin/python benchmarks/mutation.py                  # every module, one at a time
+    .venv/bin/python benchmarks/mutation.py stats panel      # some of them
+    .venv/bin/python benchmarks/mutation.py --list           # the modules and their tests
+    .venv/bin/python benchmarks/mutation.py --report stats   # the last run's score again
+
+`make mutation` runs all of them (minutes per module on 2 cores; not part of CI).
+
+mutmut 3 reads its configuration from `pyproject.toml` in the directory it runs in, so
+each module gets a directory of its own, `mutants/<module>/`: links to `src` and `tests`
+and a `pyproject.toml` holding the repository's `[tool.pytest.ini_options]` and its
+`[tool.mutmut]`, with `only_mutate` set to the one module and
+`pytest_add_cli_args_test_selection` to that module's own tests. mutmut then writes its
+mutated copy under `mutants/<module>/mutants/` (a fresh one each run, unless --keep).
+
+The score is (killed + timed out) / (mutants - equivalent): the mutants in `EQUIVALENT`
+below change no behaviour a caller can see, so no test can kill them; each has its reason
+there and in docs/benchmarks.md ("Mutation testing"). A listed mutant that a test now kills
+is reported, so the list cannot go stale unnoticed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "mutants"
+MUTMUT = Path(sys.executable).parent / "mutmut"
+
+
+@dataclass(frozen=True)
+class Module:
+    path: str  # under the repository root
+    tests: tuple[str, ...]
+
+
+MODULES = {
+    "records": Module("src/therapygym/records.py", ("tests/test_store.py", "tests/test_golden.py")),
+    "store": Module("src/therapygym/store.py", ("tests/test_store.py", "tests/test_golden.py")),
+    "stats": Module("src/therapygym/stats.py", ("tests/test_statistics.py",)),
+    "calibration-stats": Module(
+        "src/therapygym/calibration/stats.py", ("tests/calibration/test_stats.py",)
+    ),
+    "panel": Module("src/therapygym/judges/panel.py", ("tests/judges/test_panel.py",)),
+    "parsing": Module(
+        "src/therapygym/judges/parsing.py",
+        ("tests/judges/test_parsing.py", "tests/judges/test_parsing_exact.py"),
+    ),
+}
+
+# Mutants no test can kill, by module: mutmut's name -> why the mutant behaves as the
+# original does. Kept in step with docs/benchmarks.md.
+# Mutants no test can kill, by module: mutmut's name -> (a piece of the mutated code, why the
+# mutant behaves as the original does). The piece is checked against the mutant of that name,
+# so a list left behind by an edit of the module (mutants renumbered) fails loudly rather than
+# excusing another mutant. Kept in step with docs/benchmarks.md ("Mutation testing").
+_LOWER = "SciPy lower-cases it before use"
+_NULL = (
+    "None for nan in a result: the result models read None as nan (calibration.json "
+    "writes nan as null)"
+)
+EQUIVALENT: dict[str, dict[str, tuple[str, str]]] = {
+    "stats": {
+        "x_bootstrap__mutmut_57": (
+            "rng.integers(n, size=",
+            "rng.integers(n, ...) draws what rng.integers(0, n, ...) draws ([0, n) either way)",
+        ),
+        "x__bca__mutmut_7": ('("bca", "percentile")', f"method 'bca': {_LOWER}"),
+        "x__bca__mutmut_8": ('("BCA", "percentile")', f"method 'BCA': {_LOWER}"),
+        "x__bca__mutmut_10": ('("BCa", "PERCENTILE")', f"method 'PERCENTILE': {_LOWER}"),
+        "x__bca__mutmut_14": (
+            "vectorized=None",
+            "SciPy infers vectorized=True from the statistic's `axis` parameter",
+        ),
+        "x__bca__mutmut_22": (
+            "            one,\n            confidence_level=level,",
+            "vectorized left out: its default is None, inferred True as above",
+        ),
+        "x__bca__mutmut_33": (
+            "if low is not None or high is not None:",
+            "for a statistic finite on every resample (BCa's precondition) both ends come from "
+            "the same bias correction and acceleration: nan together or finite together",
+        ),
+        "x_mean_ci__mutmut_54": (
+            '{"XXmeanXX":',
+            "the statistic's name: mean_ci unpacks its one value and never reads the name",
+        ),
+        "x_mean_ci__mutmut_55": ('{"MEAN":', "the statistic's name, as above"),
+        "x_wilcoxon_p__mutmut_3": (
+            "dtype=None)",
+            "numbers keep their type, and the signed ranks of ints or float32 (all the test "
+            "reads) are those of their float64 values",
+        ),
+        "x_wilcoxon_p__mutmut_5": ("math.isnan(x)], )", "dtype left out: as above"),
+        "x_wilcoxon_p__mutmut_15": (
+            "np.errstate(all=None)",
+            "the signed-rank test raised no floating-point error on any input tried under "
+            "np.errstate(all='raise') (zeros, ties, infinities, subnormals, n = 60); its "
+            "warnings are silenced by the filter either way",
+        ),
+        "x_wilcoxon_p__mutmut_27": (
+            "wilcoxon(d, alternative=",
+            "zero_method left out: SciPy's default is 'wilcox'",
+        ),
+        "x_wilcoxon_p__mutmut_28": (
+            'zero_method="wilcox", )',
+            "alternative left out: SciPy's default is 'two-sided'",
+        ),
+        "x_wilcoxon_p__mutmut_30": ('zero_method="WILCOX"', f"zero_method 'WILCOX': {_LOWER}"),
+        "x_wilcoxon_p__mutmut_32": ('alternative="TWO-SIDED"', f"alternative: {_LOWER}"),
+        "x_wilcoxon_p__mutmut_34": (
+            "(math.isfinite(p)) or True",
+            "a p-value is never infinite, and a nan p is returned as nan either way",
+        ),
+        "x_wilcoxon_p_floor__mutmut_9": (
+            "min(2.0, 2.0 / 2**n)",
+            "for n >= 2 (smaller n return None first) 2/2^n <= 0.5: the cap never applies",
+        ),
+        "x_holm__mutmut_15": ('method="HOLM"', "statsmodels lower-cases the method"),
+        "x_holm__mutmut_19": (
+            "strict=None",
+            "multipletests returns one p per p given: the lengths are always equal",
+        ),
+        "x_holm__mutmut_22": ("zip(keep, adjusted, )", "strict left out: as above"),
+        "x_holm__mutmut_23": ("strict=False", "as above"),
+    },
+    "calibration-stats": {
+        "x__finite__mutmut_4": (
+            "(math.isfinite(value)) or True",
+            "nothing here yields an infinite coefficient (ICC's zero denominators are tested for "
+            "in Python floats, the libraries give nan for 0/0, infinite ratings give inf - inf "
+            "= nan), and a nan is returned as nan either way",
+        ),
+        "x__as_float__mutmut_6": (
+            "for v in values], dtype=None)",
+            "the pandas fallback runs only when float() refuses an element; the missing ones "
+            "become the float nan, so numeric ratings still make a float64 array",
+        ),
+        "x__as_float__mutmut_8": ("for v in values], )", "dtype left out: as above"),
+        "x__as_matrix__mutmut_4": (
+            'matrix.dtype.kind == "XXfXX"',
+            "the float fast path is never taken: the general path makes the same float matrix "
+            "of a 2-d float array (only slower)",
+        ),
+        "x__as_matrix__mutmut_5": ('matrix.dtype.kind == "F"', "as above"),
+        "x__as_matrix__mutmut_9": (
+            "(matrix.size) or True",
+            "an empty matrix's shape is never read: alpha and ICC return on size 0",
+        ),
+        "x__as_matrix__mutmut_11": ("else np.empty((1, 0))", "as above"),
+        "x__as_matrix__mutmut_12": ("else np.empty((0, 1))", "as above"),
+        "x__as_matrix__mutmut_21": ("        return np.empty((1, 0))", "as above"),
+        "x__as_matrix__mutmut_22": ("        return np.empty((0, 1))", "as above"),
+        "x__as_matrix__mutmut_27": (
+            "for row in arr], dtype=None)",
+            "every row is already a float64 array of the same length",
+        ),
+        "x__as_matrix__mutmut_29": ("for row in arr], )", "dtype left out: as above"),
+        "x__alpha__mutmut_1": (
+            "data.ndim != 2 and data.size == 0",
+            "every caller passes a 2-d matrix, and an empty one returns nan at the next guard "
+            "(no pairable unit)",
+        ),
+        "x__alpha__mutmut_5": ("data.size == 1:", "as above: size 0 returns nan one guard later"),
+        "x__alpha__mutmut_21": (
+            "level_of_measurement=level, value_domain=None",
+            "the domain adds unobserved categories only: ordinal distances sum the counts "
+            "between two values, and an unobserved category counts 0",
+        ),
+        "x__alpha__mutmut_24": ("level_of_measurement=level, )", "value_domain left out: as above"),
+        "x_icc__mutmut_3": (
+            "data.ndim != 2 and data.size == 0",
+            "_as_matrix always gives 2-d; the empty 0 x 0 matrix has n = k = 0 and returns "
+            "the same all-nan ICC at the n < 2 guard",
+        ),
+        "x_icc__mutmut_7": ("data.size == 1:", "as above"),
+        "x_icc__mutmut_10": ("n_raters=0, icc2_1=None", _NULL),
+        "x_icc__mutmut_11": ("icc2_1=NAN, icc3_1=None)", _NULL),
+        "x_icc__mutmut_35": ("n_raters=k, icc2_1=None", _NULL),
+        "x_icc__mutmut_36": ("n_raters=k, icc2_1=NAN, icc3_1=None", _NULL),
+        "x_item_agreement__mutmut_61": ("bias = mad = None", _NULL),
+        "x_label_agreement__mutmut_32": ("accuracy=None, precision=NAN", _NULL),
+        "x_label_agreement__mutmut_33": ("accuracy=NAN, precision=None", _NULL),
+        "x_label_agreement__mutmut_34": ("precision=NAN, recall=None", _NULL),
+        "x_label_agreement__mutmut_35": ("recall=NAN, f1=None", _NULL),
+        "x_label_agreement__mutmut_36": ("f1=NAN, cohen_kappa=None", _NULL),
+        "x_item_agreement__mutmut_47": (
+            "domain = list(range(hi + 1))",
+            "adds categories below the scale that no rating can take: quadratic kappa weights "
+            "and ordinal distances depend on differences, not on where the scale starts",
+        ),
+        "x_item_agreement__mutmut_50": (
+            "range(lo, hi + 2)",
+            "adds one unobserved category above the scale: as above",
+        ),
+        "x_item_agreement__mutmut_91": (
+            "x.astype(None), y.astype(int)",
+            "integral floats equal their int labels: scikit-learn builds the same table",
+        ),
+        "x_item_agreement__mutmut_92": ("y.astype(None)", "as above"),
+        "x_item_agreement__mutmut_125": (
+            '_alpha(pair, "ordinal", None)',
+            "the ordinal alpha's domain: as for _alpha's value_domain above",
+        ),
+        "x_item_agreement__mutmut_128": ('_alpha(pair, "ordinal", )', "as above"),
+        "x__spearman__mutmut_1": (
+            "np.ptp(x) == 0 and np.ptp(y) == 0",
+            "with one vector constant SciPy's rho is nan too (its warning silenced), so the "
+            "second test only saves the call",
+        ),
+        "x_item_headline__mutmut_19": (
+            "if (x.size) or True else NAN",
+            "the ICC of an empty 0 x 2 table is nan already",
+        ),
+        "x_label_headline__mutmut_10": (
+            "p_all[keep].astype(None)",
+            "as label_agreement's astype mutants below",
+        ),
+        "x_label_headline__mutmut_11": ("t_all[keep].astype(None)", "as above"),
+        "x_label_headline__mutmut_22": (
+            "cohen_kappa_score(t, p, labels=None)",
+            "as label_agreement's kappa labels below",
+        ),
+        "x_label_headline__mutmut_25": ("cohen_kappa_score(t, p, )", "as above"),
+        "x_label_agreement__mutmut_25": (
+            "p_all[keep].astype(None)",
+            "0.0/1.0 floats for 0/1 ints: scikit-learn's metrics and the sum are the same",
+        ),
+        "x_label_agreement__mutmut_26": ("t_all[keep].astype(None)", "as above"),
+        "x_label_agreement__mutmut_49": (
+            "t, p, labels=None, pos_label=1",
+            "with average='binary' scikit-learn ignores `labels` (it scores pos_label)",
+        ),
+        "x_label_agreement__mutmut_55": ("t, p, pos_label=1,", "labels left out: as above"),
+        "x_label_agreement__mutmut_56": (
+            'labels=[0, 1], average="binary"',
+            "pos_label left out: scikit-learn's default is 1",
+        ),
+        "x_label_agreement__mutmut_59": ("labels=[1, 1],", "ignored with average='binary'"),
+        "x_label_agreement__mutmut_60": ("labels=[0, 2],", "ignored with average='binary'"),
+        "x_label_agreement__mutmut_90": (
+            "cohen_kappa_score(t, p, labels=None)",
+            "labels inferred from the data differ from [0, 1] only when one label is absent "
+            "from both vectors, and then kappa is nan (0/0) either way",
+        ),
+        "x_label_agreement__mutmut_93": ("cohen_kappa_score(t, p, )", "as above"),
+        "x_fleiss__mutmut_28": (
+            "fleiss_kappa(counts, )",
+            "method left out: statsmodels' default is 'fleiss'",
+        ),
+        "x_separation_auc__mutmut_5": (
+            "np.asarray(positive, dtype=None)",
+            "labels are bools or 0/1: as numbers they select and score the same units",
+        ),
+        "x_separation_auc__mutmut_7": ("np.asarray(positive, )", "as above"),
+    },
+    "panel": {
+        "x_combine_scores__mutmut_20": (
+            "(len(values) > 1) or True",
+            "the population SD of one value is 0.0, as the guard gives",
+        ),
+        "x_combine_scores__mutmut_22": ("len(values) >= 1", "as above"),
+        "x_combine_verdicts__mutmut_28": (
+            '["XXnoneXX"]',
+            "the fallback severity is read only when the verdict is 'yes', and then some "
+            "rater said yes: it is never read",
+        ),
+        "x_combine_verdicts__mutmut_29": ('["NONE"]', "as above"),
+    },
+}
+
+DETECTED = {1, 3, 36, 37, 24, -24, 152, 255}  # killed, pytest error, timeouts, type check
+STATUS = {0: "survived", 5: "no tests", 33: "no tests", None: "not checked"}
+
+
+def _toml(value: object) -> str:
+    """A TOML value for the plain strings, numbers, booleans and lists of a config."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)  # a JSON string or number is a TOML one
+
+
+def _table(name: str, values: dict[str, object]) -> str:
+    return f"[{name}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in values.items())
+
+
+def prepare(name: str, module: Module, *, keep: bool) -> Path:
+    """`mutants/<name>/`: the links and the one-module pyproject.toml mutmut runs with."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    mutmut = dict(config["tool"]["mutmut"])
+    mutmut["only_mutate"] = [module.path]
+    mutmut["pytest_add_cli_args_test_selection"] = list(module.tests)
+    work = WORK / name
+    if not keep and (work / "mutants").exists():
+        shutil.rmtree(work / "mutants")
+    work.mkdir(parents=True, exist_ok=True)
+    for link in ("src", "tests"):
+        if not (work / link).is_symlink():
+            (work / link).symlink_to(ROOT / link, target_is_directory=True)
+    text = _table("tool.pytest.ini_options", config["tool"]["pytest"]["ini_options"])
+    (work / "pyproject.toml").write_text(
+        f"# written by benchmarks/mutation.py for {module.path}\n\n"
+        + text
+        + "\n"
+        + _table("tool.mutmut", mutmut),
+        encoding="utf-8",
+    )
+    return work
+
+
+def run(name: str, module: Module, *, max_children: int, keep: bool) -> int:
+    work = prepare(name, module, keep=keep)
+    log = work / "mutmut.log"
+    print(f"== {name}: {module.path} by {', '.join(module.tests)} (log: {log})", flush=True)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    with log.open("w", encoding="utf-8") as out:
+        done = subprocess.run(
+            [str(MUTMUT), "run", "--max-children", str(max_children)],
+            cwd=work,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    if done.returncode != 0:
+        print(log.read_text(encoding="utf-8", errors="replace")[-3000:])
+    return done.returncode
+
+
+def results(name: str, module: Module) -> dict[str, int | None]:
+    meta = WORK / name / "mutants" / (module.path + ".meta")
+    if not meta.is_file():
+        raise SystemExit(f"{name}: no results at {meta}; run it first")
+    return json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+
+
+def _mutant_source(mutated: str, mutant: str) -> str:
+    """The code of one mutant in mutmut's mutated module ('' if there is none)."""
+    function = mutant.rsplit(".", 1)[-1]
+    found = re.search(rf"\bdef {re.escape(function)}\(", mutated)
+    if found is None:
+        return ""
+    rest = mutated[found.end() :]
+    end = re.search(r"\n[ \t]*(?:async[ \t]+)?def [^\n(]*__mutmut_\w+\(|\n[ \t]*mutants_", rest)
+    return rest[: end.start() if end else len(rest)]
+
+
+def report(name: str, module: Module, *, verbose: bool) -> bool:
+    """Print the module's score and what it missed; True when the equivalent list holds."""
+    codes = results(name, module)
+    prefix = module.path.removeprefix("src/").removesuffix(".py").replace("/", ".") + "."
+    equivalent = {prefix + m: why for m, why in EQUIVALENT.get(name, {}).items()}
+    mutated = (WORK / name / "mutants" / module.path).read_text(encoding="utf-8")
+    stale = [m for m, (piece, _) in equivalent.items() if piece not in _mutant_source(mutated, m)]
+    killed_equivalent = [m for m in equivalent if codes.get(m) in DETECTED]
+    counted = {m: c for m, c in codes.items() if m not in equivalent}
+    detected = sum(c in DETECTED for c in counted.values())
+    missed = sorted(m for m, c in counted.items() if c not in DETECTED)
+    score = detected / len(counted) if counted else 1.0
+    statuses = Counter(
+        "detected" if c in DETECTED else STATUS.get(c, f"exit {c}") for c in counted.values()
+    )
+    print(
+        f"{name}: {detected}/{len(counted)} = {score:.1%} "
+        f"({len(codes)} mutants, {len(equivalent)} equivalent excluded; "
+        + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
+        + ")"
+    )
+    for m in missed:
+        print(f"    {STATUS.get(counted[m], counted[m])}: {m}")
+    if verbose:
+        for m, (_, why) in equivalent.items():
+            print(f"    equivalent: {m}: {why}")
+    for m in stale:
+        print(f"    listed as equivalent but that mutant is not (or no longer) this one: {m}")
+    for m in killed_equivalent:
+        print(f"    listed as equivalent but killed: {m}")
+    return not stale and not killed_equivalent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", metavar="MODULE", help=", ".join(MODULES))
+    parser.add_argument("--max-children", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="reuse the last run's mutants")
+    parser.add_argument("--report", action="store_true", help="score the last run only")
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the equivalents")
+    args = parser.parse_args()
+    names = args.modules or list(MODULES)
+    unknown = [n for n in names if n not in MODULES]
+    if unknown:
+        parser.error(f"unknown module(s) {', '.join(unknown)}; known: {', '.join(MODULES)}")
+    if args.list:
+        for name in names:
+            print(f"{name}: {MODULES[name].path} <- {' '.join(MODULES[name].tests)}")
+        return 0
+    failed = []
+    for name in names:
+        if not args.report:
+            code = run(name, MODULES[name], max_children=args.max_children, keep=args.keep)
+            if code != 0:
+                failed.append(name)
+                continue
+    print()
+    for name in names:
+        if name not in failed and not report(name, MODULES[name], verbose=args.verbose):
+            failed.append(name)
+    for name in failed:
+        print(f"{name}: FAILED (mutmut failed, or its equivalent list is out of date)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
