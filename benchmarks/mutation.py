@@ -71,6 +71,16 @@ _NULL = (
     "writes nan as null)"
 )
 EQUIVALENT: dict[str, dict[str, tuple[str, str]]] = {
+    "records": {
+        "x_canonical_json__mutmut_4": (
+            "ensure_ascii=None)",
+            "json reads ensure_ascii for its truth only: None is False",
+        ),
+        "x_short_fingerprint__mutmut_5": (
+            'encode("UTF-8")',
+            "codec names are case-insensitive",
+        ),
+    },
     "stats": {
         "x_bootstrap__mutmut_57": (
             "rng.integers(n, size=",
@@ -271,14 +281,64 @@ EQUIVALENT: dict[str, dict[str, tuple[str, str]]] = {
             "the population SD of one value is 0.0, as the guard gives",
         ),
         "x_combine_scores__mutmut_22": ("len(values) >= 1", "as above"),
-        "x_combine_verdicts__mutmut_28": (
-            '["XXnoneXX"]',
-            "the fallback severity is read only when the verdict is 'yes', and then some "
-            "rater said yes: it is never read",
+    },
+    "store": {
+        "x__run_filter__mutmut_3": (
+            '"RUN_ID = ?"',
+            "an SQL column name in upper case: SQLite's names are case-insensitive",
         ),
-        "x_combine_verdicts__mutmut_29": ('["NONE"]', "as above"),
+        "xǁRunStoreǁ__init____mutmut_17": (
+            '"TURNS", "meta"',
+            "the table name of PRAGMA table_info in upper case: case-insensitive",
+        ),
+        "xǁRunStoreǁ__init____mutmut_28": ('"RUNS", "provenance"', "as above"),
+        "xǁRunStoreǁ__init____mutmut_88": (
+            "err.strerror or str(None)",
+            "reached only when the OSError has no strerror, and the OSErrors of mkdir and "
+            "open always carry one",
+        ),
+        "xǁRunStoreǁ_open_read_only__mutmut_9": (
+            "uri=None,",
+            "SQLite here is built with SQLITE_USE_URI=1 (Debian's 3.40), which reads a file: "
+            "URI (and its mode=ro) whatever Python's uri flag says",
+        ),
+        "xǁRunStoreǁ_open_read_only__mutmut_12": (
+            "connect(uri, check_same_thread",
+            "uri left out: as above",
+        ),
+        "xǁRunStoreǁ_open_read_only__mutmut_15": ("uri=False,", "as above"),
+        "xǁRunStoreǁruns__mutmut_5": ('"R.PROVENANCE"', "an SQL column name in upper case"),
+        "xǁRunStoreǁ_transcripts__mutmut_6": ('"META" if', "an SQL column name in upper case"),
+        "xǁRunStoreǁ__init____mutmut_56": (
+            "check_same_thread=False, )",
+            "isolation_level left out (''): Python then opens a transaction itself before "
+            "a write outside one, and every write here is inside an explicit BEGIN "
+            "IMMEDIATE ... COMMIT (RunStore._write, _create_or_migrate)",
+        ),
+        "xǁRunStoreǁ_open_read_only__mutmut_14": (
+            "uri=True, check_same_thread=False, )",
+            "isolation_level left out on the read-only connection: it never writes, and "
+            "Python opens no transaction for a read",
+        ),
+        "xǁRunStoreǁsession_heads__mutmut_17": (
+            "strict=None",
+            "the columns are SessionHead's fields, so row and fields have the same length",
+        ),
+        "xǁRunStoreǁsession_heads__mutmut_20": ("model_fields, r, )", "as above"),
+        "xǁRunStoreǁsession_heads__mutmut_21": ("strict=False", "as above"),
     },
 }
+
+# One class of equivalent mutants is recognised rather than listed: a change of letter case
+# in SQL text (keywords, table and column names and PRAGMAs are case-insensitive in SQLite),
+# checked line by line against the original function (see `_sql_case_only`). A quoted SQL
+# value ('table', 'failed') is case-sensitive, so a mutant that changes one is not excused.
+SQL_CASE_RULE = "only the letter case of SQL text changed: SQLite reads SQL case-insensitively"
+_SQL_KEYWORD = re.compile(
+    r"\b(SELECT|INSERT|UPDATE|DELETE|PRAGMA|BEGIN|COMMIT|ROLLBACK|FROM|WHERE|JOIN|GROUP BY"
+    r"|ORDER BY|VALUES|HAVING|AND|SET|LIMIT)\b"
+)
+SQL_CASE_MODULES = {"store"}
 
 DETECTED = {1, 3, 36, 37, 24, -24, 152, 255}  # killed, pytest error, timeouts, type check
 STATUS = {0: "survived", 5: "no tests", 33: "no tests", None: "not checked"}
@@ -347,24 +407,78 @@ def results(name: str, module: Module) -> dict[str, int | None]:
 
 
 def _mutant_source(mutated: str, mutant: str) -> str:
-    """The code of one mutant in mutmut's mutated module ('' if there is none)."""
+    """The code of one mutant (or `..._mutmut_orig`) in mutmut's mutated module: its `def`
+    line up to the next line indented no deeper ('' if there is no such function)."""
     function = mutant.rsplit(".", 1)[-1]
-    found = re.search(rf"\bdef {re.escape(function)}\(", mutated)
+    found = re.search(rf"^([ \t]*)(?:async[ \t]+)?def {re.escape(function)}\(", mutated, re.M)
     if found is None:
         return ""
-    rest = mutated[found.end() :]
-    end = re.search(r"\n[ \t]*(?:async[ \t]+)?def [^\n(]*__mutmut_\w+\(|\n[ \t]*mutants_", rest)
-    return rest[: end.start() if end else len(rest)]
+    indent = len(found.group(1))
+    lines = mutated[found.start() :].splitlines()
+    body = [lines[0]]
+    for line in lines[1:]:
+        stripped = line.lstrip()
+        if stripped and len(line) - len(stripped) <= indent and not stripped.startswith(")"):
+            break
+        body.append(line)
+    return "\n".join(body).rstrip()
 
 
-def report(name: str, module: Module, *, verbose: bool) -> bool:
-    """Print the module's score and what it missed; True when the equivalent list holds."""
+_BARE_STRING = re.compile(r'^\s*"[^"]*",?$')  # a line that is one plain string literal
+
+
+def _in_sql(lines: list[str], i: int) -> bool:
+    """Whether line i is SQL: it holds an upper-case SQL keyword, or it is a plain string
+    literal in a run of such lines (one implicitly concatenated string) that holds one."""
+    if _SQL_KEYWORD.search(lines[i]):
+        return True
+    if not _BARE_STRING.match(lines[i]):
+        return False
+    first = last = i
+    while first > 0 and _BARE_STRING.match(lines[first - 1]):
+        first -= 1
+    while last + 1 < len(lines) and _BARE_STRING.match(lines[last + 1]):
+        last += 1
+    return any(_SQL_KEYWORD.search(line) for line in lines[first : last + 1])
+
+
+def _sql_case_only(mutated: str, mutant: str) -> bool:
+    """Whether `mutant` differs from its original function only in the letter case of SQL
+    text: every changed line equal ignoring case and SQL (see `_in_sql`), with its
+    single-quoted SQL values unchanged."""
+    function = mutant.rsplit(".", 1)[-1]
+    original = _mutant_source(mutated, re.sub(r"__mutmut_\d+$", "__mutmut_orig", function))
+    changed = _mutant_source(mutated, function)
+    if not original or not changed:
+        return False
+    before, after = original.splitlines()[1:], changed.splitlines()[1:]  # past the names
+    if len(before) != len(after):
+        return False
+    pairs = [(i, b, a) for i, (b, a) in enumerate(zip(before, after, strict=True)) if b != a]
+    return bool(pairs) and all(
+        b.lower() == a.lower()
+        and _in_sql(before, i)
+        and re.findall(r"'[^']*'", b) == re.findall(r"'[^']*'", a)
+        for i, b, a in pairs
+    )
+
+
+def report(name: str, module: Module, *, verbose: bool, fail_under: float) -> bool:
+    """Print the module's score and what it missed; True when the equivalent list holds
+    and the score is at least `fail_under` percent."""
     codes = results(name, module)
     prefix = module.path.removeprefix("src/").removesuffix(".py").replace("/", ".") + "."
     equivalent = {prefix + m: why for m, why in EQUIVALENT.get(name, {}).items()}
     mutated = (WORK / name / "mutants" / module.path).read_text(encoding="utf-8")
     stale = [m for m, (piece, _) in equivalent.items() if piece not in _mutant_source(mutated, m)]
     killed_equivalent = [m for m in equivalent if codes.get(m) in DETECTED]
+    if name in SQL_CASE_MODULES:
+        sql_case = [
+            m
+            for m, c in codes.items()
+            if c not in DETECTED and m not in equivalent and _sql_case_only(mutated, m)
+        ]
+        equivalent.update({m: ("", SQL_CASE_RULE) for m in sql_case})
     counted = {m: c for m, c in codes.items() if m not in equivalent}
     detected = sum(c in DETECTED for c in counted.values())
     missed = sorted(m for m, c in counted.items() if c not in DETECTED)
@@ -387,7 +501,45 @@ def report(name: str, module: Module, *, verbose: bool) -> bool:
         print(f"    listed as equivalent but that mutant is not (or no longer) this one: {m}")
     for m in killed_equivalent:
         print(f"    listed as equivalent but killed: {m}")
-    return not stale and not killed_equivalent
+    if score * 100 < fail_under:
+        print(f"    under {fail_under:g}%")
+    return not stale and not killed_equivalent and score * 100 >= fail_under
+
+
+def markdown(names: list[str]) -> str:
+    """The equivalent mutants of the last runs as docs/benchmarks.md lists them."""
+    out = []
+    for name in names:
+        module = MODULES[name]
+        equivalent = EQUIVALENT.get(name, {})
+        out.append(f"\n**{name}** (`{module.path}`)\n")
+        if equivalent:
+            out.append("| mutant | mutated code | why it is equivalent |\n|---|---|---|")
+        elif name not in SQL_CASE_MODULES:
+            out.append("None: every mutant is killed.")
+        for mutant, (piece, why) in equivalent.items():
+            short = mutant.replace("xǁ", "").replace("ǁ", ".").removeprefix("x_")
+            code = " ".join(piece.replace("|", "\\|").split())
+            out.append(f"| `{short}` | `{code}` | {why} |")
+        if name in SQL_CASE_MODULES:
+            mutated = (WORK / name / "mutants" / module.path).read_text(encoding="utf-8")
+            groups: dict[str, list[int]] = {}
+            for mutant, code in results(name, module).items():
+                function, number = mutant.rsplit(".", 1)[-1].rsplit("__mutmut_", 1)
+                if (
+                    code not in DETECTED
+                    and mutant.rsplit(".", 1)[-1] not in equivalent
+                    and _sql_case_only(mutated, mutant)
+                ):
+                    short = function.replace("xǁ", "").replace("ǁ", ".").removeprefix("x_")
+                    groups.setdefault(short, []).append(int(number))
+            listed = "; ".join(f"`{f}` {', '.join(map(str, sorted(v)))}" for f, v in groups.items())
+            count = sum(map(len, groups.values()))
+            out.append(
+                f"\nAnd {count} mutants of the SQL-case rule ({SQL_CASE_RULE}), by function "
+                f"and mutant number: {listed}."
+            )
+    return "\n".join(out)
 
 
 def main() -> int:
@@ -397,12 +549,21 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="reuse the last run's mutants")
     parser.add_argument("--report", action="store_true", help="score the last run only")
     parser.add_argument("--list", action="store_true")
+    parser.add_argument(
+        "--markdown", action="store_true", help="the equivalents, for docs/benchmarks.md"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="show the equivalents")
+    parser.add_argument(
+        "--fail-under", type=float, default=0.0, metavar="PCT", help="fail below this score"
+    )
     args = parser.parse_args()
     names = args.modules or list(MODULES)
     unknown = [n for n in names if n not in MODULES]
     if unknown:
         parser.error(f"unknown module(s) {', '.join(unknown)}; known: {', '.join(MODULES)}")
+    if args.markdown:
+        print(markdown(names))
+        return 0
     if args.list:
         for name in names:
             print(f"{name}: {MODULES[name].path} <- {' '.join(MODULES[name].tests)}")
@@ -416,10 +577,12 @@ def main() -> int:
                 continue
     print()
     for name in names:
-        if name not in failed and not report(name, MODULES[name], verbose=args.verbose):
+        if name not in failed and not report(
+            name, MODULES[name], verbose=args.verbose, fail_under=args.fail_under
+        ):
             failed.append(name)
     for name in failed:
-        print(f"{name}: FAILED (mutmut failed, or its equivalent list is out of date)")
+        print(f"{name}: FAILED (mutmut failed, a score under --fail-under, or a stale list)")
     return 1 if failed else 0
 
 

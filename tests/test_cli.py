@@ -102,6 +102,14 @@ def test_cache_stats_and_clear(tmp_path: Path, openai_server: Any, server_spec: 
     assert "cache" in second.stdout and len(server.requests) == 1
     stats = run_cli("cache", "stats", "--cache", cache)
     assert "1 entries" in stats.stdout and "openai:fake-model@" in stats.stdout
+    assert "failed validation" not in stats.stdout
+    from therapygym.models import ResponseCache
+    from therapygym.models.types import Completion
+
+    with contextlib.closing(ResponseCache(cache)) as rc:
+        rc.reject("k", "m", Completion(text="{bad", model="m"), "not JSON")
+    stats = run_cli("cache", "stats", "--cache", cache)
+    assert "1 replies failed validation: kept for the record, never served" in stats.stdout
     cleared = run_cli("cache", "clear", "--cache", cache)
     assert "deleted 1" in cleared.stdout
     assert "0 entries" in run_cli("cache", "stats", "--cache", cache).stdout

@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from clirun import subprocess_cli as cli
 
 from therapygym.patients.library import library_dir, load_profiles
-
-
-def cli(*args: str, store: Path | None = None) -> subprocess.CompletedProcess[str]:
-    extra = ["--store", str(store)] if store is not None else []
-    return subprocess.run(
-        [sys.executable, "-m", "therapygym", *args, *extra],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "250"},
-    )
 
 
 def test_patients_list_and_show() -> None:

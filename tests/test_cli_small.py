@@ -3,29 +3,16 @@ failure lines a run prints."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from clirun import subprocess_cli as cli
 
 from therapygym.judges.base import JudgeSettings
 from therapygym.judges.ctrs import CTRSJudge
 from therapygym.judges.rubric import builtin_rubric
 from therapygym.records import SessionStatus, Transcript, Turn
-
-
-def cli(*args: str, store: Path | None = None) -> subprocess.CompletedProcess[str]:
-    extra = ["--store", str(store)] if store is not None else []
-    return subprocess.run(
-        [sys.executable, "-m", "therapygym", *args, *extra],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "250"},
-    )
 
 
 def test_train_help_names_the_train_extra() -> None:

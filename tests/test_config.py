@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import typer
 import yaml
-from inprocess import cli
+from clirun import cli
 from judges.scripted import judge_replier
 
 from therapygym.cli.app import app

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from inprocess import cli
+from clirun import cli
 
 from therapygym.calibration.bench import (
     BenchRating,

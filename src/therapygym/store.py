@@ -12,6 +12,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import groupby
 from pathlib import Path
@@ -298,6 +299,30 @@ class RunStore:
         with self._lock:
             return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the lock: committed whole or not at all. A full
+        disk becomes one line naming the store; SQLite has then already rolled back by
+        itself, and a second rollback would raise "no transaction is active" and hide
+        the cause."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as err:
+                if getattr(err, "sqlite_errorcode", None) != sqlite3.SQLITE_FULL:
+                    raise
+                raise StoreError(
+                    f"store {self.path}: the disk is full; nothing of this write was saved "
+                    "(what was saved before is intact): free space and rerun to resume"
+                ) from None
+
     # -- runs ---------------------------------------------------------------------------
 
     def ensure_run(
@@ -311,10 +336,10 @@ class RunStore:
         Returns True when the run already existed (a resume).
         """
         text = canonical_json(config)
-        with self._lock:
-            row = self._db.execute("SELECT config FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        with self._write() as db:
+            row = db.execute("SELECT config FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
-                self._db.execute(
+                db.execute(
                     "INSERT INTO runs (run_id, created_at, config, provenance) VALUES (?, ?, ?, ?)",
                     (run_id, _now(), text, canonical_json(provenance or {})),
                 )
@@ -331,24 +356,16 @@ class RunStore:
     def add_provenance(self, run_id: str, key: str, values: dict[str, Any]) -> None:
         """Merge `values` into the run's provenance under `key` (the judging of a run adds
         the fingerprints of the rubrics it used, run after run)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(
-                    "SELECT provenance FROM runs WHERE run_id = ?", (run_id,)
-                ).fetchone()
-                if row is None:
-                    raise StoreError(f"no run '{run_id}' in {self.path}")
-                provenance = json.loads(row[0])
-                provenance[key] = {**provenance.get(key, {}), **values}
-                self._db.execute(
-                    "UPDATE runs SET provenance = ? WHERE run_id = ?",
-                    (canonical_json(provenance), run_id),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._write() as db:
+            row = db.execute("SELECT provenance FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"no run '{run_id}' in {self.path}")
+            provenance = json.loads(row[0])
+            provenance[key] = {**provenance.get(key, {}), **values}
+            db.execute(
+                "UPDATE runs SET provenance = ? WHERE run_id = ?",
+                (canonical_json(provenance), run_id),
+            )
 
     def runs(self) -> list[RunInfo]:
         with self._lock:
@@ -414,49 +431,43 @@ class RunStore:
             )
             for turn in t.turns
         ]
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                owner = self._db.execute(
-                    "SELECT run_id FROM sessions WHERE session_id = ?", (t.session_id,)
-                ).fetchone()
-                if owner is not None and owner[0] != t.run_id:
-                    raise StoreError(
-                        f"session {t.session_id} belongs to run '{owner[0]}' in {self.path}; "
-                        f"it cannot be saved into run '{t.run_id}' (no command moves or "
-                        "removes another run's sessions)"
-                    )
-                self._db.execute("DELETE FROM sessions WHERE session_id = ?", (t.session_id,))
-                self._db.execute(
-                    "INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        t.session_id,
-                        t.run_id,
-                        t.profile_id,
-                        t.profile_version,
-                        t.therapist,
-                        t.patient,
-                        t.sample,
-                        t.seed,
-                        t.status.value,
-                        t.error,
-                        len(t.turns),
-                        t.started_at,
-                        t.wall_s,
-                        t.config.model_dump_json(),
-                        json.dumps(t.meta),
-                    ),
+        with self._write() as db:
+            owner = db.execute(
+                "SELECT run_id FROM sessions WHERE session_id = ?", (t.session_id,)
+            ).fetchone()
+            if owner is not None and owner[0] != t.run_id:
+                raise StoreError(
+                    f"session {t.session_id} belongs to run '{owner[0]}' in {self.path}; "
+                    f"it cannot be saved into run '{t.run_id}' (no command moves or "
+                    "removes another run's sessions)"
                 )
-                self._db.executemany(
-                    "INSERT INTO turns (turn_id, session_id, idx, speaker, text, latency_s,"
-                    " prompt_tokens, completion_tokens, cached, model, cues, meta)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    turn_rows,
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            db.execute("DELETE FROM sessions WHERE session_id = ?", (t.session_id,))
+            db.execute(
+                "INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    t.session_id,
+                    t.run_id,
+                    t.profile_id,
+                    t.profile_version,
+                    t.therapist,
+                    t.patient,
+                    t.sample,
+                    t.seed,
+                    t.status.value,
+                    t.error,
+                    len(t.turns),
+                    t.started_at,
+                    t.wall_s,
+                    t.config.model_dump_json(),
+                    json.dumps(t.meta),
+                ),
+            )
+            db.executemany(
+                "INSERT INTO turns (turn_id, session_id, idx, speaker, text, latency_s,"
+                " prompt_tokens, completion_tokens, cached, model, cues, meta)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                turn_rows,
+            )
 
     def _transcripts(self, rows: list[tuple[Any, ...]]) -> list[Transcript]:
         """Rows of `SELECT * FROM sessions` as transcripts, with the turns of all of them
@@ -592,21 +603,13 @@ class RunStore:
             )
             for r in records
         ]
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    "DELETE FROM scores WHERE session_id = ? AND judge = ? AND rubric_id = ?"
-                    " AND rubric_version = ? AND prompt_fingerprint = ? AND sample = ?",
-                    unit,
-                )
-                self._db.executemany(
-                    "INSERT INTO scores VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM scores WHERE session_id = ? AND judge = ? AND rubric_id = ?"
+                " AND rubric_version = ? AND prompt_fingerprint = ? AND sample = ?",
+                unit,
+            )
+            db.executemany("INSERT INTO scores VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     def judged_units(self, run_id: str) -> set[tuple[str, str, str, str, str, int]]:
         """Judgement units of a run that are complete (they have rows and no errors)."""

@@ -340,7 +340,7 @@ async def test_a_judge_is_refused_on_a_bench_of_free_criteria(tmp_path: Path) ->
 
 
 def test_calibrate_with_a_judge_on_free_criteria_says_why_in_one_line(tmp_path: Path) -> None:
-    from inprocess import cli
+    from clirun import cli
 
     from therapygym.calibration.bench import write_bench_jsonl
 

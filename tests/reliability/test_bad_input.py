@@ -1099,6 +1099,7 @@ class Output:
 
 
 TRAIN_FILE = ((TRAIN, yaml_of(GOOD_TRAIN)),)
+CALIBRATE_JUDGE = ("calibrate", "--bench", "table:{d}/" + TABLE, "--judge", SERVER)
 OUTPUTS: dict[str, Output] = {
     "report": Output(("report", "r", "-o", "{out}", *STORE), "--output", setup=empty_run),
     "judge-summary": Output(
@@ -1117,10 +1118,20 @@ OUTPUTS: dict[str, Output] = {
         setup=empty_run,
     ),
     "calibrate-folder": Output(
-        (*CALIBRATE_TABLE, "-o", "{out}"), "output", files=((TABLE, GOOD_TABLE),)
+        (*CALIBRATE_TABLE, "-o", "{out}"), "--output-dir", files=((TABLE, GOOD_TABLE),)
     ),
-    "probe-report": Output((*PROBE, "-o", "{out}"), "output"),
-    "scorecard-folder": Output((*SCORECARD, "-o", "{out}"), "output"),
+    "calibrate-store": Output(
+        (*CALIBRATE_JUDGE, "--store", "{out}"), "--store", files=((TABLE, GOOD_TABLE),)
+    ),
+    "calibrate-cache": Output(
+        (*CALIBRATE_JUDGE, *STORE, "--cache", "{out}"), "--cache", files=((TABLE, GOOD_TABLE),)
+    ),
+    "probe-report": Output((*PROBE, "-o", "{out}"), "--output"),
+    "probe-store": Output((*PROBE, "--store", "{out}"), "--store"),
+    "probe-cache": Output((*PROBE, "--cache", "{out}"), "--cache"),
+    "scorecard-folder": Output((*SCORECARD, "-o", "{out}"), "--output-dir"),
+    "scorecard-store": Output((*SCORECARD, "--store", "{out}"), "--store"),
+    "scorecard-cache": Output((*SCORECARD, "--cache", "{out}"), "--cache"),
     "run-store": Output(("run", "--therapist", "rule-based", *MAYA, "--store", "{out}"), "--store"),
     "eval-store": Output(
         ("eval", "--therapist", "rule-based", "--judge", SERVER, *MAYA, "--store", "{out}"),

@@ -52,6 +52,14 @@ def calibrate(
     max_turns: Annotated[
         int | None, typer.Option(min=2, help="Show the judge only the first N turns.")
     ] = None,
+    rubric: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rubric",
+            help="Judge a kind the bench needs with this version, e.g. safety@1.0 "
+            "(repeatable; default: the current versions).",
+        ),
+    ] = None,
     judge_samples: JudgeSamplesOpt = 1,
     ctrs_mode: CTRSModeOpt = "one_call",
     rationale_chars: RationaleCharsOpt = 240,
@@ -86,15 +94,20 @@ def calibrate(
     from therapygym.calibration.render import terminal_view
     from therapygym.config import (
         calibration_plan,
+        check_cache,
         check_calibration,
         check_output,
         response_cache,
     )
-    from therapygym.store import RunStore
+    from therapygym.store import RunStore, check_store_path
 
     policy = failure_policy(ctx)
     check_calibration(judge, humans_only=humans_only, recalibrate=recalibrate)
-    check_output(output_dir, folder=True)
+    check_output(output_dir, folder=True, option="--output-dir")
+    if judge:  # only a judge opens the store and the cache
+        check_store_path(store)
+        if not no_cache:
+            check_cache(cache)
     loaded = load_bench(bench, mapping=mapping)
     if dialogues:
         loaded = loaded.subset(dialogues, seed)
@@ -106,6 +119,7 @@ def calibrate(
         ctrs_mode=ctrs_mode,
         rationale_chars=rationale_chars,
         models_file=models_file,
+        versions=rubric or (),
     )
     with resumable(rerun()):  # the bench's content names its run
         report = asyncio.run(

@@ -150,14 +150,17 @@ def scorecard(
 ) -> None:
     """Run the five-axis battery: fidelity, hallucination, consistency, crisis, demographics."""
     from therapygym.artefacts import write_text
-    from therapygym.config import check_output, check_specs, response_cache
+    from therapygym.config import check_cache, check_output, check_specs, response_cache
     from therapygym.models.spec import is_embedded
     from therapygym.probes.render import scorecard_html, scorecard_table
     from therapygym.probes.scorecard import ScorecardRunner, load_scorecard_config, run_scorecard
-    from therapygym.store import RunStore
+    from therapygym.store import RunStore, check_store_path
 
     therapists, judges = list(therapist or ()), list(judge or ())
-    check_output(output_dir, folder=True)
+    check_output(output_dir, folder=True, option="--output-dir")
+    check_store_path(store)
+    if not no_cache:
+        check_cache(cache)
     battery = load_scorecard_config(config)
     check_specs(
         models_file,

@@ -24,12 +24,12 @@ from pydantic import BaseModel, ConfigDict
 from rich.console import Console, RenderableType
 
 from therapygym.artefacts import write_text
-from therapygym.config import check_output, response_cache
+from therapygym.config import check_cache, check_output, response_cache
 from therapygym.errors import TherapygymError
 from therapygym.models import ResponseCache
 from therapygym.registry import Registry
 from therapygym.runner import JudgeResult, RunResult
-from therapygym.store import RunStore
+from therapygym.store import RunStore, check_store_path
 
 
 class ProbeOptions(BaseModel):
@@ -120,7 +120,10 @@ async def run_probe(
     """Check everything, then run, judge and report the family `name`; the report JSON
     goes to `options.output` when given. The store and the cache are opened only after
     every check has passed, so a mistake leaves nothing behind."""
-    check_output(options.output)
+    check_output(options.output, option="--output")
+    check_store_path(options.store)
+    if not options.no_cache:
+        check_cache(options.cache)
     probe = probe_family(name).prepare(options)
     outcome = await probe.run(
         RunStore(options.store),
