@@ -157,3 +157,38 @@ def test_turn_ids_from_elsewhere_may_repeat_across_sessions(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     stored = RunStore(store, read_only=True)
     assert [t.turns[0].id for t in stored.sessions("x")] == ["a:0", "b:0"]
+
+
+def test_an_export_imported_back_as_a_new_run_leaves_the_first_run_whole(
+    tmp_path: Path,
+) -> None:
+    """Issue 16, item 1: `runs import` used to move the sessions of the run it was
+    exported from (same session ids), leaving that run empty and its scores orphaned."""
+    from therapygym.records import ScoreRecord, SessionStatus, Transcript, Turn
+    from therapygym.report.exports import export_transcripts, import_transcripts
+    from therapygym.store import RunStore
+
+    path = tmp_path / "s.sqlite"
+    store = RunStore(path)
+    store.ensure_run("evalrun", {})
+    for k in range(3):
+        store.save_session(
+            Transcript(session_id=f"s{k}", run_id="evalrun", profile_id="p", therapist="t",
+                       patient="x", status=SessionStatus.COMPLETED,
+                       turns=[Turn(id=f"s{k}:0", index=0, speaker="patient", text="hi")])
+        )  # fmt: skip
+        store.save_scores(
+            [ScoreRecord(score_id=f"sc{k}", session_id=f"s{k}", judge="j", rubric_id="ctrs",
+                         rubric_version="1", prompt_fingerprint="f", sample=0)]
+        )  # fmt: skip
+    exported = tmp_path / "evalrun.jsonl"
+    export_transcripts(store.sessions("evalrun"), exported, "jsonl")
+    store.close()
+
+    assert import_transcripts(exported, "evalcopy", path) == (3, 3)  # all three re-keyed
+    store = RunStore(path, read_only=True)
+    original = sorted(t.session_id for t in store.sessions("evalrun"))
+    copy = sorted(t.session_id for t in store.sessions("evalcopy"))
+    assert original == ["s0", "s1", "s2"] and len(copy) == 3 and not set(copy) & set(original)
+    assert len(store.scores("evalrun")) == 3 and store.scores("evalcopy") == []
+    assert [t.turns[0].text for t in store.sessions("evalcopy")] == ["hi"] * 3

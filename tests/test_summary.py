@@ -81,3 +81,42 @@ def test_a_run_judged_before_provenance_flags_local_specs(tmp_path: Path) -> Non
     assert embedded_judges(["local:smollm2", "openai:gpt"], {}) == ["local:smollm2"]
     recorded = {"judges": {"tiny": {"embedded": True}, "local:x": {"embedded": False}}}
     assert embedded_judges(["tiny", "local:x"], recorded) == ["tiny"]
+
+
+# -- severity (issue 17, item 3) ----------------------------------------------------------
+
+
+def _safety(session_id: str, severity: str) -> ScoreRecord:
+    return ScoreRecord(
+        score_id=f"{session_id}-safety", session_id=session_id, judge="judge-b",
+        rubric_id="safety", rubric_version="2.0", prompt_fingerprint="fp", sample=0,
+        result={"labels": {"crisis_unaddressed": {"verdict": "yes", "severity": severity,
+                                                  "evidence": []}}},
+    )  # fmt: skip
+
+
+def test_the_summary_shows_severity(store: RunStore) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from therapygym.report.terminal import Terminal
+
+    store.save_scores([_safety("s0", "critical"), _safety("s1", "low")])
+    summary = summarise(store, "r", judges=["judge-b"])  # CTRS 66: competent by total alone
+    body = json.loads(summary.to_json())
+    (t,) = body["therapists"]
+    assert t["competence_rate"]["mean"] == pytest.approx(2 / 3)  # s0 is disqualified
+    assert t["severity_rate"]["critical"]["mean"] == pytest.approx(1 / 2)
+    assert {"low", "high", "n"} <= set(t["severity_rate"]["critical"])  # with its CI
+    assert t["label_severity_counts"] == {"crisis_unaddressed": {"low": 1, "critical": 1}}
+    assert [s["severity"] for s in body["sessions"]] == ["critical", "low", "none"]
+
+    terminal = Terminal()
+    terminal.out = Console(file=StringIO(), width=200)
+    terminal.summary(summary)
+    printed = terminal.out.file.getvalue()  # type: ignore[attr-defined]
+    assert "Safety violations by severity" in printed
+    assert "high or graver" in printed and "50% [" in printed
+    assert "low 1, critical 1" in printed
+    assert "never counted as competent" in printed

@@ -28,6 +28,7 @@ from therapygym.artefacts import write_problem
 from therapygym.errors import ConfigError, TherapygymError, describe_validation_error
 from therapygym.judges.panel import Aggregation
 from therapygym.judges.plan import JudgePlan
+from therapygym.judges.rubric import parse_rubric_ref, rubric_by_ref
 from therapygym.records import SessionConfig
 from therapygym.yamlfile import read_yaml_mapping
 
@@ -437,18 +438,22 @@ def calibration_plan(
     ctrs_mode: str,
     rationale_chars: int,
     models_file: Path | None,
+    versions: Sequence[str] = (),
 ) -> JudgePlan | None:
     """The judging plan of a calibration: the rubrics for which the bench's experts gave
     ratings (`kinds`), every judge spec checked; None for the experts alone. With judges
-    but no kinds, the error is `nothing_to_judge` (the bench says why it has nothing)."""
+    but no kinds, the error is `nothing_to_judge` (the bench says why it has nothing).
+    `versions` (`safety@1.0`) pins the version a kind is judged with, so two calibrations
+    of one bench can compare rubric versions; a kind the bench does not need is refused."""
     if not judges:
         return None
     if not kinds:
         raise TherapygymError(nothing_to_judge)
+    pinned = check_rubric_versions(versions, kinds)
     plan = validated(
         lambda: JudgePlan(
             judges=tuple(judges),
-            rubrics=tuple(kinds),  # type: ignore[arg-type]
+            rubrics=tuple(pinned.get(kind, kind) for kind in kinds),
             samples=samples,
             ctrs_mode=ctrs_mode,  # type: ignore[arg-type]
             rationale_chars=rationale_chars,
@@ -457,6 +462,29 @@ def calibration_plan(
     )
     check_specs(models_file, judges=judges)
     return plan
+
+
+def check_rubric_versions(refs: Sequence[str], kinds: Sequence[str]) -> dict[str, str]:
+    """`--rubric` refs for a calibration, by kind: each must name a kind the bench's
+    experts rated (judging another would compare nothing) and a version that exists."""
+    pinned: dict[str, str] = {}
+    for ref in refs:
+        try:
+            kind, _ = parse_rubric_ref(ref)
+            rubric_by_ref(ref)
+        except (ValueError, ConfigError) as err:
+            raise TherapygymError(f"--rubric: {err}") from None
+        if kind not in kinds:
+            raise TherapygymError(
+                f"--rubric '{ref}': the bench's experts rated no {kind}; it needs "
+                f"{', '.join(kinds)}"
+            )
+        if kind in pinned:
+            raise TherapygymError(
+                f"--rubric: {kind} is given twice; calibrate one version at a time"
+            )
+        pinned[kind] = ref.strip()
+    return pinned
 
 
 def check_run_exists(store: Path | None, run_id: str) -> None:

@@ -18,7 +18,9 @@ from therapygym.records import SessionConfig
 DEMO_MODEL = "local:smollm2"
 DEMO_THERAPISTS = (DEMO_MODEL, "rule-based")
 DEMO_PATIENTS = ("dep-02-emeka", "gad-01-priya")  # in library order, as runs record them
-DEMO_RUBRICS = ("ctrs", "safety")
+# safety@1.0: the 2.0 prompt (18 labels, the crisis checklist, locale lines) is about 9,000
+# tokens, past the embedded model's 8,192-token context (docs/benchmarks.md)
+DEMO_RUBRICS = ("ctrs", "safety@1.0")
 
 
 def demo_config(

@@ -38,7 +38,7 @@ from therapygym.judges.registry import build_judges
 from therapygym.models import AccountedModel, BaseChatModel, ResponseCache, UsageLedger, load_model
 from therapygym.models.spec import is_embedded, resolve_spec
 from therapygym.patients.profile import PatientProfile
-from therapygym.patients.simulator import LLMPatient
+from therapygym.patients.simulator import LLMPatient, simulated_meta
 from therapygym.provenance import collect as collect_provenance
 from therapygym.records import (
     FINISHED,
@@ -216,7 +216,7 @@ async def run_plan(
                 patient=LLMPatient(profile, patient_model),
                 config=plan.session,
                 meta={
-                    "cues_tracked": True,  # the safety judge relies on it
+                    **simulated_meta(profile),
                     **({QUESTIONS_KEY: dict(plan.check_questions)} if plan.check_questions else {}),
                 },
             )

@@ -164,7 +164,9 @@ async def test_calibrate_against_the_local_server_with_a_lenient_judge(
     spec = server_spec(server)
     store = RunStore(tmp_path / "store.sqlite")
     bench = synthetic_bench()
-    plan = JudgePlan(judges=(spec,), rubrics=("ctrs", "safety"))
+    # safety@1.0: its labels are what this bench's experts rated (2.0 scores a missed
+    # red flag, not medication advice, for the turn this scripted judge cites)
+    plan = JudgePlan(judges=(spec,), rubrics=("ctrs", "safety@1.0"))
     report = await calibrate(bench, plan, store, FAST, cache=None, method="isotonic")
 
     assert report.judge is not None and report.judge.units == 48 and report.judge.failed_units == 0

@@ -4,7 +4,6 @@ the request carries (with a chosen score), and plain text for non-judge calls.""
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 
@@ -14,23 +13,47 @@ def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def _verdicts(option: dict[str, Any], root: dict[str, Any]) -> list[str] | None:
+    """The verdicts an answer option allows (None when it has no verdict field, like a
+    safety@2.0 checklist answer, whose verdict code derives)."""
+    got = _resolve(option, root).get("properties", {}).get("verdict")
+    if got is None:
+        return None
+    return got.get("enum", [got.get("const")])
+
+
+# A checklist item answered "no" is a step left undone: a scripted judge that flags
+# violations ("yes") answers its items "no", one that finds none answers them "yes".
+_CHECKLIST = {"yes": "no", "no": "yes"}
+
+
 def instance(schema: dict[str, Any], root: dict[str, Any], score: int, verdict: str) -> Any:
+    """A valid instance of `schema` with `score` for integers and `verdict` wherever it
+    is allowed: an option (anyOf) whose verdict field allows it is preferred, then one with
+    no verdict field (a checklist answer), then the first."""
     if "$ref" in schema:
-        name = schema["$ref"].split("/")[-1]
-        return instance(root["$defs"][name], root, score, verdict)
+        return instance(_resolve(schema, root), root, score, verdict)
     if "anyOf" in schema:
-        options = [o for o in schema["anyOf"] if verdict in json.dumps(_resolve(o, root))]
-        return instance((options or schema["anyOf"])[0], root, score, verdict)
+        options = schema["anyOf"]
+        fits = [o for o in options if verdict in (_verdicts(o, root) or [])]
+        fits = fits or [o for o in options if _verdicts(o, root) is None]
+        return instance((fits or options)[0], root, score, verdict)
     if "enum" in schema:
         return verdict if verdict in schema["enum"] else schema["enum"][0]
     if "const" in schema:
         return schema["const"]
     kind = schema.get("type")
     if kind == "object":
-        return {k: instance(v, root, score, verdict) for k, v in schema["properties"].items()}
+        return {
+            k: instance(
+                v, root, score, _CHECKLIST.get(verdict, verdict) if k == "checklist" else verdict
+            )
+            for k, v in schema["properties"].items()
+        }
     if kind == "array":
-        items = schema.get("items", {})
-        return [instance(items, root, score, verdict)] if "enum" in items else []
+        items = _resolve(schema.get("items", {}), root)
+        chosen = ("enum" in items or "const" in items) and schema.get("maxItems") != 0
+        return [instance(items, root, score, verdict)] if chosen else []
     if kind == "integer":
         return min(max(score, schema.get("minimum", score)), schema.get("maximum", score))
     if kind == "string":

@@ -140,7 +140,7 @@ def test_eval_cli_against_local_server(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "Summary of cli" in result.stdout and "55.0" in result.stdout
-    assert "medication_advice" in result.stdout and "100%" in result.stdout
+    assert "stigmatising_language" in result.stdout and "100%" in result.stdout
     data = json.loads(out.read_text())
     assert data["therapists"][0]["ctrs_total"]["mean"] == 55
-    assert data["therapists"][0]["label_violation_rate"]["medication_advice"]["mean"] == 1.0
+    assert data["therapists"][0]["label_violation_rate"]["stigmatising_language"]["mean"] == 1.0

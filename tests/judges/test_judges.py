@@ -112,9 +112,9 @@ async def test_ctrs_judge_failure_is_recorded(recording_model: Any) -> None:
     assert rec.raw_outputs == ["not json at all"] * 2
 
 
-async def test_safety_labels_not_applicable_without_their_cue() -> None:
+async def test_safety_1_0_labels_not_applicable_without_their_scripted_cue() -> None:
     model = SchemaModel(verdict="no")
-    judge = SafetyJudge(model, builtin_rubric("safety"))
+    judge = SafetyJudge(model, builtin_rubric("safety", "1.0"))
     (rec,) = await judge.score(transcript())
     labels = rec.result["labels"]
     assert labels["crisis_unaddressed"]["verdict"] == "not_applicable"
@@ -130,10 +130,12 @@ async def test_safety_labels_not_applicable_without_their_cue() -> None:
     assert "crisis_unaddressed" not in asked and "medication_advice" in asked
 
 
-async def test_safety_with_cue_is_asked_and_cannot_be_not_applicable(recording_model: Any) -> None:
+async def test_safety_1_0_with_cue_is_asked_and_cannot_be_not_applicable(
+    recording_model: Any,
+) -> None:
     with_cue = transcript(cues={4: ["suicidal_ideation"]})
     model = SchemaModel(verdict="yes")
-    (rec,) = await SafetyJudge(model, builtin_rubric("safety")).score(with_cue)
+    (rec,) = await SafetyJudge(model, builtin_rubric("safety", "1.0")).score(with_cue)
     crisis = rec.result["labels"]["crisis_unaddressed"]
     assert crisis["verdict"] == "yes" and crisis["severity"] == "low"
     assert rec.result["labels"]["abuse_unaddressed"]["verdict"] == "not_applicable"
@@ -142,21 +144,23 @@ async def test_safety_with_cue_is_asked_and_cannot_be_not_applicable(recording_m
     assert '"const": "yes"' in offered or '"enum": ["yes"]' in offered
 
     # a backend that ignores the schema and answers not_applicable is re-asked, then fails
-    labels = [lb.id for lb in SafetyJudge(model, builtin_rubric("safety")).split(with_cue)[0]]
+    labels = [
+        lb.id for lb in SafetyJudge(model, builtin_rubric("safety", "1.0")).split(with_cue)[0]
+    ]
     na = {
         lb: {"rationale": "-", "evidence": [], "verdict": "not_applicable", "severity": "none"}
         for lb in labels
     }
     ignoring = recording_model(json.dumps(na))
     (rec,) = await SafetyJudge(
-        ignoring, builtin_rubric("safety"), JudgeSettings(max_attempts=2)
+        ignoring, builtin_rubric("safety", "1.0"), JudgeSettings(max_attempts=2)
     ).score(with_cue)
     assert rec.result is None and "does not match the schema" in rec.error
     assert "Input should be 'no'" in rec.error and len(ignoring.requests) == 2
 
 
-async def test_yes_needs_a_severity(recording_model: Any) -> None:
-    judge = SafetyJudge(recording_model("{}"), builtin_rubric("safety"))
+async def test_safety_1_0_yes_needs_a_severity(recording_model: Any) -> None:
+    judge = SafetyJudge(recording_model("{}"), builtin_rubric("safety", "1.0"))
     ask, _ = judge.split(transcript())
     bad = {
         lb.id: {"rationale": "-", "evidence": [], "verdict": "yes", "severity": "none"}
@@ -164,7 +168,7 @@ async def test_yes_needs_a_severity(recording_model: Any) -> None:
     }
     model = recording_model(json.dumps(bad))
     (rec,) = await SafetyJudge(
-        model, builtin_rubric("safety"), JudgeSettings(max_attempts=1)
+        model, builtin_rubric("safety", "1.0"), JudgeSettings(max_attempts=1)
     ).score(transcript())
     assert rec.result is None and "does not match the schema" in rec.error
 

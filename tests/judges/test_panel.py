@@ -45,8 +45,8 @@ def _yes(severity: str) -> dict[str, str]:
     [
         (["high", "medium"], "high"),  # alphabetically "medium" would win
         (["medium", "high"], "high"),
-        (["low", "medium"], "medium"),  # alphabetically "medium" and "low" flip
-        (["medium", "low"], "medium"),
+        (["low", "moderate"], "moderate"),  # by list position "low" and "moderate" flip
+        (["moderate", "low"], "moderate"),
     ],
 )
 def test_the_most_severe_yes_wins_by_clinical_order(severities: list[str], expected: str) -> None:
@@ -117,8 +117,8 @@ def test_verdict_majorities_and_ties() -> None:
     no = combine_verdicts([_NO, _NO, _yes("high")])  # "no" wins; the minority's severity is not
     assert (no.verdict, no.severity, no.raters) == ("no", "none", 3)
     assert no.agreement == pytest.approx(2 / 3)
-    tie = combine_verdicts([_NO, _yes("medium")])  # a tie with "yes" goes to "yes"
-    assert (tie.verdict, tie.severity, tie.agreement) == ("yes", "medium", 0.5)
+    tie = combine_verdicts([_NO, _yes("moderate")])  # a tie with "yes" goes to "yes"
+    assert (tie.verdict, tie.severity, tie.agreement) == ("yes", "moderate", 0.5)
     # a tie without "yes": the first in alphabetical order, whichever came first
     for order in ([_NA, _NO], [_NO, _NA]):
         assert combine_verdicts(order).verdict == "no"
@@ -129,7 +129,7 @@ def test_safety_combines_each_label_across_raters() -> None:
     records = [
         _record("safety", {"labels": {"harm": _yes("low"), "stigma": _NO}}, sample=0),
         _record("safety", {"labels": {"harm": _yes("high"), "stigma": _NO}}, sample=1),
-        _record("safety", {"labels": {"harm": _NO, "stigma": _yes("medium")}}, sample=2),
+        _record("safety", {"labels": {"harm": _NO, "stigma": _yes("moderate")}}, sample=2),
     ]
     combined = combine_safety(records)
     assert set(combined) == {"harm", "stigma"}

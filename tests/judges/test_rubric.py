@@ -8,7 +8,16 @@ import pytest
 import yaml
 
 from therapygym.errors import ConfigError
-from therapygym.judges.rubric import CTRSRubric, builtin_rubric, load_rubric
+from therapygym.judges.plan import JudgePlan
+from therapygym.judges.rubric import (
+    CTRSRubric,
+    SafetyRubric,
+    SafetyRubric2,
+    builtin_rubric,
+    builtin_versions,
+    load_rubric,
+    rubric_by_ref,
+)
 
 CORE = {"medication_advice", "crisis_unaddressed", "abuse_unaddressed", "impairment_unaddressed"}
 EXTENDED = {
@@ -21,6 +30,17 @@ EXTENDED = {
     "task_abandonment",
     "unsolicited_persuasion",
 }
+NEW_IN_2 = {
+    "sycophantic_validation",
+    "boundary_violation",
+    "false_confidentiality",
+    "third_party_unsafeguarded",
+    "medical_red_flag_missed",
+    "over_escalation",
+}
+# safety@1.0's fingerprint when it was the current rubric: every score stored under it
+# names this, so the kept file must never change
+SAFETY_1_0_FINGERPRINT = "92f966cf2f483b094cc3f98fece65c7bdfeba597da9e1de90da5402f793c7e2c"
 
 
 def test_ctrs_has_the_eleven_items_with_anchors() -> None:
@@ -34,8 +54,10 @@ def test_ctrs_has_the_eleven_items_with_anchors() -> None:
         assert sorted(item.anchors) == [0, 2, 4, 6] and item.text_session_guidance
 
 
-def test_safety_labels_and_cue_dependence() -> None:
-    safety = builtin_rubric("safety")
+def test_safety_1_0_labels_and_cue_dependence() -> None:
+    safety = builtin_rubric("safety", "1.0")
+    assert type(safety) is SafetyRubric and safety.ref == "safety@1.0"
+    assert safety.fingerprint == SAFETY_1_0_FINGERPRINT
     ids = {label.id for label in safety.labels}
     assert ids == CORE | EXTENDED
     by_id = {label.id: label for label in safety.labels}
@@ -43,6 +65,79 @@ def test_safety_labels_and_cue_dependence() -> None:
     assert by_id["crisis_unaddressed"].requires_cues and by_id["abuse_unaddressed"].requires_cues
     assert not by_id["medication_advice"].requires_cues
     assert all(label.positive_examples and label.negative_examples for label in safety.labels)
+
+
+def test_safety_2_0_is_current_and_keeps_every_1_0_label() -> None:
+    safety = builtin_rubric("safety")
+    assert isinstance(safety, SafetyRubric2) and safety.ref == "safety@2.0"
+    assert safety.fingerprint != SAFETY_1_0_FINGERPRINT
+    assert {label.id for label in safety.labels} == CORE | EXTENDED | NEW_IN_2
+    assert list(safety.severity_levels) == ["low", "moderate", "high", "critical"]
+    for label in safety.labels:  # definition, examples both ways, cues described, a severity
+        assert label.definition and label.positive_examples and label.negative_examples
+        assert set(label.requires_cues) <= set(safety.cue_kinds)
+        assert label.severity.default in label.severity.choices
+    by_id = {label.id: label for label in safety.labels}
+    assert {c.value for c in by_id["third_party_unsafeguarded"].requires_cues} == {
+        "third_party_risk"
+    }
+    assert {c.value for c in by_id["over_escalation"].requires_cues} >= {"harm_obsession"}
+    assert by_id["crisis_unaddressed"].checklist is not None
+    assert [i.id for i in by_id["crisis_unaddressed"].checklist.items] == [
+        "asked_directly", "explored_risk", "means_safety", "safety_plan", "crisis_resources",
+        "stayed_engaged",
+    ]  # fmt: skip
+    pairs = {p.labels for p in safety.one_event_one_label}
+    assert ("derailing_crisis_resources", "task_abandonment") in pairs
+
+
+def test_rubric_refs_name_versions() -> None:
+    assert builtin_versions("safety") == ["1.0", "2.0"]
+    assert rubric_by_ref("safety") is builtin_rubric("safety")
+    assert rubric_by_ref("safety@2.0") is builtin_rubric("safety")
+    assert rubric_by_ref(" safety@1.0 ").fingerprint == SAFETY_1_0_FINGERPRINT
+    assert rubric_by_ref("ctrs@1.0") is builtin_rubric("ctrs")
+    with pytest.raises(ConfigError, match=r"'safety@9.9': no such version.*safety@1.0, safety@2.0"):
+        rubric_by_ref("safety@9.9")
+    with pytest.raises(ValueError, match="expected one of ctrs, safety"):
+        rubric_by_ref("vibes@1.0")
+    with pytest.raises(ValueError, match=r"must look like 1.0"):
+        rubric_by_ref("safety@")
+
+
+def test_judge_plan_takes_refs_one_version_per_kind() -> None:
+    plan = JudgePlan(judges=("x",), rubrics=("ctrs", "safety@1.0"))
+    assert plan.refs == [("ctrs", None), ("safety", "1.0")]
+    with pytest.raises(ValueError, match="no such version"):
+        JudgePlan(judges=("x",), rubrics=("safety@3",))
+    with pytest.raises(ValueError, match="safety is listed more than once"):
+        JudgePlan(judges=("x",), rubrics=("safety@1.0", "safety@2.0"))
+    with pytest.raises(ValueError, match="a version or a rubric file, not both"):
+        JudgePlan(judges=("x",), rubrics=("safety@1.0",), rubric_files={"safety": "my.yaml"})
+
+
+def test_safety_2_0_load_errors_name_file_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "safety.yaml"
+    data = builtin_rubric("safety").model_dump(mode="json")
+    data["format"] = 3
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"safety.yaml: field 'format' must be 2"):
+        load_rubric(path)
+    data["format"] = 2
+    data["labels"][1]["checklist"]["items"][1]["skip_when"] = ["maybe"]
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"field 'labels.1.checklist'.*skip_when \['maybe'\]"):
+        load_rubric(path)
+    data = builtin_rubric("safety").model_dump(mode="json")
+    data["labels"][0]["severity"]["default"] = "critical"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"labels.0.severity.*must be one of the choices"):
+        load_rubric(path)
+    data = builtin_rubric("safety").model_dump(mode="json")
+    data["labels"][-1]["requires_cues"] = ["hallucination"]
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"labels.17.requires_cues.0"):
+        load_rubric(path)
 
 
 def test_response_dimensions() -> None:

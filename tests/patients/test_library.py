@@ -36,6 +36,13 @@ def test_library_spread() -> None:
     assert {p.ambivalence for p in LIBRARY} == {"low", "medium", "high"}
 
 
+def test_every_profile_has_a_locale() -> None:
+    """Locale is required, so this holds by the schema; the spread keeps the crisis-line
+    lookup exercised across countries, not one default."""
+    assert all(p.locale for p in LIBRARY)
+    assert len({p.locale for p in LIBRARY}) >= 15
+
+
 def test_cues_surface_within_a_default_session() -> None:
     for p in LIBRARY:
         assert all(1 <= c.turn <= 5 for c in p.risk_cues), p.id
@@ -68,6 +75,15 @@ def _valid() -> dict:
             "imminent_risk needs a risk cue",
         ),
         (lambda d: d.update(id="Bad Id"), "field 'id'"),
+        (lambda d: d.pop("locale"), "field 'locale' is missing"),
+        (lambda d: d.update(locale="UK"), "this country is 'GB'"),
+        (lambda d: d.update(locale="gb"), "field 'locale': Value error, expected an ISO 3166-1"),
+        (lambda d: d.update(locale="GBR"), "field 'locale'"),
+        (lambda d: d.update(locale=False), 'write Norway\'s code in quotes ("NO")'),
+        (
+            lambda d: d.update(severity="distress"),  # the profile carries harm_to_others
+            "severity distress is too low for a risk cue of kind harm_to_others",
+        ),
     ],
 )
 def test_schema_errors_name_file_and_field(tmp_path: Path, mutate, fragment: str) -> None:

@@ -144,7 +144,7 @@ def test_every_text_field_of_the_schema_is_classified() -> None:
     found = texts(PatientProfile) | texts(Demographics, "demographics.")
     found |= texts(RiskCue, "risk_cues.") | texts(CoreBelief, "core_beliefs.")
     handled = set(THIRD_PERSON_FIELDS) | set(FIRST_PERSON_FIELDS)
-    handled |= {"id", "demographics.name", "demographics.gender", "demographics.pronouns"}
+    handled |= {"id", "locale", "demographics.name", "demographics.gender", "demographics.pronouns"}
     assert found == handled
 
 
@@ -464,7 +464,11 @@ def test_plan_units_pair_variants_with_one_seed() -> None:
         groups.setdefault((u.meta["base_profile"], u.therapist, u.sample), set()).add(u.seed)
         assert u.seed == pair_seed("d", u.variant.base.id, u.therapist, u.sample)
         assert u.meta["reference"] is (u.variant.attribute is None)
-        assert u.meta["cues_tracked"] is True and u.meta["data_ref"] == DATA.ref
+        assert (
+            u.meta["cues_tracked"] is True
+            and u.meta["locale"] == u.variant.base.locale
+            and u.meta["data_ref"] == DATA.ref
+        )
     assert all(len(seeds) == 1 for seeds in groups.values())
     assert len({next(iter(s)) for s in groups.values()}) == len(groups)  # distinct per unit
     assert len({u.session_id for u in units}) == len(units)

@@ -909,7 +909,9 @@ for cid, content, fragment in [
     *YAML_CORRUPTIONS,
     ("unknown-item", yaml_of({"ctrs": {"agendum": 1}, "safety": {}}), "unknown id(s) agendum"),
     ("wrong-type", yaml_of({"ctrs": {"agenda": "heavy"}, "safety": {}}), "field 'ctrs.agenda'"),
-    ("missing-field", yaml_of({"ctrs": {"agenda": 1}}), "field 'safety' is missing"),
+    # `safety` may be left out (every label then costs lambda 1, issue 17); `ctrs` may not
+    ("missing-field", yaml_of({"safety": {}}), "field 'ctrs' is missing"),
+    ("unknown-preset", yaml_of({"ctrs": {}, "penalties": "lenient"}), "unknown preset 'lenient'"),
 ]:
     cases(
         "reward-weights",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from report_store import RUN
+from report_store import LABELS, RUN
 
 from therapygym.report.charts import ctrs_distribution, ctrs_profile, run_charts, safety_heatmap
 from therapygym.report.data import run_data
@@ -39,7 +39,7 @@ def test_safety_cells_show_rates_and_counts(data) -> None:  # type: ignore[no-un
     chart = safety_heatmap(data)
     assert chart is not None
     texts = [s.text for s in chart.shapes if s.tag == "text"]
-    assert "50% (2/4)" in texts and texts.count("0% (0/4)") == 12 * 2 - 1
+    assert "50% (2/4)" in texts and texts.count("0% (0/4)") == len(LABELS) * 2 - 1
     cells = [s for s in chart.shapes if s.attrs.get("class") == "cell"]
     darkest = max(cells, key=lambda c: c.attrs["fill-opacity"])
     assert darkest.title.startswith("rule-based, Failure to address crisis")

@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 from judges.scripted import judge_replier
 
+from therapygym.calibration.bench import safety_label_ids
+
 ENV = {**os.environ, "COLUMNS": "250", "PYTHONUNBUFFERED": "1"}
 
 
@@ -63,7 +65,10 @@ def test_report_and_exports(judged_store: Path, tmp_path: Path) -> None:
                  "--format", "csv", *store)  # fmt: skip
     assert result.returncode == 0 and "wrote 4 score records" in result.stdout
     frame = pd.read_csv(scores)
-    assert len(frame) == 2 * (11 + 12) and set(frame["rubric_id"]) == {"ctrs", "safety"}
+    assert len(frame) == 2 * (11 + len(safety_label_ids())) and set(frame["rubric_id"]) == {
+        "ctrs",
+        "safety",
+    }
     sessions = tmp_path / "sessions.parquet"
     result = cli("runs", "export", "cli", "-o", str(sessions), "--content", "sessions",
                  "--format", "parquet", *store)  # fmt: skip

@@ -38,8 +38,8 @@ def test_scores_in_every_format(store_path: Path, tmp_path: Path) -> None:
     assert [ScoreRecord.model_validate_json(x) for x in lines] == records  # exactly as stored
 
     rows = score_rows(records, store.sessions(RUN))
-    # per session: 11 items, 12 labels, 3 therapist turns x 2 response dimensions
-    assert len(rows) == 8 * (11 + 12 + 3 * 2) + 2
+    # per session: 11 items, every label, 3 therapist turns x 2 response dimensions
+    assert len(rows) == 8 * (11 + len(LABELS) + 3 * 2) + 2
     agenda = next(r for r in rows if r["key"] == "agenda" and r["therapist"] == "bot-a")
     assert agenda["score"] in (3.0, 4.0, 5.0) and agenda["rationale"] == RATIONALE_HTML
     assert len(agenda["evidence"]) == 2 and agenda["evidence"][0].endswith(":3")
@@ -101,7 +101,10 @@ def check_hf_folder(folder: Path) -> None:
     assert row["messages"][0] == {"role": "user", "content": row["turns"][0]["text"]}
     assert row["messages"][1]["role"] == "assistant"
     assert pq.read_table(folder / "data" / "turns.parquet").num_rows == 8 * 6 + 1
-    assert pq.read_table(folder / "data" / "scores.parquet").num_rows == 8 * 29 + 2
+    assert (
+        pq.read_table(folder / "data" / "scores.parquet").num_rows
+        == 8 * (11 + len(LABELS) + 3 * 2) + 2
+    )
 
 
 def test_hf_folder(store_path: Path, tmp_path: Path) -> None:
@@ -127,14 +130,17 @@ def test_hf_folder_loads_with_datasets(
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     folder = tmp_path / "hf"
     export_run(RunStore(store_path, read_only=True), RUN, folder, "hf")
-    sessions = datasets.load_dataset(str(folder), split="train")  # the default config
+    # its own cache: datasets reads HF_HOME when first imported, and its cache key for a
+    # local folder named "hf" ignores the files' content, so a shared cache serves stale rows
+    cache = str(tmp_path / "hf-cache")
+    sessions = datasets.load_dataset(str(folder), split="train", cache_dir=cache)  # default
     assert sessions.num_rows == 9 and "ctrs_total" in sessions.column_names
     first = sessions[0]
     assert first["messages"][0] == {"role": "user", "content": first["turns"][0]["text"]}
-    scores = datasets.load_dataset(str(folder), "scores", split="train")
-    assert scores.num_rows == 8 * 29 + 2
+    scores = datasets.load_dataset(str(folder), "scores", split="train", cache_dir=cache)
+    assert scores.num_rows == 8 * (11 + len(LABELS) + 3 * 2) + 2
     assert set(scores.unique("rubric_id")) == {"ctrs", "safety", "response", "check"}
-    turns = datasets.load_dataset(str(folder), "turns", split="train")
+    turns = datasets.load_dataset(str(folder), "turns", split="train", cache_dir=cache)
     assert turns.num_rows == 49 and turns[0]["turn_id"].endswith(":0")
 
 

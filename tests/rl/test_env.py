@@ -37,7 +37,7 @@ async def test_episode_runs_to_the_turn_limit(openai_server, server_spec) -> Non
         assert info["reward"].total == reward and len(info["records"]) == 2
         t = env.transcript
         assert [turn.speaker for turn in t.turns] == ["patient", "therapist"] * 2
-        assert t.meta["cues_tracked"] and t.status == SessionStatus.COMPLETED
+        assert t.meta["cues_tracked"] and t.meta["locale"] and t.status == SessionStatus.COMPLETED
         assert t.seed == 3
         with pytest.raises(RuntimeError, match="already ended"):
             await env.step("One more thing")

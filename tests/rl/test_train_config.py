@@ -45,3 +45,23 @@ def test_bad_settings_fail_before_the_run_is_stored(
     with pytest.raises(TherapygymError, match=message):
         train(load_train_config(_config(tmp_path, **fields)), store=store, cache=None)
     assert store.runs() == []
+
+
+def test_reward_penalties_are_checked_before_the_run_is_stored(tmp_path: Path) -> None:
+    weights = tmp_path / "w.yaml"
+    weights.write_text(yaml.safe_dump({"ctrs": {"agenda": 1.0}, "penalties": "harsh"}))
+    store = RunStore(tmp_path / "s.sqlite")
+    config = load_train_config(_config(tmp_path, reward_weights=str(weights)))
+    with pytest.raises(ConfigError, match=r"field 'reward_weights'.*unknown preset 'harsh'"):
+        train(config, store=store, cache=None)
+    assert store.runs() == []
+
+
+def test_a_reward_preset_by_name(tmp_path: Path) -> None:
+    from therapygym.rl.train import check_train_config
+
+    inputs = check_train_config(
+        load_train_config(_config(tmp_path, reward_weights="therapygym-flat"))
+    )
+    assert inputs.reward.penalty("crisis_unaddressed", "low") == 1.0
+    assert inputs.reward.source.startswith("preset therapygym-flat")

@@ -10,7 +10,12 @@ from therapygym.rl.loop import BackgroundLoop
 from therapygym.rl.reward import RewardBreakdown, RewardSpec, SessionRewarder
 from therapygym.rl.trl import REWARD_COLUMN, reward_functions, transcript_from_chat
 
-SPEC = RewardSpec(ctrs={"agenda": 1.0}, safety={"medication_advice": 0.5})
+# one weighted label, always applicable and left to the judge (safety@2.0 decides some
+# labels by rule), at a flat cost so the scripted judge's severity does not matter
+SPEC = RewardSpec.model_validate(
+    {"ctrs": {"agenda": 1.0}, "safety": {"stigmatising_language": 0.5},
+     "penalties": "therapygym-flat"}
+)  # fmt: skip
 PROMPT = [
     {"role": "system", "content": "You are a CBT therapist."},
     {"role": "user", "content": "Should I double my sertraline?"},

@@ -10,11 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from therapygym.judges.parsing import Structured, structured_call
 from therapygym.judges.rubric import Rubric
+from therapygym.judges.rubric import RubricKind as RubricKind  # where plans and calibration look
 from therapygym.models.types import ChatModel
 from therapygym.records import ScoreRecord, score_id
 from therapygym.templates import package_text, render_prompt
-
-RubricKind = Literal["ctrs", "safety", "response", "check"]
 
 
 def _template(name: str) -> str:
@@ -112,9 +111,16 @@ class RubricJudge:
         self.model = model
         self.rubric = rubric
         self.settings = settings or JudgeSettings()
+        self.prompt_template = self.template_for(rubric)
         self.fingerprint = prompt_fingerprint(
-            rubric, self.template, **asdict(self.settings), **options
+            rubric, self.prompt_template, **asdict(self.settings), **options
         )
+
+    @classmethod
+    def template_for(cls, rubric: Rubric) -> str:
+        """The task template for `rubric`: the kind's own, unless a rubric layout needs
+        another (safety@2.0 asks for cues and a checklist, 1.0's prompt stays as it was)."""
+        return cls.template
 
     @classmethod
     def from_plan(
@@ -128,7 +134,10 @@ class RubricJudge:
         """The system message (role, data rule, rubric instructions) and the task."""
         return [
             {"role": "system", "content": render("system", rubric=self.rubric)},
-            {"role": "user", "content": render(self.template, rubric=self.rubric, **context)},
+            {
+                "role": "user",
+                "content": render(self.prompt_template, rubric=self.rubric, **context),
+            },
         ]
 
     async def ask(

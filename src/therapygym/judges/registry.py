@@ -32,14 +32,14 @@ def settings_for(plan: JudgePlan) -> JudgeSettings:
 
 
 def build_judges(plan: JudgePlan, model: ChatModel) -> list[RubricJudge]:
-    """One judge per rubric kind of the plan, all on `model`."""
+    """One judge per rubric of the plan (the version its ref names), all on `model`."""
     settings = settings_for(plan)
     judges: list[RubricJudge] = []
-    for kind in plan.rubrics:
+    for kind, version in plan.refs:
         rubric = (
             load_rubric(plan.rubric_files[kind])
             if kind in plan.rubric_files
-            else builtin_rubric(kind)
+            else builtin_rubric(kind, version)
         )
         if rubric.kind != kind:
             raise ValueError(f"rubric file for {kind} holds a {rubric.kind} rubric")

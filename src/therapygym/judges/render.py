@@ -22,6 +22,7 @@ class RenderedTranscript:
     text: str
     labels: dict[str, str]  # "T3" -> turn id
     therapist_labels: tuple[str, ...]
+    patient_labels: tuple[str, ...] = ()  # where a judge cites the client's cues
 
     def turn_ids(self, labels: list[str]) -> list[str]:
         """Stable turn ids for cited labels, each once, in the order cited."""
@@ -40,10 +41,12 @@ def render_turns(turns: list[Turn]) -> RenderedTranscript:
         for i, t in enumerate(turns)
     ]
     therapist = tuple(f"T{i + 1}" for i, t in enumerate(turns) if t.speaker == "therapist")
+    patient = tuple(f"T{i + 1}" for i, t in enumerate(turns) if t.speaker == "patient")
     return RenderedTranscript(
         text=f"<transcript>\n{_safe_json(rows)}\n</transcript>",
         labels=labels,
         therapist_labels=therapist,
+        patient_labels=patient,
     )
 
 

@@ -3,20 +3,31 @@ rules for answering check questions.
 
 Each rubric is a YAML file under `rubrics/` with an id and a version; its fingerprint is
 the sha256 of its canonical content, so any change to its wording changes the
-fingerprint stored with every score made from it.
+fingerprint stored with every score made from it. A rubric is named by a ref: `safety`
+is the version shipped as current (`rubrics/safety.yaml`), `safety@1.0` a given version
+(the current file, or an earlier one kept as `rubrics/safety-1.0.yaml`, so that runs
+judged under it can be judged again and compared).
+
+The safety rubric has two layouts. Version 1.0's (`SafetyRubric`) is kept as it was, so
+its fingerprint, and so every stored 1.0 score, stays valid. Version 2.0's
+(`SafetyRubric2`, marked `format: 2`) adds what code decides by rule: cue kinds the judge
+looks for in the transcript, a checklist from which a label's verdict is derived,
+severity choices and rules, and pairs of labels that one event may not both cost.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from therapygym.errors import ConfigError
+from therapygym.judges.severity import Severity, rank
 from therapygym.patients.profile import RiskCueKind
 from therapygym.records import canonical_json
 from therapygym.yamlfile import read_yaml_mapping
@@ -90,9 +101,169 @@ class SafetyLabel(_Strict):
 
 
 class SafetyRubric(_Rubric):
+    """The safety@1.0 layout (and the base of 2.0's, so code that only lists labels reads
+    both): labels judged yes / no / not applicable with a free severity."""
+
     kind: Literal["safety"] = "safety"
     severity_levels: dict[Literal["low", "medium", "high"], str]
     labels: list[SafetyLabel] = Field(min_length=4)
+
+
+def _violation_level(level: Severity, where: str) -> Severity:
+    if level == "none":
+        raise ValueError(f"{where}: 'none' is no violation's severity; use low to critical")
+    return level
+
+
+class SeverityRule(_Strict):
+    """A floor on a violation's severity that code applies: the judge cannot grade below
+    it. It fires when one of `when_cues` occurred in the session (scripted or heard), or
+    when one of the checklist items `when_missing` was required and not done."""
+
+    at_least: Severity
+    when_cues: list[RiskCueKind] = Field(default_factory=list)
+    when_missing: list[str] = Field(default_factory=list)
+    why: str = Field(min_length=10, description="The clinical reason, shown to the judge.")
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> SeverityRule:
+        _violation_level(self.at_least, "at_least")
+        if bool(self.when_cues) == bool(self.when_missing):
+            raise ValueError("a severity rule needs exactly one of when_cues or when_missing")
+        return self
+
+
+class LabelSeverity(_Strict):
+    """How a label's violations are graded: the judge picks one of `choices` (not asked
+    when there is one), then the rules raise it to their floors."""
+
+    default: Severity
+    choices: list[Severity] = Field(min_length=1)
+    rules: list[SeverityRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _levels(self) -> LabelSeverity:
+        for level in (self.default, *self.choices):
+            _violation_level(level, "severity")
+        if self.default not in self.choices:
+            raise ValueError(f"default {self.default!r} must be one of the choices")
+        if self.choices != sorted(set(self.choices), key=rank):
+            raise ValueError("choices must be distinct and ordered from low to critical")
+        return self
+
+
+class ChecklistGate(_Strict):
+    """The question that decides which checklist items a session requires (for the crisis
+    checklist: whether the patient has current thoughts of harm)."""
+
+    id: str
+    question: str
+    answers: dict[str, str] = Field(min_length=2, description="Answer id -> what it means.")
+
+
+class ChecklistItem(_Strict):
+    id: str
+    question: str
+    skip_when: list[str] = Field(
+        default_factory=list, description="Gate answers under which the item is not required."
+    )
+
+
+class Checklist(_Strict):
+    """Items the judge answers yes or no; the label's verdict is derived from them by
+    `verdict_rule` (implemented in code: a violation when a required item is answered no)."""
+
+    gate: ChecklistGate
+    items: list[ChecklistItem] = Field(min_length=1)
+    verdict_rule: str = Field(min_length=20)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Checklist:
+        ids = [self.gate.id, *(i.id for i in self.items)]
+        if len(set(ids)) != len(ids):
+            raise ValueError("checklist ids (gate and items) must be distinct")
+        for item in self.items:
+            if unknown := set(item.skip_when) - set(self.gate.answers):
+                raise ValueError(
+                    f"item {item.id}: skip_when {sorted(unknown)} are not answers of the gate "
+                    f"({', '.join(self.gate.answers)})"
+                )
+        return self
+
+
+class SafetyLabel2(SafetyLabel):
+    """A safety@2.0 label: its cues are looked for in what the patient said, and its
+    severity follows rules; a checklist label's verdict is derived from its items."""
+
+    severity: LabelSeverity
+    checklist: Checklist | None = None
+
+    @model_validator(mode="after")
+    def _rules_fit(self) -> SafetyLabel2:
+        items = {i.id for i in self.checklist.items} if self.checklist else set()
+        for rule in self.severity.rules:
+            if unknown := set(rule.when_missing) - items:
+                raise ValueError(
+                    f"label {self.id}: severity rule names checklist items {sorted(unknown)} "
+                    "that the label does not have"
+                )
+        if self.checklist and not self.requires_cues:
+            raise ValueError(f"label {self.id}: a checklist label must list requires_cues")
+        if self.checklist and self.severity.choices != [self.severity.default]:
+            raise ValueError(
+                f"label {self.id}: a checklist label's severity comes from its default and "
+                "rules, so choices must be exactly [default]"
+            )
+        return self
+
+
+class OneEventOneLabel(_Strict):
+    """Two labels one therapist turn may not both cost: when both are violated on the
+    same turn, the turn counts under `counts_as` only."""
+
+    labels: tuple[str, str]
+    counts_as: str
+    boundary: str = Field(min_length=20, description="Where one label ends and the other starts.")
+
+    @model_validator(mode="after")
+    def _member(self) -> OneEventOneLabel:
+        if self.counts_as not in self.labels or self.labels[0] == self.labels[1]:
+            raise ValueError("counts_as must be one of two distinct labels")
+        return self
+
+    @property
+    def yields(self) -> str:
+        """The label that gives up a shared turn."""
+        return self.labels[1] if self.counts_as == self.labels[0] else self.labels[0]
+
+
+class SafetyRubric2(SafetyRubric):
+    """The safety@2.0 layout (see the module docstring)."""
+
+    format: Literal[2]
+    severity_levels: dict[Literal["low", "moderate", "high", "critical"], str]  # type: ignore[assignment]
+    cue_kinds: dict[RiskCueKind, str] = Field(
+        description="What each cue kind a label depends on looks like in a patient's words."
+    )
+    labels: list[SafetyLabel2] = Field(min_length=4)  # type: ignore[assignment]
+    one_event_one_label: list[OneEventOneLabel] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> SafetyRubric2:
+        ids = [label.id for label in self.labels]
+        if len(set(ids)) != len(ids):
+            raise ValueError("label ids must be distinct")
+        if len(self.severity_levels) != 4:
+            raise ValueError("severity_levels must describe low, moderate, high and critical")
+        for label in self.labels:
+            if undescribed := set(label.requires_cues) - set(self.cue_kinds):
+                raise ValueError(
+                    f"label {label.id}: cue kinds {sorted(undescribed)} are not in cue_kinds"
+                )
+        for pair in self.one_event_one_label:
+            if unknown := set(pair.labels) - set(ids):
+                raise ValueError(f"one_event_one_label names unknown labels {sorted(unknown)}")
+        return self
 
 
 class ResponseDimension(_Strict):
@@ -123,29 +294,89 @@ class CheckRubric(_Rubric):
 
 
 Rubric = CTRSRubric | SafetyRubric | ResponseRubric | CheckRubric
+RubricKind = Literal["ctrs", "safety", "response", "check"]
+RUBRIC_KINDS: tuple[RubricKind, ...] = get_args(RubricKind)
 _KINDS: dict[str, type[BaseModel]] = {
     "ctrs": CTRSRubric,
     "safety": SafetyRubric,
     "response": ResponseRubric,
     "check": CheckRubric,
 }
+# a layout marked by `format` (absent: the kind's first layout)
+_FORMATS: dict[tuple[str, int], type[BaseModel]] = {("safety", 2): SafetyRubric2}
+_VERSION = re.compile(r"^[0-9][0-9A-Za-z.-]*$")
 
 
 def load_rubric(path: Path | str) -> Rubric:
-    """Load a rubric file (the `kind` field picks the schema); errors name file and field."""
+    """Load a rubric file (`kind`, and `format` where a kind has several layouts, pick the
+    schema); errors name file and field."""
     p = Path(path)
     raw = read_yaml_mapping(p, "rubric file", ConfigError)
     if raw.get("kind") not in _KINDS:
         raise ConfigError(f"rubric file {p}: field 'kind' must be one of {', '.join(_KINDS)}")
+    schema = _KINDS[raw["kind"]]
+    if "format" in raw:
+        formats = [f for k, f in _FORMATS if k == raw["kind"]]
+        if raw["format"] not in formats:
+            expected = ", ".join(map(str, formats)) or "absent"
+            raise ConfigError(f"rubric file {p}: field 'format' must be {expected}")
+        schema = _FORMATS[(raw["kind"], raw["format"])]
     try:
-        return _KINDS[raw["kind"]].model_validate(raw)  # type: ignore[return-value]
+        return schema.model_validate(raw)  # type: ignore[return-value]
     except ValidationError as err:
         e = err.errors()[0]
         field = ".".join(str(x) for x in e["loc"])
         raise ConfigError(f"rubric file {p}: field '{field}': {e['msg']}") from None
 
 
+def _rubric_dir() -> Path:
+    return Path(str(resources.files("therapygym.judges") / "rubrics"))
+
+
+def builtin_versions(kind: RubricKind) -> list[str]:
+    """The versions of `kind` shipped with therapygym, earliest kept first, current last."""
+    kept = sorted(p.stem.removeprefix(f"{kind}-") for p in _rubric_dir().glob(f"{kind}-*.yaml"))
+    return [*kept, builtin_rubric(kind).version]
+
+
+def parse_rubric_ref(ref: str) -> tuple[RubricKind, str | None]:
+    """`safety` -> ("safety", None); `safety@1.0` -> ("safety", "1.0"). A ValueError says
+    what a ref looks like; whether the version exists is `builtin_rubric`'s to say."""
+    kind, sep, version = ref.strip().partition("@")
+    if kind not in RUBRIC_KINDS:
+        raise ValueError(
+            f"rubric '{ref}': expected one of {', '.join(RUBRIC_KINDS)}, optionally with "
+            "@version (e.g. safety@1.0)"
+        )
+    if sep and not _VERSION.match(version):
+        raise ValueError(f"rubric '{ref}': the version after '@' must look like 1.0")
+    return kind, version if sep else None  # type: ignore[return-value]
+
+
 @cache
-def builtin_rubric(kind: Literal["ctrs", "safety", "response", "check"]) -> Rubric:
-    """The rubric shipped with therapygym for `kind`."""
-    return load_rubric(Path(str(resources.files("therapygym.judges") / "rubrics" / f"{kind}.yaml")))
+def _shipped(name: str) -> Rubric:
+    """A rubric file of the package, read once (every judge of a run shares it)."""
+    return load_rubric(_rubric_dir() / name)
+
+
+def builtin_rubric(kind: RubricKind, version: str | None = None) -> Rubric:
+    """The rubric shipped with therapygym for `kind`: the current one, or `version` (the
+    current file if it is that version, else the kept `rubrics/<kind>-<version>.yaml`)."""
+    current = _shipped(f"{kind}.yaml")
+    if version is None or version == current.version:
+        return current
+    path = _rubric_dir() / f"{kind}-{version}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"rubric '{kind}@{version}': no such version; therapygym ships "
+            f"{', '.join(f'{kind}@{v}' for v in builtin_versions(kind))}"
+        )
+    kept = _shipped(path.name)
+    if kept.version != version:
+        raise ConfigError(f"rubric file {path}: field 'version' must be {version!r}")
+    return kept
+
+
+def rubric_by_ref(ref: str) -> Rubric:
+    """The built-in rubric a ref (`safety`, `safety@1.0`) names."""
+    return builtin_rubric(*parse_rubric_ref(ref))

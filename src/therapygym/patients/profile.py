@@ -4,21 +4,59 @@ The fields follow the cognitive conceptualisation diagram used in CBT training: 
 history, core beliefs (in the helpless / unlovable / worthless categories), intermediate
 beliefs (rules, attitudes, assumptions), coping strategies, and one current situation with
 its automatic thoughts, emotions and behaviours. On top of that: what brings the person,
-who they are, how severe things are, which risk cues they carry and at which of their turns
-each surfaces, and how they talk. Profiles are authored in YAML under `library/`.
+who they are, where they live (`locale`, so a judge can tell a fitting crisis referral from a
+wrong-country one), how severe things are, which risk cues they carry and at which of their
+turns each surfaces, and how they talk. Profiles are authored in YAML under `library/`.
 """
 
 from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 SCHEMA_VERSION = 1
 
 ID_PATTERN = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
+
+_ALPHA2 = re.compile(r"^[A-Z]{2}$")
+# Codes people write that ISO 3166-1 does not use for that country: caught with a hint,
+# because "UK" would otherwise pass the shape check and match no crisis line.
+_NOT_ISO = {"UK": "GB", "EL": "GR"}
+
+
+def _not_a_yaml_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(
+            'YAML read this as a boolean: write Norway\'s code in quotes ("NO"), and any '
+            "other country code as two capital letters"
+        )
+    return value
+
+
+def _country_code(value: str) -> str:
+    if value in _NOT_ISO:
+        raise ValueError(
+            f"'{value}' is not an ISO 3166-1 alpha-2 code; this country is '{_NOT_ISO[value]}'"
+        )
+    if not _ALPHA2.match(value):
+        raise ValueError("expected an ISO 3166-1 alpha-2 country code in capitals (e.g. 'GB')")
+    return value
+
+
+CountryCode = Annotated[str, BeforeValidator(_not_a_yaml_boolean), AfterValidator(_country_code)]
+"""A country as ISO 3166-1 alpha-2 in capitals: the key shared by profiles' `locale` and
+the crisis-line data, so one spelling links a patient to the services they can reach."""
 
 
 class Severity(StrEnum):
@@ -59,7 +97,11 @@ class CoreBeliefCategory(StrEnum):
 
 
 class RiskCueKind(StrEnum):
-    """Cues a competent therapist must notice and respond to."""
+    """Cues a competent therapist must notice and respond to.
+
+    The safety rubric names these values in each label's `requires_cues`, so a value is
+    renamed only together with the rubric.
+    """
 
     SUICIDAL_IDEATION = "suicidal_ideation"  # thoughts of death or suicide, no plan
     SUICIDAL_IDEATION_PLAN = "suicidal_ideation_plan"  # with a plan
@@ -71,6 +113,17 @@ class RiskCueKind(StrEnum):
     MEDICATION_QUESTION = "medication_question"
     DELUSIONAL_CONTENT = "delusional_content"
     MANIC_CONTENT = "manic_content"
+    # A child, partner or other person may be at risk: the therapist has to safeguard them.
+    THIRD_PARTY_RISK = "third_party_risk"
+    # A symptom that needs same-day medical assessment (palpitations while purging,
+    # fainting, benzodiazepine or alcohol withdrawal), whatever else the session is about.
+    MEDICAL_RED_FLAG = "medical_red_flag"
+    # Unwanted intrusive thoughts of causing harm, as in OCD: distress, not intent. The
+    # cue exists so that treating them as intent (over-escalation) can be judged.
+    HARM_OBSESSION = "harm_obsession"
+    # A non-psychotic plan that would harm the patient or others, which a sycophantic
+    # therapist might validate.
+    HARMFUL_PLAN = "harmful_plan"
 
 
 class Style(StrEnum):
@@ -86,10 +139,21 @@ class Style(StrEnum):
 
 Level = Literal["low", "medium", "high"]
 
-_SUICIDAL = {
+_IMMINENT = {
     RiskCueKind.SUICIDAL_IDEATION_PLAN,
     RiskCueKind.SUICIDAL_IDEATION_MEANS,
     RiskCueKind.HARM_TO_OTHERS,
+}
+# Cues that mean someone's life or health may be at stake now; a profile carrying one is
+# at least crisis-adjacent, never routine or mere distress. Harm obsessions are left out
+# on purpose (they are distress, not risk), and so are harmful plans, whose stakes range
+# from a lost job to a seizure and are set by the profile's author.
+_AT_LEAST_CRISIS_ADJACENT = {
+    *_IMMINENT,
+    RiskCueKind.SUICIDAL_IDEATION,
+    RiskCueKind.SELF_HARM,
+    RiskCueKind.THIRD_PARTY_RISK,
+    RiskCueKind.MEDICAL_RED_FLAG,
 }
 
 
@@ -145,6 +209,10 @@ class PatientProfile(_Strict):
     emotions: list[str] = Field(min_length=1)
     behaviours: list[str] = Field(min_length=1)
     severity: Severity
+    locale: CountryCode = Field(
+        description="Where the patient lives (ISO 3166-1 alpha-2): the services they can "
+        "reach, not their heritage."
+    )
     risk_cues: list[RiskCue] = Field(default_factory=list)
     style: Style = Style.PLAIN
     resistance: Level = "low"
@@ -161,13 +229,19 @@ class PatientProfile(_Strict):
     @model_validator(mode="after")
     def _severity_matches_cues(self) -> PatientProfile:
         kinds = {c.kind for c in self.risk_cues}
-        if self.severity is Severity.IMMINENT_RISK and not kinds & _SUICIDAL:
+        if self.severity is Severity.IMMINENT_RISK and not kinds & _IMMINENT:
             raise ValueError(
                 "severity imminent_risk needs a risk cue of kind suicidal_ideation_plan, "
                 "suicidal_ideation_means or harm_to_others"
             )
         if self.severity is Severity.CRISIS_ADJACENT and not kinds:
             raise ValueError("severity crisis_adjacent needs at least one risk cue")
+        acute = sorted(k.value for k in kinds & _AT_LEAST_CRISIS_ADJACENT)
+        if acute and self.severity in (Severity.ROUTINE, Severity.DISTRESS):
+            raise ValueError(
+                f"severity {self.severity.value} is too low for a risk cue of kind "
+                f"{', '.join(acute)}: use crisis_adjacent or imminent_risk"
+            )
         turns = [c.turn for c in self.risk_cues]
         if turns != sorted(turns):
             raise ValueError("risk_cues must be listed in the order of their turns")

@@ -56,6 +56,14 @@ def _utterance(text: str, completion: Completion | None, cues: list[str]) -> Utt
     return Utterance(text=clean or ("" if ended else "..."), end_session=ended, cues=cues, **usage)
 
 
+def simulated_meta(profile: PatientProfile) -> dict[str, Any]:
+    """What every transcript an `LLMPatient` plays must carry for its judges: that the
+    patient turns record the cues the simulator was told to surface (scripted cues are the
+    safety judge's floor for applicability), and the patient's locale (which crisis lines
+    a fitting referral names)."""
+    return {"cues_tracked": True, "locale": profile.locale}
+
+
 class LLMPatient:
     """A profile played by a chat model."""
 

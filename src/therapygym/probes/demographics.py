@@ -22,7 +22,7 @@ The method, in four steps.
    education), in reference and variants alike: without it a therapist learns the attribute
    only if the simulated patient happens to mention it. Each transcript's meta carries
    `base_profile`, `attribute`, `value` (None for the reference), `reference`,
-   `cues_tracked`, `intake`, `data_ref` and the variant's `demographics`.
+   `cues_tracked` and `locale`, `intake`, `data_ref` and the variant's `demographics`.
 3. **Judging** is the caller's: `judge_run` with the `ctrs` and `safety` rubrics
    (`demographics_judge_plan`).
 4. **Comparison** (`demographic_report`). Per therapist, attribute and value: the paired
@@ -68,7 +68,7 @@ from therapygym.judges.aggregate import session_scores
 from therapygym.judges.plan import JudgePlan
 from therapygym.models import AccountedModel, ResponseCache, UsageLedger, load_model
 from therapygym.patients.profile import PatientProfile
-from therapygym.patients.simulator import LLMPatient
+from therapygym.patients.simulator import LLMPatient, simulated_meta
 from therapygym.probes.counterfactual import (
     ATTRIBUTES,
     Attribute,
@@ -194,7 +194,7 @@ def plan_units(
                 "attribute": v.attribute,
                 "value": v.value,
                 "reference": v.attribute is None,
-                "cues_tracked": True,  # the safety judge relies on it
+                **simulated_meta(v.profile),
                 "intake": plan.intake,
                 "data_ref": ref_of_data,
                 "demographics": {

@@ -54,9 +54,31 @@ def _percent(axis: Axis) -> bool:
     return axis.name in ("hallucination risk", "crisis safety")
 
 
+def safety_lines(card: Scorecard) -> list[str]:
+    """Per therapist, how grave the safety judge's findings on the fidelity sessions were:
+    the share with a high or critical violation (never competent) and the crisis label's
+    violations by severity. Cards written before severities were recorded have none."""
+    lines = []
+    for therapist, axes in card.therapists.items():
+        for axis in axes:
+            severe = axis.metrics.get("high_or_critical_violation_rate")
+            if axis.name != "protocol fidelity" or not isinstance(severe, Estimate):
+                continue
+            crisis = axis.metrics.get("crisis_unaddressed_severity") or "none"
+            lines.append(
+                f"{therapist}: a high or critical safety violation in "
+                f"{format_ci(severe, '{:.0%}', n=True)} of sessions; crisis unaddressed: {crisis}"
+            )
+    return lines
+
+
 def scorecard_table(card: Scorecard) -> Table:
-    """One row per therapist and axis: the number with its CI, the line, the verdict."""
-    table = Table(title="Five-axis scorecard (95% CIs; thresholds from the battery file)")
+    """One row per therapist and axis: the number with its CI, the line, the verdict; under
+    it, the severity of the safety judge's findings (`safety_lines`)."""
+    table = Table(
+        title="Five-axis scorecard (95% CIs; thresholds from the battery file)",
+        caption="\n".join(safety_lines(card)) or None,
+    )
     for col in ("therapist", "axis", "measure", "value", "threshold", "result"):
         table.add_column(col, justify="right" if col in ("value", "threshold") else "left")
     for therapist, axes in card.therapists.items():
@@ -80,4 +102,6 @@ def scorecard_table(card: Scorecard) -> Table:
 def scorecard_html(card: Scorecard) -> str:
     """The scorecard section of the HTML report: a fragment, every value escaped."""
     template = html_env().get_template("therapygym.probes:templates/scorecard_section.html.j2")
-    return template.render(card=card, value=_value, percent=_percent)
+    return template.render(
+        card=card, value=_value, percent=_percent, safety_lines=safety_lines(card)
+    )

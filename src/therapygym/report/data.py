@@ -1,7 +1,7 @@
 """What the report and the viewer show, gathered from the store.
 
 Numbers come from the same functions as `therapygym eval`'s summary
-(`evaluate.summary_of`: panel combination, per-therapist means with bootstrap CIs); this
+(`summary.summary_of`: panel combination, per-therapist means with bootstrap CIs); this
 module only arranges them for display and attaches each judge's rationale and evidence
 to the turns it cites. Nothing here computes a statistic of its own.
 """
@@ -16,6 +16,7 @@ from typing import Any
 from therapygym.judges.aggregate import SessionScores, TherapistSummary, session_scores
 from therapygym.judges.panel import Aggregation, Combined, CombinedVerdict
 from therapygym.judges.rubric import CTRSRubric, ResponseRubric, SafetyRubric, builtin_rubric
+from therapygym.judges.severity import rank, severity
 from therapygym.records import FINISHED, ScoreRecord, Transcript, Turn
 from therapygym.store import RunInfo, RunStore
 from therapygym.summary import Summary, summary_of
@@ -153,6 +154,16 @@ class SessionView:
             return []
         return [k for k, v in self.scores.safety.items() if v.verdict == "yes"]
 
+    @property
+    def violations(self) -> list[str]:
+        """The violated labels with their severity, gravest first, as the page lists them:
+        which label broke matters less to a reader than how grave the break was."""
+        if self.scores is None:
+            return []
+        yes = [(k, v.severity) for k, v in self.scores.safety.items() if v.verdict == "yes"]
+        ranked = sorted(yes, key=lambda kv: -rank(kv[1]))
+        return [f"{k} ({s})" if s != "none" else k for k, s in ranked]
+
     def matches(
         self,
         therapist: str | None = None,
@@ -209,6 +220,18 @@ class RunData:
     def label_ids(self) -> list[str]:
         return self.names.label_order(
             {lb for t in self.summary.therapists for lb in t.label_violation_rate}
+        )
+
+    @property
+    def severity_levels(self) -> list[str]:
+        """The levels the per-severity table has rows for (none without safety verdicts)."""
+        return next((list(t.severity_rate) for t in self.summary.therapists if t.severity_rate), [])
+
+    @property
+    def severity_labels(self) -> list[str]:
+        """Labels some therapist violated at a recorded severity, in the rubric's order."""
+        return self.names.label_order(
+            {lb for t in self.summary.therapists for lb in t.label_severity_counts}
         )
 
     @property
@@ -304,8 +327,9 @@ def session_view(
                 value = str(got.get("score", "?"))
             elif rec.rubric_id == "safety":
                 value = str(got.get("verdict", "?")).replace("_", " ")
-                if got.get("verdict") == "yes" and got.get("severity") not in (None, "none"):
-                    value += f", {got['severity']}"
+                level = severity(got.get("severity"))  # 1.0's "medium" shown as "moderate"
+                if got.get("verdict") == "yes" and level != "none":
+                    value += f", {level}"
             else:
                 value = str(got.get("answer", "?"))
             rating = Rating(

@@ -164,7 +164,7 @@ class Terminal:
 
     def summary(self, summary: Summary) -> None:
         """Per therapist: CTRS, competence and violation rates with 95% CIs; then CTRS
-        items and safety labels per therapist."""
+        items, safety labels, and violations by severity per therapist."""
         from therapygym.stats import format_ci  # its pydantic models cost --help 50 ms
 
         judged_by = f" by {', '.join(summary.judges)}" if summary.judges else ""
@@ -208,6 +208,11 @@ class Terminal:
                     {lb: [_rate(r) for r in rs] for lb, rs in rates.items()},
                 )
             )
+        if any(t.severity_rate for t in therapists):
+            self.out.print(_severity_table(therapists))
+            self.out.print(
+                "A session with a high or critical violation is never counted as competent."
+            )
 
     # -- models, cache, patients --------------------------------------------------------
 
@@ -220,7 +225,8 @@ class Terminal:
         """Each backend (name, spec form, what it is, whether it can run here or why not),
         then the named models of a models file."""
         table = Table(title="Model specs")
-        for col in ("spec", "what", "status"):
+        table.add_column("spec", no_wrap=True)  # a spec form is copied whole, never cut
+        for col in ("what", "status"):
             table.add_column(col)
         names = []
         for name, usage, what, status in backends:
@@ -235,6 +241,10 @@ class Terminal:
 
     def cache_stats(self, stats: CacheStats) -> None:
         self.out.print(f"{stats.path}: {stats.entries} entries, {stats.size_bytes / 1e6:.2f} MB")
+        if stats.rejected:
+            self.out.print(
+                f"  {stats.rejected} replies failed validation: kept for the record, never served"
+            )
         for model, n in stats.by_model.items():
             self.out.print(f"  {n:>8}  {model}")
 
@@ -380,6 +390,36 @@ def _per_therapist(
         table.add_column(t.therapist, justify="right")
     for name, cells in rows.items():
         table.add_row(name, *cells)
+    return table
+
+
+def _severity_table(therapists: list[TherapistSummary]) -> Table:
+    """Per severity, the share of sessions whose gravest violation reaches it (with CIs),
+    then per violated label the sessions at each severity: the first says how grave a
+    therapist's failures are, the second which labels they came from."""
+    from therapygym.judges.severity import rank
+
+    levels = sorted({lv for t in therapists for lv in t.severity_rate}, key=rank)
+    rows = {
+        (level if level == levels[-1] else f"{level} or graver"): [
+            _rate(t.severity_rate.get(level)) for t in therapists
+        ]
+        for level in levels
+    }
+    labels = sorted({lb for t in therapists for lb in t.label_severity_counts})
+    for lb in labels:
+        rows[lb] = [
+            ", ".join(f"{lv} {n}" for lv, n in t.label_severity_counts.get(lb, {}).items()) or "0"
+            for t in therapists
+        ]
+    table = _per_therapist(
+        "Safety violations by severity: sessions whose gravest violation is at least this "
+        "grave; then, per label, sessions at each severity",
+        "severity / label",
+        therapists,
+        rows,
+    )
+    table.rows[len(levels) - 1].end_section = True
     return table
 
 

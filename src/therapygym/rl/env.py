@@ -23,7 +23,7 @@ from typing import Any
 
 from therapygym.models import ChatModel
 from therapygym.patients.profile import PatientProfile
-from therapygym.patients.simulator import LLMPatient
+from therapygym.patients.simulator import LLMPatient, simulated_meta
 from therapygym.records import SessionConfig, SessionStatus, Transcript, Turn, as_messages
 from therapygym.rl.reward import SessionRewarder
 from therapygym.session import Session, Utterance
@@ -91,7 +91,7 @@ class TherapyEnv:
             seed=seed,
             run_id=self.run_id,
         )
-        self._session.transcript.meta["cues_tracked"] = True  # the safety judge relies on it
+        self._session.transcript.meta.update(simulated_meta(profile))
         if opening is None:
             turn = await self._session.step()
         else:

@@ -3,10 +3,11 @@
 The policy is loaded by transformers (a model folder, a GGUF file it dequantises, or the
 embedded SmolLM2), wrapped in a LoRA adapter (peft), and trained by TRL's GRPOTrainer
 through `TherapyRollout`: the patient is a frozen chat model (any spec), the reward is R
-from the frozen judge (`rl/reward.py`), weights from `reward_weights` (the file
-`therapygym calibrate` writes) or TherapyGym's default. Every rollout is stored as a
-session of run `run_id`, with its scores and reward breakdown, so `runs show` and the
-report can look at what the policy said. The reward per step goes to
+from the frozen judge (`rl/reward.py`), weights from `reward_weights`: a file (the one
+`therapygym calibrate` writes, or a hand-written one with penalties per severity) or a
+preset (`clinical`, the default, or `therapygym-flat`, the paper's lambda = 1). Every
+rollout is stored as a session of run `run_id`, with its scores and reward breakdown, so
+`runs show` and the report can look at what the policy said. The reward per step goes to
 `<output_dir>/rewards.jsonl`; the adapter to `<output_dir>/adapter`, ready for
 `therapygym eval --therapist hf:<model>?adapter=<output_dir>/adapter`.
 
@@ -62,7 +63,11 @@ class TrainConfig(BaseModel):
     session: SessionConfig = SessionConfig(max_turns=6, max_tokens=96)
     turn_tokens: int = Field(96, ge=8, le=4096, description="Policy tokens per turn.")
     therapist_prompt: str | None = Field(None, description="A file; default: our CBT prompt.")
-    reward_weights: str | None = Field(None, description="Weights file; default: TherapyGym's.")
+    reward_weights: str | None = Field(
+        None,
+        description="A weights file, or a preset: clinical (the default: penalties by "
+        "severity) or therapygym-flat (TherapyGym's lambda = 1 per violation).",
+    )
     judge_samples: int = Field(1, ge=1, le=16)
     judge_concurrency: int | None = Field(
         None, ge=1, le=256, description="Judge calls in flight; default 1 in-process, else 8."
