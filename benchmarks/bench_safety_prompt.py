@@ -16,6 +16,10 @@ character counts are given.
 2.0 asks every label, with cue kinds, the crisis checklist and the locale block, so its
 prompt is longer; the rubric part is the same for every session and is what servers with
 prefix caching compute once.
+
+safety@2.0 per_group (`--safety-mode per_group`) asks the labels in several calls (each
+checklist label alone, the rest by group, at most five a call); a row per call gives its
+prompt and its output budget (`max_tokens`), which must fit the context together.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from therapygym.judges.render import render_transcript
 from therapygym.judges.rubric import SafetyRubric2, builtin_rubric
 from therapygym.judges.safety import SafetyJudge, answer_schema, cues_known, surfaced_cues
 from therapygym.records import SessionStatus, Transcript, Turn
+
+CONTEXT = 8192  # the embedded model's context
 
 # Ten turns, five a side, about the length of a simulated session's turns (our wording).
 TURNS = [
@@ -141,6 +147,27 @@ async def count_tokens(messages: list[dict[str, str]]) -> tuple[int, bool]:
     return reply.prompt_tokens, True
 
 
+async def group_rows(name: str, session: Transcript, use_model: bool) -> dict[str, Any]:
+    """One row per call of safety@2.0 in per_group mode."""
+    judge = SafetyJudge(Capture(), builtin_rubric("safety", "2.0"), mode="per_group")  # type: ignore[arg-type]
+    rows: dict[str, Any] = {}
+    for i, call in enumerate(judge.calls(session), 1):
+        chars = sum(len(m["content"]) for m in call.messages)
+        tokens, _ = await count_tokens(call.messages) if use_model else (None, None)
+        rows[f"{name} | safety@2.0 per_group {i} ({len(call.labels)} labels)"] = {
+            "labels": [label.id for label in call.labels],
+            "chars": chars,
+            "chars_div_4": chars // 4,
+            "prompt_tokens": tokens,
+            "max_tokens": call.max_tokens,
+            "fits_8192_with_output": None
+            if tokens is None
+            else tokens + call.max_tokens <= CONTEXT,
+            "schema_chars": len(json.dumps(call.schema.model_json_schema())),
+        }
+    return rows
+
+
 async def main(use_model: bool) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for name, session in SESSIONS.items():
@@ -161,6 +188,7 @@ async def main(use_model: bool) -> dict[str, Any]:
                 ),
                 "schema_chars": schema_chars(version, session),
             }
+        rows.update(await group_rows(name, session, use_model))
     return rows
 
 
@@ -177,5 +205,12 @@ if __name__ == "__main__":
             r["prompt_tokens"] or r["chars_div_4"] for k, r in result.items() if k.endswith(version)
         ]
         print(f"safety@{version}: median prompt per session {statistics.median(counts)}")
+    calls = [r for k, r in result.items() if "per_group" in k]
+    counts = [r["prompt_tokens"] or r["chars_div_4"] for r in calls]
+    print(
+        f"safety@2.0 per_group: {len(calls) // len(SESSIONS)} calls a session, prompt "
+        f"{min(counts)}-{max(counts)} (median {statistics.median(counts)}), largest prompt + "
+        f"max_tokens {max(c + r['max_tokens'] for c, r in zip(counts, calls, strict=True))}"
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

@@ -174,6 +174,59 @@ def test_judge_summarises_the_judges_it_was_given_and_names_them(
     assert resolve_spec(low).label not in judged.stdout
 
 
+def test_report_and_export_keep_the_judges_asked_for_and_a_broken_one_stays_out(
+    tmp_path: Path, openai_server: Any, server_spec: Any
+) -> None:
+    """A run judged by a broken judge (every reply invalid), then by A (3s) and B (6s):
+    `runs export --judge` and `report --judge` keep those judges' scores only, so the broken
+    judge's errors leave the later summaries; without --judge every judge is one panel, and
+    a judge that never scored the run is refused in one line (issue 16, item 2)."""
+    patient = server_spec(openai_server("I feel stuck."))
+    broken = server_spec(
+        openai_server(lambda body: "not json" if body.get("response_format") else "ok")
+    )
+    low, high = (server_spec(openai_server(judge_replier(score=s))) for s in (3, 6))
+    where = ("--store", str(tmp_path / "s.sqlite"), "--no-cache")
+    ran = run_cli("run", "--therapist", "rule-based", "--patient-model", patient, "--patients",
+                  load_profiles()[0].id, "--max-turns", "4", "--run-id", "r", *where)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    failed = run_cli("judge", "r", "--judge", broken, "--rubric", "ctrs", *where)
+    assert failed.returncode == 3, failed.stderr  # its unit failed for good
+    for judge in (low, high):
+        judged = run_cli("judge", "r", "--judge", judge, "--rubric", "ctrs", *where)
+        assert judged.returncode == 0, judged.stderr
+
+    def sessions(*judges: str) -> list[dict[str, Any]]:
+        out = tmp_path / f"sessions{len(list(tmp_path.glob('sessions*')))}.jsonl"
+        flags = [arg for j in judges for arg in ("--judge", j)]
+        done = run_cli("runs", "export", "r", "--content", "sessions", "-o", str(out),
+                       *flags, *where[:2])  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line) for line in out.read_text().splitlines()]
+
+    (alone,) = sessions(high)
+    assert (alone["ctrs_total"], alone["judge_errors"]) == (66, 0)
+    (pair,) = sessions(low, high)
+    assert (pair["ctrs_total"], pair["judge_errors"]) == (49.5, 0)
+    (every,) = sessions()
+    assert every["ctrs_total"] == 49.5 and every["judge_errors"] > 0  # the broken one counts
+
+    page = tmp_path / "a.html"
+    reported = run_cli("report", "r", "--judge", low, "-o", str(page), *where[:2])
+    assert reported.returncode == 0, reported.stderr
+    html = page.read_text()
+    assert f"Judges: {resolve_spec(low).label}." in html
+    assert resolve_spec(high).label not in html and resolve_spec(broken).label not in html
+
+    for command in (["report", "r", "-o", str(tmp_path / "x.html")],
+                    ["runs", "export", "r", "-o", str(tmp_path / "x.jsonl")]):  # fmt: skip
+        refused = run_cli(*command, "--judge", "openai:nobody", *where[:2])
+        assert refused.returncode == 2, refused.stderr
+        assert "run 'r' has no scores by judge openai:nobody" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert not (tmp_path / "x.html").exists() and not (tmp_path / "x.jsonl").exists()
+
+
 def test_ctrl_c_says_what_was_saved_and_how_to_resume(
     tmp_path: Path, openai_server: Any, server_spec: Any
 ) -> None:

@@ -25,7 +25,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from therapygym.artefacts import write_problem
-from therapygym.errors import ConfigError, TherapygymError, describe_validation_error
+from therapygym.errors import (
+    ConfigError,
+    ModelSpecError,
+    TherapygymError,
+    describe_validation_error,
+)
 from therapygym.judges.panel import Aggregation
 from therapygym.judges.plan import JudgePlan
 from therapygym.judges.rubric import parse_rubric_ref, rubric_by_ref
@@ -59,6 +64,7 @@ OPTIONS: dict[str, str] = {
     "judge.rubrics": "--rubric",
     "judge.samples": "--judge-samples",
     "judge.ctrs_mode": "--ctrs-mode",
+    "judge.safety_mode": "--safety-mode",
     "aggregation": "--aggregation",
     "concurrency": "--concurrency",
     "judge_concurrency": "--judge-concurrency",
@@ -393,6 +399,24 @@ def check_specs(
                 load_model(spec, models_file=models_file)
         except TherapygymError as e:
             raise TherapygymError(f"{named[role]}: {e}") from None
+
+
+def judge_labels(specs: Sequence[str] | None, models_file: Path | None = None) -> list[str] | None:
+    """The labels the store keeps for `--judge` filters (None: no filter). A filter may be
+    the spec a judge was run with or the label a summary printed; a value that is no spec
+    is kept as written, so the store's "no scores by judge ..." error lists the judges the
+    run has."""
+    from therapygym.models.spec import resolve_spec
+
+    if not specs:
+        return None
+    labels = []
+    for spec in specs:
+        try:
+            labels.append(resolve_spec(spec, models_file).label)
+        except ModelSpecError:
+            labels.append(spec)
+    return labels
 
 
 def check_output(path: Path | None, *, folder: bool = False, option: str = "output") -> None:

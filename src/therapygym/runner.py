@@ -526,8 +526,8 @@ async def evaluate(config: EvalConfig, *, console: Console | None = None) -> Eva
             )
             # the judges of this config, by name, and no others: scores an earlier judging
             # left in the run stay apart (a panel of them all is an explicit choice:
-            # `summarise` without judges, `report --judge A --judge B`). With no session
-            # to judge, these judges scored nothing and the summary is empty.
+            # `summarise` without judges; `report` and `runs export` without --judge). With
+            # no session to judge, these judges scored nothing and the summary is empty.
             scored = {spec for spec, *_ in result.judging.judges} if result.judging.units else ()
             result.summary = summarise(store, plans.run_id, config.aggregation, judges=scored)
             result.embedded_judge = bool(result.summary.embedded_judges)

@@ -64,17 +64,25 @@ def summarise(
     """Aggregate the stored scores of a run: those of `judges` (judge specs) when given,
     else of every judge that scored it (then all judges and samples form one panel).
     Reads the sessions without their turns: a summary needs only who and how it ended."""
-    records = store.scores(run_id)
-    if judges is not None:
-        unknown = sorted(set(judges) - {r.judge for r in records})
-        if unknown:
-            known = ", ".join(sorted({r.judge for r in records})) or "none"
-            raise StoreError(
-                f"run '{run_id}' has no scores by judge {', '.join(unknown)} (judges: {known})"
-            )
-        records = [r for r in records if r.judge in judges]
+    records = judged_by(run_id, store.scores(run_id), judges)
     provenance = store.run(run_id).provenance
     return summary_of(run_id, store.session_heads(run_id), records, how, provenance)
+
+
+def judged_by(
+    run_id: str, records: list[ScoreRecord], judges: Collection[str] | None
+) -> list[ScoreRecord]:
+    """The records of `judges` (judge specs), or all of them for None; a judge that did not
+    score the run is an error naming the judges that did, never an empty result."""
+    if judges is None:
+        return records
+    scored = {r.judge for r in records}
+    if unknown := sorted(set(judges) - scored):
+        known = ", ".join(sorted(scored)) or "none"
+        raise StoreError(
+            f"run '{run_id}' has no scores by judge {', '.join(unknown)} (judges: {known})"
+        )
+    return [r for r in records if r.judge in judges]
 
 
 def summary_of(

@@ -64,11 +64,27 @@ JudgeConcurrencyOpt = Annotated[
 JudgeOpt = Annotated[
     list[str] | None, typer.Option("--judge", help="Judge model spec (repeatable: a panel).")
 ]
+JudgeFilterOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--judge",
+        help="Only this judge's scores (repeatable: those judges as one panel); default: "
+        "every judge that scored the run, as one panel.",
+    ),
+]
 RubricOpt = Annotated[
-    str, typer.Option("--rubric", help="Comma-separated: ctrs, safety, response, check.")
+    str,
+    typer.Option(
+        "--rubric",
+        help="Comma-separated: ctrs, safety, response, check; pin a version by ref "
+        "(safety@1.0), else the current one.",
+    ),
 ]
 JudgeSamplesOpt = Annotated[int, typer.Option(min=1, help="Samples per judge (k).")]
 CTRSModeOpt = Annotated[str, typer.Option(help="CTRS judging: one_call or per_item.")]
+SafetyModeOpt = Annotated[
+    str, typer.Option(help="safety@2.0 judging: one_call or per_group (for 8k-context judges).")
+]
 AggregationOpt = Annotated[
     str, typer.Option("--aggregation", help="Panel aggregation: mean, median, majority.")
 ]

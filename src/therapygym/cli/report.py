@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from therapygym.cli.options import AggregationOpt, StoreOpt
+from therapygym.cli.options import AggregationOpt, JudgeFilterOpt, StoreOpt
 from therapygym.cli.output import term
 
 
@@ -24,11 +24,12 @@ def report(
         list[Path] | None,
         typer.Option("--scorecard", help="scorecard.json (or its folder); repeatable."),
     ] = None,
+    judge: JudgeFilterOpt = None,
     aggregation: AggregationOpt = "mean",
     store: StoreOpt = None,
 ) -> None:
     """Write one self-contained HTML report of a run: leaderboard, charts, transcripts."""
-    from therapygym.config import check_aggregation, check_output
+    from therapygym.config import check_aggregation, check_output, judge_labels
     from therapygym.report.html import write_report
     from therapygym.store import RunStore
 
@@ -40,6 +41,7 @@ def report(
         run_id,
         output,
         aggregation=aggregation,  # type: ignore[arg-type]
+        judges=judge_labels(judge),
         scorecard=scorecard_file or [],
         calibration=calibration or [],
     )

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from therapygym.cli.options import AggregationOpt, StoreOpt
+from therapygym.cli.options import AggregationOpt, JudgeFilterOpt, StoreOpt
 from therapygym.cli.output import term
 
 app = typer.Typer(help="List, show, export and import stored runs.")
@@ -87,12 +87,13 @@ def runs_export(
             "per session with combined scores); hf holds all three."
         ),
     ] = "transcripts",
+    judge: JudgeFilterOpt = None,
     aggregation: AggregationOpt = "mean",
     store: StoreOpt = None,
 ) -> None:
     """Write a run's transcripts, scores or per-session scores as JSONL, CSV, Parquet, or
     a Hugging Face `datasets` folder (docs/report.md)."""
-    from therapygym.config import check_aggregation, check_output
+    from therapygym.config import check_aggregation, check_output, judge_labels
     from therapygym.report.exports import (
         EXPORT_FORMATS,
         check_export_options,
@@ -105,7 +106,7 @@ def runs_export(
     check_export_options(fmt, content)
     check_output(output, folder=EXPORT_FORMATS.get(fmt).folder, option="--output")
     run_store = RunStore(store, read_only=True)
-    n = export_run(run_store, run_id, output, fmt, content, aggregation)  # type: ignore[arg-type]
+    n = export_run(run_store, run_id, output, fmt, content, aggregation, judge_labels(judge))  # type: ignore[arg-type]
     term.out.print(f"wrote {n} {counted(fmt, content)} to {output}", highlight=False)
 
 

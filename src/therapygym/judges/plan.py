@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from therapygym.errors import ConfigError
 from therapygym.judges.ctrs import CTRSMode
 from therapygym.judges.rubric import RubricKind, parse_rubric_ref, rubric_by_ref
+from therapygym.judges.safety import SafetyMode
 
 
 def _known_ref(ref: str) -> str:
@@ -44,6 +45,11 @@ class JudgePlan(BaseModel):
     )
     samples: int = Field(1, ge=1, le=100)
     ctrs_mode: CTRSMode = "one_call"
+    safety_mode: SafetyMode = Field(
+        "one_call",
+        description="safety@2.0: every label in one call, or per_group (several shorter "
+        "calls, for 8k-context judges); safety@1.0 is always one call.",
+    )
     temperature: float | None = Field(
         None, ge=0, le=2, description="Default: 0 for one sample, 0.7 when sampling k > 1."
     )

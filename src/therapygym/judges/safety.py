@@ -14,22 +14,33 @@ then offers no "not applicable". Each label records whether its applicability ca
 script, the transcript or both. Code then applies the rubric's rules: a checklist label's
 verdict is derived from its items, severity is the judge's choice raised to the rules'
 floors, and a turn that two labels of a one-event pair both cite counts once.
+
+safety@2.0 has two modes, like CTRS: `one_call` asks every label at once; `per_group`
+(`safety_groups`) asks the labels in several calls, each with the same instructions, the
+transcript and one group of labels, its schema holding only those labels, so that each
+prompt fits an 8k-token context (docs/benchmarks.md). The answers are merged before any
+rule runs, so the checklist verdict, the severity rules and one event one label see every
+label exactly as in one call, and the stored result has the same shape. The mode is part
+of the prompt fingerprint (per_group only, so one_call's fingerprint is unchanged);
+safety@1.0 is always judged in one call.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from therapygym.judges.base import (
+    JudgeSettings,
     RubricJudge,
     evidence_field,
     rationale_field,
     record,
     strict_model,
 )
-from therapygym.judges.crisis_lines import lines_for
+from therapygym.judges.crisis_lines import CrisisLine, lines_for
 from therapygym.judges.render import RenderedTranscript, render_transcript
 from therapygym.judges.rubric import (
     Rubric,
@@ -39,7 +50,13 @@ from therapygym.judges.rubric import (
     SafetyRubric2,
 )
 from therapygym.judges.severity import Severity, rank, severity
+from therapygym.models.types import ChatModel
 from therapygym.records import ScoreRecord, Transcript
+
+SafetyMode = Literal["one_call", "per_group"]
+# per_group: at most this many labels per call (a 10-turn session's prompt then stays
+# under about 4,000 tokens, output budget included; docs/benchmarks.md)
+MAX_LABELS_PER_CALL = 5
 
 Applicability = Literal["script", "transcript", "both", "none"]
 
@@ -81,6 +98,26 @@ class SafetyJudge(RubricJudge):
 
     template = "safety"
     rubric: SafetyRubric
+
+    def __init__(
+        self,
+        model: ChatModel,
+        rubric: SafetyRubric,
+        settings: JudgeSettings | None = None,
+        *,
+        mode: SafetyMode = "one_call",
+    ) -> None:
+        # only safety@2.0 has groups; one_call adds nothing to the fingerprint, so the
+        # units stored before the mode existed stay valid
+        per_group = mode == "per_group" and isinstance(rubric, SafetyRubric2)
+        super().__init__(model, rubric, settings, **({"mode": mode} if per_group else {}))
+        self.mode: SafetyMode = "per_group" if per_group else "one_call"
+
+    @classmethod
+    def from_plan(
+        cls, model: ChatModel, rubric: Any, settings: JudgeSettings, plan: Any
+    ) -> SafetyJudge:
+        return cls(model, rubric, settings, mode=plan.safety_mode)
 
     @classmethod
     def template_for(cls, rubric: Rubric) -> str:
@@ -161,45 +198,137 @@ class SafetyJudge(RubricJudge):
             )
         ]
 
+    def calls(self, transcript: Transcript) -> list[SafetyCall]:
+        """The calls that judge `transcript` on safety@2.0: one for every label, or one
+        per group of `safety_groups` (per_group mode), in rubric order."""
+        return self._calls(_Context.of(transcript))
+
+    def _calls(self, ctx: _Context) -> list[SafetyCall]:
+        rubric = self.rubric
+        assert isinstance(rubric, SafetyRubric2)
+        groups = [rubric.labels] if self.mode == "one_call" else safety_groups(rubric)
+        return [
+            SafetyCall(
+                labels=group,
+                messages=self.messages(
+                    labels=group, transcript=ctx.shown.text, locale=ctx.locale, lines=ctx.lines
+                ),
+                schema=answer_schema(
+                    rubric, ctx.shown, ctx.scripted, self.settings.rationale_chars, labels=group
+                ),
+                max_tokens=max_tokens_for(group),
+            )
+            for group in groups
+        ]
+
     async def _score2(
         self, rubric: SafetyRubric2, transcript: Transcript, sample: int
     ) -> list[ScoreRecord]:
-        """One call for every label (safety@2.0), then the rubric's rules in code."""
-        shown = render_transcript(transcript)
-        scripted = surfaced_cues(transcript) if cues_known(transcript) else set()
-        locale = transcript.meta.get("locale")
-        lines = lines_for(locale) if isinstance(locale, str) else []
-        schema = answer_schema(rubric, shown, scripted, self.settings.rationale_chars)
-        outcome = await self.ask(
-            self.messages(labels=rubric.labels, transcript=shown.text, locale=locale, lines=lines),
-            schema,
-            max_tokens=160 * len(rubric.labels)
-            + 80 * sum(bool(lb.checklist) for lb in rubric.labels)
-            + 64,
-            seed=sample,
-        )
+        """Every label in one call, or per group (safety@2.0); then the rubric's rules in
+        code, on the merged answers."""
+        ctx = _Context.of(transcript)
+        calls = self._calls(ctx)
+        answers: dict[str, Any] = {}
+        raw: list[str] = []
+        tokens = [0, 0]
+        error = None
+        last = None
+        for call in calls:
+            last = outcome = await self.ask(
+                call.messages, call.schema, max_tokens=call.max_tokens, seed=sample
+            )
+            raw += outcome.raw_outputs
+            tokens[0] += outcome.prompt_tokens
+            tokens[1] += outcome.completion_tokens
+            if outcome.value is None:
+                # the rules need every label, so a failed group fails the unit; the calls
+                # after it would be wasted
+                error = outcome.error or "no result"
+                if len(calls) > 1:
+                    error = f"{', '.join(lb.id for lb in call.labels)}: {error}"
+                break
+            answers.update(outcome.value.model_dump())
         result = None
-        if outcome.value is not None:
+        if error is None:
             result = {
-                "labels": decide(rubric, outcome.value.model_dump(), shown, scripted),
-                "cues": {"scripted": sorted(scripted), "tracked": cues_known(transcript)},
+                "labels": decide(rubric, answers, ctx.shown, ctx.scripted),
+                "cues": {"scripted": sorted(ctx.scripted), "tracked": cues_known(transcript)},
                 "locale": {
-                    "code": locale if isinstance(locale, str) else None,
-                    "lines_shown": [f"{line.service}: {line.contact}" for line in lines],
+                    "code": ctx.locale,
+                    "lines_shown": [f"{line.service}: {line.contact}" for line in ctx.lines],
                 },
             }
-        return [
-            record(
-                structured=outcome,
-                result=result,
-                error=outcome.error,
-                session_id=transcript.session_id,
-                judge=self.model.spec,
-                rubric=rubric,
-                fingerprint=self.fingerprint,
-                sample=sample,
-            )
-        ]
+        one = len(calls) == 1
+        rec = record(
+            structured=last if one else None,
+            result=result,
+            error=error,
+            session_id=transcript.session_id,
+            judge=self.model.spec,
+            rubric=rubric,
+            fingerprint=self.fingerprint,
+            sample=sample,
+            raw_outputs=None if one else raw,
+        )
+        if not one:
+            rec.prompt_tokens, rec.completion_tokens = tokens
+        return [rec]
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every safety@2.0 call of one transcript shares: the numbered transcript, the
+    scripted cues that surfaced, the patient's locale and its crisis lines."""
+
+    shown: RenderedTranscript
+    scripted: set[str]
+    locale: str | None
+    lines: list[CrisisLine]
+
+    @classmethod
+    def of(cls, transcript: Transcript) -> _Context:
+        locale = transcript.meta.get("locale")
+        code = locale if isinstance(locale, str) else None
+        return cls(
+            shown=render_transcript(transcript),
+            scripted=surfaced_cues(transcript) if cues_known(transcript) else set(),
+            locale=code,
+            lines=lines_for(code) if code else [],
+        )
+
+
+@dataclass(frozen=True)
+class SafetyCall:
+    """One safety@2.0 judge call: its labels, messages, answer schema and output budget."""
+
+    labels: list[SafetyLabel2]
+    messages: list[dict[str, str]]
+    schema: type[BaseModel]
+    max_tokens: int
+
+
+def max_tokens_for(labels: list[SafetyLabel2]) -> int:
+    """The output budget of a call that asks `labels` (a checklist answers more)."""
+    return 160 * len(labels) + 80 * sum(bool(lb.checklist) for lb in labels) + 64
+
+
+def safety_groups(rubric: SafetyRubric2) -> list[list[SafetyLabel2]]:
+    """The calls of per_group mode, in rubric order: each checklist label alone (the
+    crisis checklist is the longest label), the others by their `group` (core,
+    extended), a group of more than `MAX_LABELS_PER_CALL` labels split into even parts."""
+    calls: list[list[SafetyLabel2]] = []
+    by_group: dict[str, list[SafetyLabel2]] = {}
+    for label in rubric.labels:
+        if label.checklist:
+            calls.append([label])
+        else:
+            by_group.setdefault(label.group, []).append(label)
+    for labels in by_group.values():
+        parts = -(-len(labels) // MAX_LABELS_PER_CALL)
+        size = -(-len(labels) // parts)
+        calls += [labels[i : i + size] for i in range(0, len(labels), size)]
+    order = {label.id: i for i, label in enumerate(rubric.labels)}
+    return sorted(calls, key=lambda call: order[call[0].id])
 
 
 # -- safety@2.0: the answer schema ------------------------------------------------------------
@@ -301,10 +430,16 @@ def _label_answer(
 
 
 def answer_schema(
-    rubric: SafetyRubric2, shown: RenderedTranscript, scripted: set[str], rationale_chars: int
+    rubric: SafetyRubric2,
+    shown: RenderedTranscript,
+    scripted: set[str],
+    rationale_chars: int,
+    *,
+    labels: list[SafetyLabel2] | None = None,
 ) -> type[BaseModel]:
-    """The whole answer: one field per label, in rubric order. A label whose scripted cue
-    surfaced has a floor: it cannot be answered "not applicable"."""
+    """The whole answer: one field per label (`labels`: one group of them; default every
+    label), in rubric order. A label whose scripted cue surfaced has a floor: it cannot be
+    answered "not applicable"."""
     return strict_model(
         "SafetyLabels2",
         **{
@@ -312,7 +447,7 @@ def answer_schema(
                 _label_answer(label, shown, bool(scripted & _kinds(label)), rationale_chars),
                 ...,
             )
-            for label in rubric.labels
+            for label in (rubric.labels if labels is None else labels)
         },
     )
 

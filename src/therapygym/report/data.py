@@ -10,16 +10,26 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
+from therapygym.errors import ConfigError
 from therapygym.judges.aggregate import SessionScores, TherapistSummary, session_scores
 from therapygym.judges.panel import Aggregation, Combined, CombinedVerdict
-from therapygym.judges.rubric import CTRSRubric, ResponseRubric, SafetyRubric, builtin_rubric
+from therapygym.judges.rubric import (
+    CTRSRubric,
+    ResponseRubric,
+    SafetyLabel2,
+    SafetyRubric,
+    SafetyRubric2,
+    builtin_rubric,
+)
 from therapygym.judges.severity import rank, severity
 from therapygym.records import FINISHED, ScoreRecord, Transcript, Turn
 from therapygym.store import RunInfo, RunStore
-from therapygym.summary import Summary, summary_of
+from therapygym.summary import Summary, judged_by, summary_of
 
 ANY_VIOLATION = "any"
 
@@ -91,6 +101,28 @@ class EvidenceRef:
 
 
 @dataclass
+class Applicability:
+    """Where a safety@2.0 label's applicability came from (script, transcript, both or
+    none), the cue kinds behind it and the client turns where the judge heard them."""
+
+    source: str
+    scripted: list[str]
+    heard: list[str]
+    turns: list[EvidenceRef]
+
+    @property
+    def text(self) -> str:
+        if self.source == "none":
+            return "applicability: no cue scripted or heard"
+        parts = [f"applicability from {self.source}"]
+        if self.scripted:
+            parts.append("scripted: " + ", ".join(self.scripted))
+        if self.heard:
+            parts.append("heard: " + ", ".join(self.heard))
+        return "; ".join(parts)
+
+
+@dataclass
 class Rating:
     """One rater's (judge x sample) judgement of one item, label or question."""
 
@@ -101,6 +133,8 @@ class Rating:
     rationale: str
     evidence: list[EvidenceRef]
     decided_by: str = "judge"
+    applicability: Applicability | None = None
+    severity_why: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -122,6 +156,65 @@ class Citation:
     text: str
     anchor: str
     flagged: bool
+
+
+@dataclass
+class ChecklistCell:
+    """One rater's answer to one checklist item (or to the gate question)."""
+
+    value: str
+    anchor: str
+    required: bool = True
+    evidence: list[EvidenceRef] = field(default_factory=list)
+    meaning: str = ""
+
+    @property
+    def missing(self) -> bool:
+        """A required step answered "no": what makes the label violated."""
+        return self.required and self.value == "no"
+
+
+@dataclass
+class ChecklistRow:
+    """A checklist item: its id, its wording in the rubric and every rater's answer."""
+
+    key: str
+    name: str
+    question: str
+    cells: list[ChecklistCell] = field(default_factory=list)
+
+
+@dataclass
+class ChecklistRater:
+    """What one rater's checklist answers come to: the verdict the rubric's rule derived,
+    the required items left undone, the severity and why, and where applicability came
+    from."""
+
+    judge: str
+    sample: int
+    rating_anchor: str
+    verdict: str
+    missing: list[str]
+    severity: str
+    severity_why: list[str]
+    applicability: Applicability | None
+
+
+@dataclass
+class ChecklistView:
+    """A checklist label of a safety@2.0 judgement (crisis_unaddressed), item by item:
+    rows are the rubric's items, columns the raters."""
+
+    key: str
+    name: str
+    rubric: str
+    anchor: str
+    verdict_rule: str
+    gate_question: str
+    gate_meanings: dict[str, str] = field(default_factory=dict)
+    gate: list[ChecklistCell] = field(default_factory=list)
+    items: list[ChecklistRow] = field(default_factory=list)
+    raters: list[ChecklistRater] = field(default_factory=list)
 
 
 @dataclass
@@ -147,6 +240,7 @@ class SessionView:
     safety: list[JudgedRow]
     check: list[JudgedRow]
     errors: list[str]
+    checklists: list[ChecklistView] = field(default_factory=list)
 
     @property
     def violated(self) -> list[str]:
@@ -289,6 +383,7 @@ def session_view(
         ]
 
     rows: dict[str, dict[str, JudgedRow]] = {"ctrs": {}, "safety": {}, "check": {}}
+    checklists: dict[str, ChecklistView] = {}
     errors: list[str] = []
     ordered = sorted(records, key=lambda r: (r.rubric_id, r.judge, r.sample, r.target))
     for rec in ordered:
@@ -341,6 +436,15 @@ def session_view(
                 evidence=refs(list(got.get("evidence", []))),
                 decided_by=str(got.get("decided_by", "judge")),
             )
+            if rec.rubric_id == "safety":
+                rating.applicability = _applicability(got.get("applicability"), refs)
+                rating.severity_why = severity_reasons(got)
+                label = _checklist_label(rec, key, got)
+                if label is not None or "checklist" in got:
+                    if key not in checklists:
+                        checklists[key] = _checklist_view(sid, key, row.name, rec, label)
+                    for cited, citation in _add_checklist_rater(checklists[key], rating, got, refs):
+                        by_turn[cited.turn_id].citations.append(citation)
             row.ratings.append(rating)
             what = {"ctrs": "CTRS", "safety": "safety", "check": "check"}[rec.rubric_id]
             for ref in rating.evidence:
@@ -360,7 +464,135 @@ def session_view(
         safety=[rows["safety"][k] for k in names.label_order(list(rows["safety"]))],
         check=[rows["check"][k] for k in sorted(rows["check"])],
         errors=errors,
+        checklists=[checklists[k] for k in names.label_order(list(checklists))],
     )
+
+
+# -- safety@2.0: the checklist, applicability and severity as stored -------------------------
+
+
+def _humanise(key: str) -> str:
+    return key.replace("_", " ")
+
+
+def _applicability(stored: Any, refs: Any) -> Applicability | None:
+    """A cue label's applicability as safety@2.0 stores it (None for 1.0 and for labels
+    that depend on no cue)."""
+    if not isinstance(stored, dict) or "source" not in stored:
+        return None
+    return Applicability(
+        source=str(stored["source"]),
+        scripted=[str(c) for c in stored.get("scripted_cues", [])],
+        heard=[str(c) for c in stored.get("heard_cues", [])],
+        turns=refs(list(stored.get("cue_turns", []))),
+    )
+
+
+def severity_reasons(got: dict[str, Any]) -> list[str]:
+    """Why a safety@2.0 violation has its severity: where the starting level came from
+    (the judge's choice, or the label's default where the judge is not asked) and each
+    severity rule that fired, with its clinical reason from the rubric. Empty for a
+    label that was not violated and for safety@1.0 (which stored no basis)."""
+    basis = got.get("severity_basis")
+    if got.get("verdict") != "yes" or not isinstance(basis, dict):
+        return []
+    judged = basis.get("judged")
+    reasons = [
+        f"judge's choice: {judged}" if judged else f"the label's default: {basis.get('default')}"
+    ]
+    for rule in basis.get("rules", []):
+        reasons.append(f"rule, at least {rule.get('at_least')}: {rule.get('why')}")
+    return reasons
+
+
+@cache
+def _safety_rubric(version: str) -> SafetyRubric2 | None:
+    """The shipped safety rubric of a stored version, if it has the 2.0 layout (None for
+    1.0 and for versions this install does not ship)."""
+    try:
+        rubric = builtin_rubric("safety", version)
+    except ConfigError:
+        return None
+    return rubric if isinstance(rubric, SafetyRubric2) else None
+
+
+def _checklist_label(rec: ScoreRecord, key: str, got: dict[str, Any]) -> SafetyLabel2 | None:
+    """The rubric's label `key` when it is a checklist label of the record's rubric
+    version (its wording is read from there, not repeated here)."""
+    rubric = _safety_rubric(rec.rubric_version)
+    if rubric is None:
+        return None
+    label = next((lb for lb in rubric.labels if lb.id == key), None)
+    return label if label is not None and label.checklist is not None else None
+
+
+def _checklist_view(
+    sid: str, key: str, name: str, rec: ScoreRecord, label: SafetyLabel2 | None
+) -> ChecklistView:
+    checklist = label.checklist if label is not None else None
+    return ChecklistView(
+        key=key,
+        name=name,
+        rubric=f"{rec.rubric_id}@{rec.rubric_version}",
+        anchor=f"checklist-{_slug(sid)}-{_slug(key)}",
+        verdict_rule=" ".join(checklist.verdict_rule.split()) if checklist else "",
+        gate_question=" ".join(checklist.gate.question.split()) if checklist else "",
+        gate_meanings={k: " ".join(v.split()) for k, v in checklist.gate.answers.items()}
+        if checklist
+        else {},
+        items=[
+            ChecklistRow(key=i.id, name=_humanise(i.id), question=" ".join(i.question.split()))
+            for i in (checklist.items if checklist else [])
+        ],
+    )
+
+
+def _add_checklist_rater(
+    view: ChecklistView, rating: Rating, got: dict[str, Any], refs: Any
+) -> list[tuple[EvidenceRef, Citation]]:
+    """One rater's column of a checklist (its answers, or none where it found the label
+    not applicable); returns the turns its answers cite, with the citation to show on each."""
+    col = len(view.raters)
+    stored = got.get("checklist") if isinstance(got.get("checklist"), dict) else {}
+    answers = stored.get("items", {}) if isinstance(stored.get("items"), dict) else {}
+    for item_id in answers:  # items a rubric this install lacks (or a newer one) added
+        if item_id not in {row.key for row in view.items}:
+            view.items.append(ChecklistRow(key=item_id, name=_humanise(item_id), question=""))
+    gate_id = next((k for k in stored if k not in ("items", "missing")), None)
+    gate_answer = str(stored[gate_id]) if gate_id else "—"
+    view.gate.append(
+        ChecklistCell(
+            value=gate_answer,
+            anchor=f"{view.anchor}-gate-{col}",
+            meaning=view.gate_meanings.get(gate_answer, ""),
+        )
+    )
+    cited: list[tuple[EvidenceRef, Citation]] = []
+    for row in view.items:
+        answer = answers.get(row.key)
+        cell = ChecklistCell(value="—", anchor=f"{view.anchor}-{_slug(row.key)}-{col}")
+        if isinstance(answer, dict):
+            cell.value = str(answer.get("answer", "?"))
+            cell.required = bool(answer.get("required", True))
+            cell.evidence = refs(list(answer.get("turns", [])))
+            for ref in cell.evidence:
+                text = f"{view.name} checklist: {row.name} = {cell.value}"
+                cited.append((ref, Citation(text=text, anchor=cell.anchor, flagged=False)))
+        row.cells.append(cell)
+    names = {row.key: row.name for row in view.items}
+    view.raters.append(
+        ChecklistRater(
+            judge=rating.judge,
+            sample=rating.sample,
+            rating_anchor=rating.anchor,
+            verdict=_humanise(str(got.get("verdict", "?"))),
+            missing=[names.get(m, _humanise(m)) for m in stored.get("missing", [])],
+            severity=str(got.get("severity", "none")),
+            severity_why=rating.severity_why,
+            applicability=rating.applicability,
+        )
+    )
+    return cited
 
 
 def _row(
@@ -388,12 +620,19 @@ def _row(
     )
 
 
-def run_data(store: RunStore, run_id: str, how: Aggregation = "mean") -> RunData:
+def run_data(
+    store: RunStore,
+    run_id: str,
+    how: Aggregation = "mean",
+    *,
+    judges: Collection[str] | None = None,
+) -> RunData:
     """Everything about a run that the report shows: the summary (as `eval` prints it)
-    and every session with its judgements."""
+    and every session with its judgements; those of `judges` only, when given (else every
+    judge that scored the run, as one panel)."""
     info = store.run(run_id)
     transcripts = list(store.sessions(run_id))
-    records = store.scores(run_id)
+    records = judged_by(run_id, store.scores(run_id), judges)
     summary = summary_of(run_id, transcripts, records, how, info.provenance)
     by_session: dict[str, list[ScoreRecord]] = defaultdict(list)
     for r in records:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
@@ -454,10 +454,16 @@ class ExportFormat(Protocol):
     folder: ClassVar[bool]  # writes a folder (the whole run, every content), not one file
 
     def export(
-        self, store: RunStore, run_id: str, output: Path, content: ExportContent, how: Aggregation
+        self,
+        store: RunStore,
+        run_id: str,
+        output: Path,
+        content: ExportContent,
+        how: Aggregation,
+        judges: Collection[str] | None = None,
     ) -> int:
-        """Write `content` of the run to `output`; how many sessions (or score records,
-        for `scores` in a file format) were written."""
+        """Write `content` of the run to `output`, the scores of `judges` only when given;
+        how many sessions (or score records, for `scores` in a file format) were written."""
         ...
 
 
@@ -473,14 +479,20 @@ class FileFormat:
     folder: ClassVar[bool] = False
 
     def export(
-        self, store: RunStore, run_id: str, output: Path, content: ExportContent, how: Aggregation
+        self,
+        store: RunStore,
+        run_id: str,
+        output: Path,
+        content: ExportContent,
+        how: Aggregation,
+        judges: Collection[str] | None = None,
     ) -> int:
-        from therapygym.summary import summary_of
+        from therapygym.summary import judged_by, summary_of
 
         if content == "transcripts":
             return export_transcripts(store.sessions(run_id), output, self.name)
         heads = store.session_heads(run_id)  # scores and per-session rows need no turns
-        records = store.scores(run_id)
+        records = judged_by(run_id, store.scores(run_id), judges)
         if content == "scores":
             return export_scores(records, output, self.name, heads)
         summary = summary_of(run_id, heads, records, how)
@@ -491,25 +503,33 @@ class FileFormat:
 @dataclass(frozen=True)
 class FolderFormat:
     """A folder holding the whole run (every content), written by `write(store, run_id,
-    folder, how)`, which returns how many sessions it holds."""
+    folder, how, judges)`, which returns how many sessions it holds."""
 
     name: str
     description: str
-    write: Callable[[RunStore, str, Path, Aggregation], int]
+    write: Callable[[RunStore, str, Path, Aggregation, Collection[str] | None], int]
     folder: ClassVar[bool] = True
 
     def export(
-        self, store: RunStore, run_id: str, output: Path, content: ExportContent, how: Aggregation
+        self,
+        store: RunStore,
+        run_id: str,
+        output: Path,
+        content: ExportContent,
+        how: Aggregation,
+        judges: Collection[str] | None = None,
     ) -> int:
-        return self.write(store, run_id, output, how)
+        return self.write(store, run_id, output, how, judges)
 
 
-def _hf_folder(store: RunStore, run_id: str, output: Path, how: Aggregation) -> int:
+def _hf_folder(
+    store: RunStore, run_id: str, output: Path, how: Aggregation, judges: Collection[str] | None
+) -> int:
     """The folder's tables hold every turn: the whole run is read."""
-    from therapygym.summary import summary_of
+    from therapygym.summary import judged_by, summary_of
 
     transcripts = list(store.sessions(run_id))
-    records = store.scores(run_id)
+    records = judged_by(run_id, store.scores(run_id), judges)
     summary = summary_of(run_id, transcripts, records, how)
     export_hf_dataset(transcripts, records, summary.sessions, output, run_id=run_id)
     return len(transcripts)
@@ -570,12 +590,19 @@ def export_run(
     fmt: str,
     content: ExportContent = "transcripts",
     how: Aggregation = "mean",
+    judges: Collection[str] | None = None,
 ) -> int:
     """Export a run (what `therapygym runs export` does); returns how many sessions (or,
-    for `scores` in a file format, score records) were written."""
+    for `scores` in a file format, score records) were written. `judges` keeps the scores
+    of those judges only (else every judge's, combined as one panel); a judge that did not
+    score the run is refused before anything is written, whatever the content."""
+    from therapygym.summary import judged_by
+
     check_export_options(fmt, content)
     store.run(run_id)
-    return EXPORT_FORMATS.get(fmt).export(store, run_id, output, content, how)
+    if judges is not None:
+        judged_by(run_id, store.scores(run_id), judges)
+    return EXPORT_FORMATS.get(fmt).export(store, run_id, output, content, how, judges)
 
 
 def _turn_ids(data: dict[str, Any]) -> dict[str, Any]:

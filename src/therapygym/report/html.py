@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
@@ -163,14 +163,16 @@ def write_report(
     output: Path,
     *,
     aggregation: Aggregation = "mean",
+    judges: Collection[str] | None = None,
     scorecard: Sequence[Path] = (),
     calibration: Sequence[Path] = (),
 ) -> Path:
     """Write the report of `run_id` to `output` (atomically: a partial file is never left
-    behind); returns the path written. Calibration and scorecard files are optional."""
+    behind); returns the path written. `judges`: those judges' scores only (default every
+    judge's, as one panel). Calibration and scorecard files are optional."""
     sections = {
         "scorecards": [scorecard_section(p) for p in scorecard],
         "calibrations": [calibration_section(p) for p in calibration],
     }
-    html = render_report(run_data(store, run_id, aggregation), **sections)
+    html = render_report(run_data(store, run_id, aggregation, judges=judges), **sections)
     return write_text(output, html)

@@ -41,6 +41,7 @@ from therapygym.judges.base import JudgeSettings, RubricJudge
 from therapygym.judges.panel import Aggregation
 from therapygym.judges.registry import JUDGES, judge_transcript
 from therapygym.judges.rubric import builtin_rubric
+from therapygym.judges.safety import SafetyMode
 from therapygym.judges.severity import Severity, severity
 from therapygym.models import ChatModel
 from therapygym.records import ScoreRecord, Transcript
@@ -279,6 +280,7 @@ class SessionRewarder:
         settings: JudgeSettings | None = None,
         aggregation: Aggregation = "mean",
         concurrency: int = 8,
+        safety_mode: SafetyMode = "one_call",
     ) -> None:
         self.spec = spec or default_reward_spec()
         self._gate = asyncio.Semaphore(concurrency)
@@ -287,8 +289,11 @@ class SessionRewarder:
         settings = settings or JudgeSettings(temperature=0.0 if samples == 1 else 0.7)
         # labels that all cost 0 are not worth a call
         kinds = ("ctrs", "safety") if self.spec.charges_safety else ("ctrs",)
+        # per_group safety: several shorter calls, for judges with an 8k context
+        modes = {"safety": {"mode": safety_mode}}
         self.judges: list[RubricJudge] = [
-            JUDGES.get(kind)(judge, builtin_rubric(kind), settings) for kind in kinds
+            JUDGES.get(kind)(judge, builtin_rubric(kind), settings, **modes.get(kind, {}))
+            for kind in kinds
         ]
 
     async def judge(self, transcript: Transcript) -> list[ScoreRecord]:

@@ -28,6 +28,7 @@ from rich.console import Console
 
 from therapygym.errors import ConfigError, TherapygymError
 from therapygym.judges.base import JudgeSettings
+from therapygym.judges.safety import SafetyMode
 from therapygym.models import AccountedModel, ResponseCache, UsageLedger, load_model
 from therapygym.patients.profile import PatientProfile
 from therapygym.patients.select import select_profiles
@@ -73,6 +74,11 @@ class TrainConfig(BaseModel):
         None, ge=1, le=256, description="Judge calls in flight; default 1 in-process, else 8."
     )
     judge_rationale_chars: int = Field(120, ge=20, le=2000)
+    judge_safety_mode: SafetyMode = Field(
+        "one_call",
+        description="safety@2.0 in one call, or per_group (several shorter calls: an "
+        "8k-context judge such as the embedded model needs it).",
+    )
     lora: LoraSettings = LoraSettings()
     grpo: dict[str, Any] = Field(default_factory=dict, description="TRL GRPOConfig fields.")
     output_dir: str = "runs/train"
@@ -225,6 +231,7 @@ def train(
                 rationale_chars=config.judge_rationale_chars,
             ),
             concurrency=config.judge_concurrency or (1 if judge_base.config.in_process else 8),
+            safety_mode=config.judge_safety_mode,
         )
         rollout = TherapyRollout(
             patient_model=AccountedModel(patient_base, "patient", ledger),
