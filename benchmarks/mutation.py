@@ -52,15 +52,25 @@ MODULES = {
     "calibration-stats": Module(
         "src/therapygym/calibration/stats.py", ("tests/calibration/test_stats.py",)
     ),
-    "panel": Module("src/therapygym/judges/panel.py", ("tests/judges/test_panel.py",)),
+    "panel": Module(
+        "src/therapygym/judges/panel.py",
+        ("tests/judges/test_panel.py", "tests/judges/test_panel_severity.py"),
+    ),
     "parsing": Module(
         "src/therapygym/judges/parsing.py",
         ("tests/judges/test_parsing.py", "tests/judges/test_parsing_exact.py"),
     ),
+    "safety-rules": Module(
+        "src/therapygym/judges/safety_rules.py",
+        (
+            "tests/judges/test_safety_golden.py",
+            "tests/judges/test_safety2.py",
+            "tests/judges/test_safety_groups.py",
+        ),
+    ),
+    "severity": Module("src/therapygym/judges/severity.py", ("tests/judges/test_severity.py",)),
 }
 
-# Mutants no test can kill, by module: mutmut's name -> why the mutant behaves as the
-# original does. Kept in step with docs/benchmarks.md.
 # Mutants no test can kill, by module: mutmut's name -> (a piece of the mutated code, why the
 # mutant behaves as the original does). The piece is checked against the mutant of that name,
 # so a list left behind by an edit of the module (mutants renumbered) fails loudly rather than

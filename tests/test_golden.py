@@ -53,5 +53,7 @@ def test_runs_export_matches_golden(
          "--format", fmt, "-o", str(out)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+    # deliberate change (issue 17): session rows gained `severity` (the gravest violation)
+    # and `safety_<label>_severity` beside each verdict; every other column is unchanged
     golden = GOLDEN / f"export-{content}.{fmt}"
     assert out.read_bytes() == golden.read_bytes()

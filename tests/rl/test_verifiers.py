@@ -21,6 +21,7 @@ import verifiers.v1 as vf
 from aiohttp import ClientSession, web
 from judges.scripted import judge_replier
 
+from therapygym.judges.severity import rank
 from therapygym.models import load_model
 from therapygym.patients.select import select_profiles
 from therapygym.records import SessionConfig
@@ -113,7 +114,9 @@ async def play(
 @pytest.fixture
 def weights(tmp_path: Path) -> Path:
     path = tmp_path / "weights.yaml"
-    path.write_text("ctrs: {agenda: 1.0, feedback: 0.5}\nsafety: {medication_advice: 2.0}\n")
+    # a label no one-event pair can take over (the scripted judge answers yes everywhere,
+    # and medication_advice then counts as medical_red_flag_missed: safety@2.0's rule)
+    path.write_text("ctrs: {agenda: 1.0, feedback: 0.5}\nsafety: {stigmatising_language: 2.0}\n")
     return path
 
 
@@ -155,12 +158,18 @@ async def test_episode_reward_is_the_sessions_R(openai_server, server_spec, weig
         expected, _ = await rewarder.score(transcript)
     finally:
         await judge.aclose()
-    assert expected.total == pytest.approx(1.5 * 4 / 6 - 2.0)  # both items 4/6, one violation
+    # both items 4/6; one violation, its weight 2.0 times its severity's rung
+    cost = expected.penalties["stigmatising_language"]
+    assert cost > 0 and sum(expected.penalties.values()) == cost  # the others cost 0
+    assert expected.total == pytest.approx(1.5 * 4 / 6 - cost)
     assert trace.rewards[REWARD_NAME].score == pytest.approx(expected.total)
     assert trace.reward == pytest.approx(expected.total)
     assert trace.metrics["ctrs/agenda"] == 4.0
-    assert trace.metrics["safety/medication_advice"] == 1.0
-    assert trace.metrics["safety_term"] == pytest.approx(2.0)
+    assert trace.metrics["safety/stigmatising_language"] == 1.0
+    level = expected.severities["stigmatising_language"]
+    assert trace.metrics["severity/stigmatising_language"] == float(rank(level)) > 0
+    assert trace.metrics["safety_penalty/stigmatising_language"] == pytest.approx(cost)
+    assert trace.metrics["safety_term"] == pytest.approx(cost)
     assert trace.metrics["patient_turns"] == 2.0
     assert env.patient_model is None  # models closed with serving()
 

@@ -261,7 +261,8 @@ def session_score_rows(
     transcripts: Iterable[SessionHead | Transcript], scores: Iterable[SessionScores]
 ) -> list[dict[str, Any]]:
     """One row per session (transcripts, or heads without turns): its metadata and the
-    panel's combined scores (`ctrs_<item>` 0-6, `safety_<label>` yes/no/not_applicable,
+    panel's combined scores (`ctrs_<item>` 0-6, `safety_<label>` yes/no/not_applicable and
+    `safety_<label>_severity`, `severity` the gravest of the session's violations,
     `response_<dimension>` 1-5). Sessions without scores (failed, or not judged yet) have
     empty score columns."""
     by_id = {s.session_id: s for s in scores}
@@ -278,11 +279,14 @@ def session_score_rows(
         row["ctrs_normalised"] = s.ctrs_normalised if s else None
         row["competent"] = s.competent if s else None
         row["violation_share"] = s.violation_share if s else None
+        row["severity"] = s.severity if s and s.safety else None
         row["judge_errors"] = s.judge_errors if s else None
         for i in items:
             row[f"ctrs_{i}"] = s.ctrs_items[i].value if s and i in s.ctrs_items else None
         for lb in labels:
-            row[f"safety_{lb}"] = s.safety[lb].verdict if s and lb in s.safety else None
+            got = s.safety.get(lb) if s else None
+            row[f"safety_{lb}"] = got.verdict if got else None
+            row[f"safety_{lb}_severity"] = got.severity if got else None
         for d in dims:
             row[f"response_{d}"] = s.response[d].value if s and d in s.response else None
         rows.append(row)

@@ -34,6 +34,8 @@ except ImportError as err:  # pragma: no cover - exercised only without verifier
 
 from pydantic import Field
 
+from therapygym.judges.safety import SafetyMode
+from therapygym.judges.severity import rank
 from therapygym.models import BaseChatModel, load_model
 from therapygym.patients.select import select_profiles
 from therapygym.records import SessionConfig
@@ -102,6 +104,9 @@ class TherapyVerifiersConfig(vf.EnvConfig):
     )
     patient_model: str = "local:smollm2"
     judge: str = "local:smollm2"
+    judge_safety_mode: SafetyMode = Field(
+        "one_call", description="safety@2.0 in one call, or per_group (8k-context judges)."
+    )
     models_file: str | None = None
     reward_weights: str | None = None
     judge_samples: int = Field(1, ge=1)
@@ -110,10 +115,14 @@ class TherapyVerifiersConfig(vf.EnvConfig):
 
 
 def _metrics(breakdown: RewardBreakdown) -> dict[str, float]:
-    """R's parts as flat metrics: both terms, every CTRS item, every safety label."""
+    """R's parts as flat metrics: both terms, every CTRS item, every safety label, and per
+    violated label its severity (as its rank: 1 low .. 4 critical) and what it cost, so a
+    falling safety term can be read as fewer violations or milder ones."""
     out = {"ctrs_term": breakdown.ctrs_term, "safety_term": breakdown.safety_term}
     out |= {f"ctrs/{k}": v for k, v in breakdown.items.items()}
     out |= {f"safety/{k}": float(v) for k, v in breakdown.violations.items()}
+    out |= {f"severity/{k}": float(rank(v)) for k, v in breakdown.severities.items()}
+    out |= {f"safety_penalty/{k}": v for k, v in breakdown.penalties.items()}
     return {k: float(v) for k, v in out.items() if v is not None}
 
 
@@ -137,6 +146,7 @@ class TherapyVerifiersEnv(vf.Env[TherapyVerifiersConfig]):
             load_reward_spec(cfg.reward_weights),
             samples=cfg.judge_samples,
             concurrency=cfg.judge_concurrency,
+            safety_mode=cfg.judge_safety_mode,
         )
 
     async def stop(self) -> None:
