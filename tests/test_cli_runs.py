@@ -192,3 +192,22 @@ def test_an_export_imported_back_as_a_new_run_leaves_the_first_run_whole(
     assert original == ["s0", "s1", "s2"] and len(copy) == 3 and not set(copy) & set(original)
     assert len(store.scores("evalrun")) == 3 and store.scores("evalcopy") == []
     assert [t.turns[0].text for t in store.sessions("evalcopy")] == ["hi"] * 3
+    store.close()
+
+    # the command says that it re-keyed, and why
+    again = cli("runs", "import", str(exported), "--run-id", "evalthird", store=path)
+    assert again.returncode == 0, again.stderr
+    assert (
+        "imported 3 sessions into run evalthird (3 with new ids: other runs hold theirs)"
+        in again.stdout
+    )
+
+
+def test_the_readme_shows_the_import_example_of_the_help() -> None:
+    """Issue 16, item 7: the README's example line is the one `runs import --help` prints
+    (and which `test_the_import_example_imports_and_lists_its_therapist` imports)."""
+    from therapygym.cli.runs import IMPORT_EXAMPLE
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Importing transcripts (`runs import`)")[1].split("\n## ")[0]
+    assert f"```json\n{IMPORT_EXAMPLE}\n```" in section

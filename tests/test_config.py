@@ -4,6 +4,7 @@ Python caller gets before any work, and the resolved config stored with the run.
 from __future__ import annotations
 
 import asyncio
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -248,6 +249,11 @@ def test_the_run_stores_its_resolved_config_and_runs_show_prints_it(
     for fingerprint in info.provenance["rubrics"].values():
         assert fingerprint in out
     assert "max_turns: 4" in out and f"therapygym {info.provenance['therapygym']}" not in out
+    rows = {line.strip("│ ").split()[0]: line for line in out.splitlines() if "│" in line}
+    for key in ("therapygym", "revision", "python", "platform", "created_at"):
+        value = info.provenance[key]
+        assert key in rows and str(value or "—")[:20] in rows[key], (key, out)
+    assert info.provenance["python"] == platform.python_version()
 
     # the same run with another session setting is refused, as a resume always was
     code, _, err = cli("eval", "--config", str(path), "--store", str(store), "--max-turns", "6")

@@ -538,3 +538,28 @@ def test_headlines_are_the_agreement_fields() -> None:
         assert set(head) == {"cohen_kappa", "accuracy"}
         for name, value in head.items():
             assert value == pytest.approx(full[name], nan_ok=True), (p, t, name)
+
+
+def test_the_issues_constant_but_different_raters_give_nan_not_a_crash() -> None:
+    """Issue 16, item 13, as reported: each rater constant but the two differ. ICC's
+    denominator is 0 for ICC(3,1) (Python floats raised ZeroDivisionError): now nan, as
+    promised; ICC(2,1) keeps the raters' offset in its denominator, so it is 0, not nan."""
+    got = item_agreement([1, 1, 1], [2, 2, 2])
+    assert got.icc2_1 == 0.0 and math.isnan(got.icc3_1)
+    assert got.within_1 == 1.0 and got.mean_bias == -1.0
+
+
+def test_a_bootstrap_over_item_agreement_survives_degenerate_resamples() -> None:
+    """The issue's crash: 10 dialogues, five rated (judge 4, expert 3), the others
+    unrated; at the default 2,000 resamples some draw only (4, 3) pairs. The interval is
+    computed from the resamples where ICC is defined, and counts them."""
+    pairs = [(4.0, 3.0)] * 5 + [(None, None)] * 5
+    pairs[0] = (5.0, 5.0)  # one agreeing dialogue, so ICC is defined on some resamples
+
+    def metric(units: list[tuple[float | None, float | None]]) -> dict[str, float]:
+        got = item_agreement([a for a, _ in units], [b for _, b in units])
+        return {"icc2_1": got.icc2_1}
+
+    est = bootstrap(unit_statistic(metric, pairs), len(pairs), method="percentile")["icc2_1"]
+    assert est.n_resamples == 2000 and est.n_valid is not None and 0 < est.n_valid < 2000
+    assert est.low is not None and est.high is not None and est.low <= est.high
