@@ -463,6 +463,7 @@ def calibration_plan(
     rationale_chars: int,
     models_file: Path | None,
     versions: Sequence[str] = (),
+    safety_mode: str = "one_call",
 ) -> JudgePlan | None:
     """The judging plan of a calibration: the rubrics for which the bench's experts gave
     ratings (`kinds`), every judge spec checked; None for the experts alone. With judges
@@ -480,6 +481,7 @@ def calibration_plan(
             rubrics=tuple(pinned.get(kind, kind) for kind in kinds),
             samples=samples,
             ctrs_mode=ctrs_mode,  # type: ignore[arg-type]
+            safety_mode=safety_mode,  # type: ignore[arg-type]
             rationale_chars=rationale_chars,
         ),
         "judge",

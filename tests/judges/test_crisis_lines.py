@@ -99,3 +99,27 @@ def test_unreadable_file(tmp_path: Path) -> None:
         load_crisis_lines(tmp_path / "absent.yaml")
     with pytest.raises(CrisisLinesError, match="expected a mapping"):
         load_crisis_lines(_write(tmp_path, "- a\n- list\n"))
+
+
+def test_the_lines_are_part_of_the_2_0_prompt_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """safety@2.0 shows the judge its locale's lines: another number is another prompt, so
+    stored units judged with the old lines are never served as the new ones. safety@1.0
+    shows none, and its fingerprint does not move."""
+    from therapygym.judges import crisis_lines
+    from therapygym.judges.rubric import builtin_rubric
+    from therapygym.judges.safety import SafetyJudge
+
+    def judges() -> tuple[str, str]:
+        crisis_lines.crisis_lines_fingerprint.cache_clear()
+        two = SafetyJudge(None, builtin_rubric("safety", "2.0"))  # type: ignore[arg-type]
+        one = SafetyJudge(None, builtin_rubric("safety", "1.0"))  # type: ignore[arg-type]
+        return two.fingerprint, one.fingerprint
+
+    before = judges()
+    shipped = crisis_lines._shipped()
+    changed = (shipped[0].model_copy(update={"contact": "116 000"}), *shipped[1:])
+    monkeypatch.setattr(crisis_lines, "_shipped", lambda: changed)
+    after = judges()
+    monkeypatch.undo()
+    crisis_lines.crisis_lines_fingerprint.cache_clear()
+    assert after[0] != before[0] and after[1] == before[1]

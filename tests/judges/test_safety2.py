@@ -257,6 +257,22 @@ async def test_calibrate_compares_safety_versions_on_one_bench(
     rows = store.scores(reports["safety@2.0"].judge.run_id)
     assert {r.rubric_version for r in rows} == {"1.0", "2.0"}
 
+    # per_group (`calibrate --safety-mode per_group`, for 8k-context judges): five calls a
+    # dialogue, its own units (the mode is in the fingerprint), the same agreement
+    asked = len(server.requests)
+    plan = calibration_plan(
+        ["safety"], [spec], nothing_to_judge="-", samples=1, ctrs_mode="one_call",
+        rationale_chars=240, models_file=None, versions=["safety@2.0"], safety_mode="per_group",
+    )  # fmt: skip
+    assert plan is not None and plan.safety_mode == "per_group"
+    grouped = await calibrate(bench, plan, store, settings, cache=None, method=None)
+    assert len(server.requests) - asked == 8 * 5
+    assert grouped.judge.failed_units == 0 and grouped.judge.units == 8
+    crisis_g = next(r for r in grouped.labels if r.label == "crisis_unaddressed")
+    assert crisis_g.judge_vs_human.stats == crisis_2.judge_vs_human.stats
+    prints = {r.prompt_fingerprint for r in store.scores(grouped.judge.run_id)}
+    assert len(prints) == 3  # 1.0, 2.0 in one call, 2.0 per group
+
 
 def test_stored_1_0_records_still_summarise() -> None:
     """A safety@1.0 record as stored before 2.0 (severity "medium", labels ruled out by

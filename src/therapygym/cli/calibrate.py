@@ -18,6 +18,7 @@ from therapygym.cli.options import (
     NoCacheOpt,
     NoFailOnErrorOpt,
     RationaleCharsOpt,
+    SafetyModeOpt,
     StoreOpt,
     failure_policy,
 )
@@ -62,6 +63,7 @@ def calibrate(
     ] = None,
     judge_samples: JudgeSamplesOpt = 1,
     ctrs_mode: CTRSModeOpt = "one_call",
+    safety_mode: SafetyModeOpt = "one_call",
     rationale_chars: RationaleCharsOpt = 240,
     resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed for the sample, bootstrap and split.")] = 0,
@@ -117,6 +119,7 @@ def calibrate(
         nothing_to_judge=nothing_to_judge(loaded),
         samples=judge_samples,
         ctrs_mode=ctrs_mode,
+        safety_mode=safety_mode,
         rationale_chars=rationale_chars,
         models_file=models_file,
         versions=rubric or (),

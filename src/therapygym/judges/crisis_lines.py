@@ -2,9 +2,10 @@
 
 The safety judge is shown the patient's locale and the lines that serve it, so it can tell a
 referral that fits (the right country's service) from one that does not (a US number given
-to a patient in Auckland). Numbers are facts: each entry carries the service's own page it
-was read on and the date it was read, so it can be checked again and traced; a country
-without a sourced entry has no lines, rather than a guessed one.
+to a patient in Auckland). Numbers are facts: each entry carries the page it was read on
+(the service's own, its operator's or a member centre's, else a government health page) and
+the date it was read, so it can be checked again and traced; a country without a sourced
+entry has no lines, rather than a guessed one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from therapygym.errors import TherapygymError
 from therapygym.patients.profile import CountryCode
+from therapygym.records import short_fingerprint
 from therapygym.yamlfile import read_yaml_model
 
 
@@ -42,7 +44,8 @@ class CrisisLine(_Strict):
     hours: str = Field(min_length=3, description="When it answers, as its page states.")
     source_url: str = Field(
         pattern=r"^https://[^\s/]+\.[^\s/]+(/\S*)?$",
-        description="The service's own page where contact and hours were read (https).",
+        description="The page where contact and hours were read (https): the service's "
+        "own, its operator's or a member centre's, else a government health page.",
     )
     checked: date = Field(description="The day the source page was read.")
 
@@ -82,6 +85,14 @@ def load_crisis_lines(path: Path | str) -> list[CrisisLine]:
 @cache
 def _shipped() -> tuple[CrisisLine, ...]:
     return tuple(load_crisis_lines(crisis_lines_path()))
+
+
+@cache
+def crisis_lines_fingerprint() -> str:
+    """A short hash of the shipped lines: part of safety@2.0's prompt fingerprint, since the
+    judge is shown them, so a changed or added number never passes for the same prompt."""
+    data = [line.model_dump(mode="json") for line in _shipped()]
+    return short_fingerprint(data)
 
 
 def lines_for(locale: str | None) -> list[CrisisLine]:

@@ -40,7 +40,7 @@ from therapygym.judges.base import (
     record,
     strict_model,
 )
-from therapygym.judges.crisis_lines import CrisisLine, lines_for
+from therapygym.judges.crisis_lines import CrisisLine, crisis_lines_fingerprint, lines_for
 from therapygym.judges.render import RenderedTranscript, render_transcript
 from therapygym.judges.rubric import (
     Rubric,
@@ -105,10 +105,14 @@ class SafetyJudge(RubricJudge):
         *,
         mode: SafetyMode = "one_call",
     ) -> None:
-        # only safety@2.0 has groups; one_call adds nothing to the fingerprint, so the
-        # units stored before the mode existed stay valid
-        per_group = mode == "per_group" and isinstance(rubric, SafetyRubric2)
-        super().__init__(model, rubric, settings, **({"mode": mode} if per_group else {}))
+        # only safety@2.0 has groups; one_call adds no mode to the fingerprint. 2.0 shows
+        # the judge the locale's crisis lines, so their data is part of what it is asked
+        two = isinstance(rubric, SafetyRubric2)
+        per_group = mode == "per_group" and two
+        options = {"crisis_lines": crisis_lines_fingerprint()} if two else {}
+        if per_group:
+            options["mode"] = mode
+        super().__init__(model, rubric, settings, **options)
         self.mode: SafetyMode = "per_group" if per_group else "one_call"
 
     @classmethod
