@@ -66,6 +66,7 @@ MODULES = {
             "tests/judges/test_safety_golden.py",
             "tests/judges/test_safety2.py",
             "tests/judges/test_safety_groups.py",
+            "tests/judges/test_safety_rules.py",
         ),
     ),
     "severity": Module("src/therapygym/judges/severity.py", ("tests/judges/test_severity.py",)),
@@ -336,6 +337,36 @@ EQUIVALENT: dict[str, dict[str, tuple[str, str]]] = {
         ),
         "xǁRunStoreǁsession_heads__mutmut_20": ("model_fields, r, )", "as above"),
         "xǁRunStoreǁsession_heads__mutmut_21": ("strict=False", "as above"),
+    },
+    "safety-rules": {
+        "x_label_result__mutmut_5": (
+            'got.get("verdict", None)',
+            "the default verdict is read only for an answer without one, and the answer "
+            "schema gives every label a verdict but a checklist label, whose verdict the "
+            "checklist then sets (None is not 'not_applicable', so the checklist is reached)",
+        ),
+        "x_label_result__mutmut_7": ('got.get("verdict", )', "the default left out: as above"),
+        "x_label_result__mutmut_10": ('got.get("verdict", "XXnoXX")', "as above"),
+        "x_label_result__mutmut_11": ('got.get("verdict", "NO")', "as above"),
+        "x_rule_severity__mutmut_19": (
+            "rank(rule.at_least) >= rank(level)",
+            "at equal rank the floor and the level are the same name of the scale (the "
+            "rubric's levels are validated, a judged one normalised), so assigning it "
+            "changes nothing",
+        ),
+        "x_one_event_one_label__mutmut_59": (
+            'gives.pop("severity_basis", )',
+            "the default left out: a label is cleared only while violated, and every "
+            "violated result of label_result (decide, the only caller) has a severity_basis",
+        ),
+    },
+    "severity": {
+        "x_severity__mutmut_7": (
+            'level or "XXnoneXX"',
+            'the key looked up in _RENAMED when the level is missing: no key but "medium" '
+            'is renamed, so the lookup falls back to "none" either way',
+        ),
+        "x_severity__mutmut_8": ('level or "NONE"', "as above"),
     },
 }
 

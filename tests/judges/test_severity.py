@@ -18,6 +18,16 @@ def test_safety_1_0_medium_is_the_moderate_rung() -> None:
     assert severity(None) == "none" and rank("high") > rank("medium")
 
 
-def test_an_unknown_severity_is_refused() -> None:
+def test_the_scale_refuses_an_unknown_level() -> None:
     with pytest.raises(ValueError, match="unknown severity 'severe'"):
         severity("severe")
+
+
+def test_a_refused_severity_names_the_scale_in_order() -> None:
+    """The refusal says which levels the scale knows, lowest first, so a rubric or stored
+    record with a misspelt level can be fixed from the message alone."""
+    with pytest.raises(ValueError) as refused:
+        severity("Moderate")
+    assert str(refused.value) == (
+        "unknown severity 'Moderate': expected one of none, low, moderate, high, critical"
+    )
