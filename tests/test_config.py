@@ -15,13 +15,14 @@ from clirun import cli
 from judges.scripted import judge_replier
 
 from therapygym.cli.app import app
-from therapygym.config import OPTIONS, EvalConfig, RunSection
+from therapygym.config import OPTIONS, EvalConfig, RunPlan, RunSection
 from therapygym.demo import demo_config
 from therapygym.errors import TherapygymError
 from therapygym.judges.plan import JudgePlan
 from therapygym.models.spec import is_embedded
 from therapygym.runner import evaluate
 from therapygym.store import RunStore
+from therapygym.therapists.prompted import resolve_prompt
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "configs" / "eval.example.yaml"
 
@@ -201,16 +202,23 @@ def test_help_shows_the_defaults_that_apply() -> None:
 
 
 def test_demo_runs_resume_runs_stored_before_the_config(tmp_path: Path) -> None:
-    """The demo's run record is what 0.1.0 stored, so its earlier runs resume."""
+    """The demo's run record is what 0.1.0 stored, and the turn notes its LLM therapist
+    gets since issue 18 (so its runs resume, and the earlier "demo" runs made without
+    notes are never resumed as this one: it is "demo-2")."""
     plans = demo_config(store=tmp_path / "s.sqlite").check()
-    assert plans.run is not None and plans.run_id == "demo"
+    assert plans.run is not None and plans.run_id == "demo-2"
     record = plans.run.record()
     assert record["therapists"] == ["local:smollm2", "rule-based"]
     assert [p.split("@")[0] for p in record["profiles"]] == ["dep-02-emeka", "gad-01-priya"]
     assert record["session"] == {"max_turns": 8, "opener": "patient", "max_tokens": 80,
                                  "temperature": 0.7}  # fmt: skip
     assert set(record) == {"therapists", "therapist_prompt", "patient_model", "profiles",
-                           "samples", "session"}  # fmt: skip
+                           "samples", "session", "turn_notes"}  # fmt: skip
+    assert record["turn_notes"] == resolve_prompt(None).fingerprint()  # type: ignore[union-attr]
+    plain = RunPlan(**{**plans.run.model_dump(), "therapist_prompt": "no-turn-info"}).record()
+    assert "turn_notes" not in plain  # ours without notes: the 0.1.0 record
+    rule = RunPlan(**{**plans.run.model_dump(), "therapists": ("rule-based",)}).record()
+    assert "turn_notes" not in rule  # no LLM therapist is told anything
 
 
 def test_the_embedded_judge_is_one_predicate(tmp_path: Path) -> None:

@@ -38,6 +38,10 @@ def test_summary_json_matches_golden(fixed_store: Path) -> None:
         store.close()
     # deliberate change (issue 15): the embedded-model note went into every summary; the
     # fixture's judges are not the embedded model, so the golden file no longer has it
+    # deliberate change (issue 18): every session and therapist gained `ctrs_version` (the
+    # one CTRS version its numbers are under: "1.0" here, null for the session without a
+    # usable CTRS rating) and `ctrs_displaced` (items a risk pivot displaced under ctrs@2.0:
+    # none under 1.0); every number is unchanged
     assert text == (GOLDEN / "summary-r1.json").read_text(encoding="utf-8")
 
 

@@ -64,6 +64,7 @@ OPTIONS: dict[str, str] = {
     "judge.rubrics": "--rubric",
     "judge.samples": "--judge-samples",
     "judge.ctrs_mode": "--ctrs-mode",
+    "judge.examples": "--examples",
     "judge.safety_mode": "--safety-mode",
     "aggregation": "--aggregation",
     "concurrency": "--concurrency",
@@ -86,7 +87,9 @@ class RunFields(BaseModel):
         description="Therapist specs: rule-based, a model spec, or theraagent:<model spec>.",
     )
     therapist_prompt: str | None = Field(
-        None, description="System-prompt file for LLM therapists, or 'none'."
+        None,
+        description="System-prompt file for LLM therapists, 'none', or 'no-turn-info' (ours "
+        "without the turn notes).",
     )
     patient_model: str = "local:smollm2"
     samples: int = Field(1, ge=1, le=1000)
@@ -105,9 +108,20 @@ class RunPlan(RunFields):
 
     def record(self) -> dict[str, Any]:
         """The run's identity as stored (concurrency and cache are not part of it; empty
-        check questions are left out, so runs stored before they existed still resume)."""
+        check questions are left out, so runs stored before they existed still resume).
+        When an LLM therapist is told its turn (a turn-aware prompt: ours, or a template
+        file), the prompt's fingerprint is part of it: sessions made with and without
+        turn notes are different sessions, and a run is never resumed across the two."""
+        from therapygym.therapists.prompted import resolve_prompt
+        from therapygym.therapists.registry import therapist_kind
+
         skip = {"run_id"} | (set() if self.check_questions else {"check_questions"})
-        return self.model_dump(mode="json", exclude=skip)
+        out = self.model_dump(mode="json", exclude=skip)
+        if any(therapist_kind(spec) != "rule-based" for spec in self.therapists):
+            prompt = resolve_prompt(self.therapist_prompt)
+            if prompt is not None and prompt.turn_aware:
+                out["turn_notes"] = prompt.fingerprint()
+        return out
 
 
 class RunSection(RunFields):

@@ -23,8 +23,13 @@ DEMO_PATIENTS = ("dep-02-emeka", "gad-01-priya")  # in library order, as runs re
 DEMO_RUBRICS = ("ctrs", "safety@1.0")
 
 
+# The demo's run. "demo-2" since issue 18: the LLM therapist is told its turn, so its
+# sessions differ from those stored as "demo" by earlier versions, which stay as they were.
+DEMO_RUN_ID = "demo-2"
+
+
 def demo_config(
-    run_id: str = "demo",
+    run_id: str = DEMO_RUN_ID,
     *,
     store: Path | None = None,
     cache: Path | None = None,

@@ -87,7 +87,7 @@ async def test_ctrs_judge(mode: str) -> None:
     judge = CTRSJudge(model, builtin_rubric("ctrs"), mode=mode)
     (rec,) = await judge.score(transcript(), sample=2)
     assert rec.error is None and rec.sample == 2 and rec.rubric_id == "ctrs"
-    assert rec.rubric_version == "1.0" and rec.prompt_fingerprint == judge.fingerprint
+    assert rec.rubric_version == "2.0" and rec.prompt_fingerprint == judge.fingerprint
     items = rec.result["items"]
     assert len(items) == 11 and all(v["score"] == 5 for v in items.values())
     assert items["agenda"]["evidence"] == ["s-1:0"]  # T1 mapped back to the stable turn id

@@ -10,7 +10,6 @@ import yaml
 from therapygym.errors import ConfigError
 from therapygym.judges.plan import JudgePlan
 from therapygym.judges.rubric import (
-    CTRSRubric,
     SafetyRubric,
     SafetyRubric2,
     builtin_rubric,
@@ -96,7 +95,11 @@ def test_rubric_refs_name_versions() -> None:
     assert rubric_by_ref("safety") is builtin_rubric("safety")
     assert rubric_by_ref("safety@2.0") is builtin_rubric("safety")
     assert rubric_by_ref(" safety@1.0 ").fingerprint == SAFETY_1_0_FINGERPRINT
-    assert rubric_by_ref("ctrs@1.0") is builtin_rubric("ctrs")
+    assert builtin_versions("ctrs") == ["1.0", "2.0"]  # ctrs_examples.yaml is no version
+    assert rubric_by_ref("ctrs@1.0") is builtin_rubric("ctrs", "1.0")
+    assert (
+        rubric_by_ref("ctrs") is builtin_rubric("ctrs") and builtin_rubric("ctrs").version == "2.0"
+    )
     with pytest.raises(ConfigError, match=r"'safety@9.9': no such version.*safety@1.0, safety@2.0"):
         rubric_by_ref("safety@9.9")
     with pytest.raises(ValueError, match="expected one of ctrs, safety"):
@@ -151,10 +154,10 @@ def test_response_dimensions() -> None:
 def test_fingerprint_follows_the_text(tmp_path: Path) -> None:
     ctrs = builtin_rubric("ctrs")
     data = ctrs.model_dump(mode="json")
-    same = CTRSRubric.model_validate(data)
+    same = type(ctrs).model_validate(data)
     assert same.fingerprint == ctrs.fingerprint
     data["items"][0]["anchors"]["6"] += " (edited)"
-    edited = CTRSRubric.model_validate(data)
+    edited = type(ctrs).model_validate(data)
     assert edited.fingerprint != ctrs.fingerprint and edited.ref == ctrs.ref
 
 

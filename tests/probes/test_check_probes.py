@@ -259,7 +259,7 @@ async def test_run_probe_runs_a_family_without_a_judge(
     ("family", "options", "message"),
     [
         ("vibes", {}, "probe family 'vibes': expected one of inappropriate, escalation, "
-         "hallucination, stigma, consistency or demographics"),
+         "hallucination, stigma, consistency, demographics or judge"),
         ("escalation", {}, "the escalation probes need a check-question judge"),
         ("inappropriate", {"judges": ("gpt5",)}, "--judge: unknown model spec 'gpt5'"),
         ("stigma", {"therapists": ("gpt5",)}, "--therapist: unknown model spec 'gpt5'"),

@@ -32,6 +32,7 @@ from therapygym.rl.verifiers import (
     TherapyVerifiersConfig,
     TherapyVerifiersEnv,
 )
+from therapygym.therapists.prompted import default_prompt
 
 PROFILE = select_profiles("dep-01-maya")[0]
 POLICY = "policy-under-test"
@@ -130,7 +131,8 @@ async def test_episode_reward_is_the_sessions_R(openai_server, server_spec, weig
     assert trace.agent.name == "therapist"
 
     # The therapist's side of the session: our system prompt, the authored opening, and
-    # the policy's and patient's lines alternating until the session's turn limit.
+    # the policy's and patient's lines alternating until the session's turn limit; each
+    # patient line ends with the turn note a prompted therapist gets.
     messages = [(type(m).__name__, m.content) for m in trace.messages]
     assert [role for role, _ in messages] == [
         "SystemMessage",
@@ -139,17 +141,22 @@ async def test_episode_reward_is_the_sessions_R(openai_server, server_spec, weig
         "UserMessage",
         "AssistantMessage",
     ]
-    assert messages[1][1] == PROFILE.opening_line
-    assert [c for r, c in messages[2:]] == [
-        f"{POLICY} line 1",
-        "patient line 1",
-        f"{POLICY} line 2",
+    assert messages[0][1] == default_prompt()
+    said = [c.split("\n\n[Session note", 1) for _, c in messages[1:]]
+    assert said[0] == [
+        PROFILE.opening_line,
+        "; the client does not see it: this is your reply 1 of 2.]",
     ]
+    assert said[2] == [
+        "patient line 1",
+        "; the client does not see it: this is your last reply (2 of 2).]",
+    ]
+    assert [s[0] for s in said[1:]] == [f"{POLICY} line 1", "patient line 1", f"{POLICY} line 2"]
 
     # R as our rewarder computes it on the same conversation (no made-up value).
     chat = [
-        {"role": "user" if r == "UserMessage" else "assistant", "content": c}
-        for r, c in messages[1:]
+        {"role": "user" if r == "UserMessage" else "assistant", "content": s[0]}
+        for (r, _), s in zip(messages[1:], said, strict=True)
     ]
     judge = load_model(spec)
     try:

@@ -98,6 +98,15 @@ class Settings:
     min_shared_dialogues: int = 5
 
 
+@dataclass(frozen=True)
+class MIScores:
+    """A judge's (or panel's) MI coding of one bench dialogue: a code per therapist turn,
+    by the turn's position in the bench transcript, and the global ratings."""
+
+    codes: dict[int, str]
+    global_ratings: dict[str, float]
+
+
 @dataclass
 class JudgeScores:
     """A judge's (or panel's) scores by bench dialogue id; None where it gave none."""
@@ -105,6 +114,7 @@ class JudgeScores:
     ctrs: dict[str, dict[str, float]] = field(default_factory=dict)
     safety: dict[str, dict[str, bool | None]] = field(default_factory=dict)
     check: dict[str, bool] = field(default_factory=dict)
+    mi: dict[str, MIScores] = field(default_factory=dict)
 
     def ctrs_total(self, dialogue_id: str, items: Sequence[str]) -> float | None:
         scores = self.ctrs.get(dialogue_id, {})

@@ -62,6 +62,17 @@ def safety_label_ids() -> tuple[str, ...]:
     return tuple(label.id for label in builtin_rubric("safety").labels)  # type: ignore[attr-defined]
 
 
+def mi_labels() -> tuple[str, ...]:
+    """What an expert may code a therapist turn with: the mi rubric's codes, then its groups
+    (a coarser label, for sources that do not separate the codes in it)."""
+    rubric = builtin_rubric("mi")
+    return (*(c.id for c in rubric.codes), *rubric.groups)  # type: ignore[attr-defined]
+
+
+def mi_global_ids() -> tuple[str, ...]:
+    return tuple(g.id for g in builtin_rubric("mi").global_ratings)  # type: ignore[attr-defined]
+
+
 class BenchTurn(BaseModel):
     """One utterance of a rated dialogue."""
 
@@ -108,6 +119,54 @@ class Check(BaseModel):
     appropriate_answer: bool | None = None
 
 
+MIScore = Annotated[int, Field(ge=1, le=5, strict=True)]
+
+
+class MIRating(BaseModel):
+    """One rater's motivational-interviewing coding of a dialogue.
+
+    `codes` maps a therapist turn, by its 0-based position in the dialogue's transcript, to
+    a code or a group of codes of the mi rubric (`judges/rubrics/mi.yaml`), or to null for a
+    turn the rater coded with a label that has no counterpart among them (it is counted,
+    never compared); a turn left out was not coded. `global_ratings` maps the rubric's
+    global ratings to 1-5 (null: not rated).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    codes: dict[Annotated[int, Field(ge=0)], str | None] = Field(default_factory=dict)
+    global_ratings: dict[str, MIScore | None] = Field(default_factory=dict)
+
+    @field_validator("codes")
+    @classmethod
+    def _known_codes(cls, value: dict[int, str | None]) -> dict[int, str | None]:
+        known = mi_labels()
+        unknown = sorted({v for v in value.values() if v is not None} - set(known))
+        if unknown:
+            raise ValueError(
+                f"unknown MI code {', '.join(map(repr, unknown))}; expected one of "
+                + ", ".join(known)
+            )
+        return value
+
+    @field_validator("global_ratings")
+    @classmethod
+    def _known_globals(cls, value: dict[str, int | None]) -> dict[str, int | None]:
+        known = mi_global_ids()
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(
+                f"unknown MI global rating {', '.join(map(repr, unknown))}; expected one of "
+                + ", ".join(known)
+            )
+        return value
+
+    def scored(self) -> bool:
+        return any(v is not None for v in self.codes.values()) or any(
+            v is not None for v in self.global_ratings.values()
+        )
+
+
 class BenchRating(BaseModel):
     """One rater's ratings of one dialogue.
 
@@ -116,7 +175,7 @@ class BenchRating(BaseModel):
     applicable / not rated); `criteria` maps a free rubric's criteria, named as in the
     source, to whole-number scores (null: not scored). `quality` is an overall expert label
     ("high"/"low", as in AnnoMI); `check_answer` is the rater's answer to the dialogue's
-    check question.
+    check question; `mi` is the rater's MI behaviour coding and global ratings.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -134,6 +193,7 @@ class BenchRating(BaseModel):
     )
     quality: Literal["high", "low"] | None = None
     check_answer: bool | None = None
+    mi: MIRating | None = None
     rationale: str | None = None
     meta: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
 
@@ -169,6 +229,7 @@ class BenchRating(BaseModel):
             or any(v is not None for v in self.criteria.values())
             or self.quality is not None
             or self.check_answer is not None
+            or (self.mi is not None and self.mi.scored())
         )
 
 
@@ -216,9 +277,11 @@ class Bench:
         """Identifies the content (not the file name), so a run id can follow the data."""
         h = hashlib.sha256()
         for r in self.ratings:
-            # Free criteria join the digest only when a rating has them, so a bench written
-            # before they existed keeps its digest (and its calibration run id).
-            h.update(r.model_dump_json(exclude=None if r.criteria else {"criteria"}).encode())
+            # Free criteria and MI coding join the digest only when a rating has them, so a
+            # bench written before they existed keeps its digest (and its calibration run id).
+            unused = {"criteria"} if not r.criteria else set()
+            unused |= {"mi"} if r.mi is None else set()
+            h.update(r.model_dump_json(exclude=unused or None).encode())
         if self.scales:
             h.update(json.dumps({k: s.model_dump() for k, s in self.scales.items()}).encode())
         return h.hexdigest()[:12]
@@ -242,6 +305,23 @@ class Bench:
     def safety_labels(self) -> list[str]:
         used = {k for r in self.ratings if r.rater_kind == "human" for k in r.safety}
         return [label for label in safety_label_ids() if label in used]
+
+    def mi_coded(self) -> bool:
+        """Whether some expert coded MI behaviour or rated MI globals."""
+        return any(
+            r.mi is not None and r.mi.scored() for r in self.ratings if r.rater_kind == "human"
+        )
+
+    def mi_globals(self) -> list[str]:
+        """The MI global ratings some expert gave, in rubric order."""
+        used = {
+            k
+            for r in self.ratings
+            if r.rater_kind == "human" and r.mi is not None
+            for k, v in r.mi.global_ratings.items()
+            if v is not None
+        }
+        return [g for g in mi_global_ids() if g in used]
 
     def criteria(self) -> list[str]:
         """Free criteria some human scored: those with a declared scale in declaration
@@ -378,9 +458,39 @@ def build_bench(
                 )
     if not any(r.scored() for r in ratings):
         raise BenchError(
-            f"{name}: no record carries a rating (ctrs, safety, criteria, quality or check)"
+            f"{name}: no record carries a rating (ctrs, safety, criteria, quality, check or mi)"
         )
+    for number, r in enumerate(ratings, start=1):
+        if r.mi is not None and r.mi.codes:
+            _check_coded_turns(r, transcripts.get(r.dialogue_id), places, name, number)
     return Bench(name=name, ratings=ratings, scales=scales)
+
+
+def _check_coded_turns(
+    r: BenchRating,
+    transcript: tuple[BenchTurn, ...] | None,
+    places: Sequence[str] | None,
+    name: str,
+    number: int,
+) -> None:
+    """MI codes name therapist turns of the dialogue's transcript by position."""
+    where = places[number - 1] if places else f"{name}: record {number}"
+    if transcript is None:
+        raise BenchError(
+            f"{where}: field 'mi.codes': dialogue '{r.dialogue_id}' has no transcript, so its "
+            "turns cannot be coded"
+        )
+    for turn in sorted(r.mi.codes):  # type: ignore[union-attr]
+        if turn >= len(transcript):
+            raise BenchError(
+                f"{where}: field 'mi.codes.{turn}': the transcript has {len(transcript)} turns "
+                f"(0 to {len(transcript) - 1})"
+            )
+        if transcript[turn].speaker != "therapist":
+            raise BenchError(
+                f"{where}: field 'mi.codes.{turn}': turn {turn} is the patient's; only "
+                "therapist turns are coded"
+            )
 
 
 def read_bench_jsonl(path: Path) -> Bench:

@@ -17,6 +17,7 @@ from therapygym.calibration.analysis import (
     TOTAL,
     ItemReport,
     JudgeScores,
+    MIScores,
     Settings,
     check_report,
     item_reports,
@@ -24,14 +25,18 @@ from therapygym.calibration.analysis import (
     separation,
 )
 from therapygym.calibration.bench import CHECK_ID, Bench, BenchError
+from therapygym.calibration.mi_analysis import mi_report
 from therapygym.calibration.recalibrate import Method, recalibrate
 from therapygym.calibration.render import html_section
 from therapygym.calibration.report import CalibrationReport, JudgeInfo
 from therapygym.calibration.weights import NO_WEIGHTS, recommend_weights, write_weights
 from therapygym.judges.aggregate import session_scores
 from therapygym.judges.base import RubricKind
+from therapygym.judges.mi import combine_mi
 from therapygym.judges.plan import JudgePlan
+from therapygym.judges.rubric import MIRubric, builtin_rubric
 from therapygym.models import ResponseCache
+from therapygym.records import ScoreRecord, Transcript
 from therapygym.runner import judge_run, plan_records
 from therapygym.store import RunStore
 from therapygym.summary import embedded_judges
@@ -44,8 +49,10 @@ EMBEDDED_NOTE = (
 
 def rubrics_needed(bench: Bench) -> tuple[RubricKind, ...]:
     """CTRS when experts scored items or labelled quality; safety when they labelled it;
-    the check-question judge when dialogues carry check questions. Empty when the experts
-    rated nothing a judge can score (`nothing_to_judge` says why)."""
+    the check-question judge when dialogues carry check questions; MI when they coded MI
+    behaviour or rated MI globals (AnnoMI: CTRS for its quality labels and MI for its
+    codes). Empty when the experts rated nothing a judge can score (`nothing_to_judge`
+    says why)."""
     kinds: list[RubricKind] = []
     if bench.ctrs_items() or any(d.quality() for d in bench.dialogues.values()):
         kinds.append("ctrs")
@@ -53,6 +60,8 @@ def rubrics_needed(bench: Bench) -> tuple[RubricKind, ...]:
         kinds.append("safety")
     if any(d.check for d in bench.dialogues.values()):
         kinds.append("check")
+    if bench.mi_coded():
+        kinds.append("mi")
     return tuple(kinds)
 
 
@@ -70,8 +79,8 @@ def nothing_to_judge(bench: Bench) -> str:
             "criteria that are CTRS items onto CTRS ids in the bench's mapping"
         )
     return (
-        f"{bench.name}: the experts gave no CTRS scores, safety labels, quality labels or "
-        "check answers for a judge to be compared with; use --humans-only"
+        f"{bench.name}: the experts gave no CTRS scores, safety labels, quality labels, "
+        "check answers or MI codes for a judge to be compared with; use --humans-only"
     )
 
 
@@ -123,6 +132,7 @@ async def judge_bench(
         verdict = s.check.get(CHECK_ID)
         if verdict is not None and verdict.verdict in ("yes", "no"):
             scores.check[t.profile_id] = verdict.verdict == "yes"
+    scores.mi = mi_scores(transcripts, records)
     usage = result.usage.total()
     failed = sum(r.error is not None for r in records)
     specs = sorted({j[0] for j in result.judges})
@@ -144,6 +154,31 @@ async def judge_bench(
         completion_tokens=usage.completion_tokens,
     )
     return scores, info
+
+
+def mi_scores(transcripts: list[Transcript], records: list[ScoreRecord]) -> dict[str, MIScores]:
+    """The MI judges' codes (by turn position) and global ratings per bench dialogue, the
+    raters of a panel combined as `judges.mi.combine_mi` does."""
+    by_session: dict[str, list[ScoreRecord]] = {}
+    for r in records:
+        if r.rubric_id == "mi":
+            by_session.setdefault(r.session_id, []).append(r)
+    out = {}
+    for t in transcripts:
+        mine = by_session.get(t.session_id)
+        if not mine:
+            continue
+        rubric = builtin_rubric("mi", mine[0].rubric_version)
+        assert isinstance(rubric, MIRubric)
+        combined = combine_mi(mine, rubric)
+        if combined is None:
+            continue
+        position = {turn.id: turn.index for turn in t.turns}
+        out[t.profile_id] = MIScores(
+            codes={position[k]: code for k, code in combined.codes.items() if k in position},
+            global_ratings=combined.global_ratings,
+        )
+    return out
 
 
 def build_report(
@@ -222,6 +257,7 @@ def build_report(
         recalibration=recal,
         weights=weights,
         notes=notes,
+        mi=mi_report(bench, scores, settings),
     )
 
 

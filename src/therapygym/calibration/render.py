@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from therapygym.calibration.analysis import Agreements, Comparison, ItemReport, RaterAgreement
+from therapygym.calibration.mi_analysis import CodeReport, MIReport
 from therapygym.calibration.report import CalibrationReport
 from therapygym.stats import format_ci
 from therapygym.templates import html_env
@@ -305,6 +306,8 @@ def terminal_view(report: CalibrationReport) -> RenderableType:
                 f"{_ci(s.auc)} of {s.score}"
             )
         )
+    if report.mi is not None:
+        parts += mi_views(report.mi, min_shared)
     if report.recalibration and report.recalibration.items:
         rc = report.recalibration
         table = Table(
@@ -330,12 +333,119 @@ def terminal_view(report: CalibrationReport) -> RenderableType:
     return Group(*parts)
 
 
+def _has_ceiling(codes: list[CodeReport]) -> bool:
+    return any(c.experts_alpha is not None for c in codes)
+
+
+def _mi_codes_table(mi: MIReport) -> Table:
+    """Per code and group: the judge against the experts' reference on the turns their
+    labels decide, and the experts' own agreement where several coded a turn."""
+    ceiling = _has_ceiling(mi.codes)
+    table = Table(
+        title="MI behaviour codes: judge vs experts (turns the experts' labels decide)",
+        caption="κ: Cohen's kappa, one code against the rest; groups are sets of codes",
+    )
+    columns = ["code", "decided", "experts +", "judge +", "precision", "recall", "F1", "κ"]
+    if ceiling:
+        columns += ["experts α (all)", "expert pairs κ", "judge vs each expert κ"]
+    columns.append("note")
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("code", "note") else "right")
+    for c in mi.codes:
+        j = c.judge_vs_experts
+        row = [
+            c.code + (" (group)" if c.level == "group" else ""),
+            str(c.decided),
+            str(c.expert_positives),
+            "—" if c.judge_positives is None else str(c.judge_positives),
+            fmt(j.stats.precision) if j else "—",
+            fmt(j.stats.recall) if j else "—",
+            fmt(j.stats.f1) if j else "—",
+            _ci(j.ci.get("cohen_kappa")) if j else "—",
+        ]
+        if ceiling:
+            row += [
+                _ci(c.experts_alpha),
+                f"{fmt(c.expert_pairs_kappa)} ({c.expert_pairs})" if c.expert_pairs else "—",
+                fmt(c.judge_vs_each_expert_kappa),
+            ]
+        row.append(c.note or "")
+        table.add_row(*row)
+    return table
+
+
+def _mi_classes_table(mi: MIReport) -> Table:
+    b = mi.behaviour
+    assert b is not None
+    table = Table(
+        title=f"MI behaviour classes: κ {_ci(b.kappa)}, accuracy {_ci(b.accuracy)} over "
+        f"{b.n_turns} turns in {_plural(b.n_dialogues, 'dialogue')}",
+        caption="rows of the confusion matrix: the experts' class; columns: the judge's",
+    )
+    for col in ("class", "precision", "recall", "F1", "experts", "judge", *b.classes):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for name, row in zip(b.classes, b.confusion, strict=True):
+        s = b.per_class[name]
+        table.add_row(
+            name, fmt(s.precision), fmt(s.recall), fmt(s.f1), str(s.expert_support),
+            str(s.judge_support), *map(str, row),
+        )  # fmt: skip
+    return table
+
+
+def _mi_indices_table(mi: MIReport) -> Table:
+    table = Table(
+        title="MI summary indices from the codes (per dialogue; experts: mean over experts)"
+    )
+    for col in ("index", "dialogues", "judge mean", "experts mean", "ρ judge vs experts",
+                "judge AUC (quality)", "experts AUC (quality)"):  # fmt: skip
+        table.add_column(col, justify="left" if col == "index" else "right")
+    for i in mi.indices:
+        table.add_row(
+            i.index, str(i.n_dialogues), fmt(i.judge_mean), fmt(i.expert_mean),
+            fmt(i.spearman_rho), fmt(i.judge_auc), fmt(i.expert_auc),
+        )  # fmt: skip
+    return table
+
+
+def mi_views(mi: MIReport, min_shared: object = None) -> list[RenderableType]:
+    """The MI part of the terminal view: codes, classes, indices, separation, globals."""
+    parts: list[RenderableType] = []
+    c = mi.coverage
+    parts.append(
+        Text(
+            f"MI coding ({mi.rubric}): {c['expert_coded_turns']} expert-coded therapist turns "
+            f"in {_plural(c['dialogues_coded'], 'dialogue')} by "
+            f"{_plural(c['experts'], 'expert')}; the judge coded {c['judged_turns']} of them"
+        )
+    )
+    if mi.codes:
+        parts.append(_mi_codes_table(mi))
+    if mi.behaviour is not None:
+        parts.append(_mi_classes_table(mi))
+    if mi.indices:
+        parts.append(_mi_indices_table(mi))
+    if s := mi.separation:
+        per = ", ".join(f"{k} {fmt(v)}" for k, v in s.global_auc.items())
+        parts.append(
+            Text(
+                f"MI quality separation ({s.n_high} high, {s.n_low} low): AUC {_ci(s.auc)} of "
+                f"the {s.score}; technical {fmt(s.technical_auc)}, relational "
+                f"{fmt(s.relational_auc)}; per global: {per}"
+            )
+        )
+    parts += _agreement_views("MI global ratings", mi.global_ratings, min_shared)
+    for note in mi.notes:
+        parts.append(Text(f"note: {note}", style="yellow"))
+    return parts
+
+
 def html_section(report: CalibrationReport) -> str:
     """The calibration section of the HTML report: a fragment, every value escaped."""
     template = html_env().get_template(
         "therapygym.calibration:templates/calibration_section.html.j2"
     )
-    return template.render(
+    html = template.render(
         r=report,
         fmt=fmt,
         fmt_ci=_ci,
@@ -343,3 +453,9 @@ def html_section(report: CalibrationReport) -> str:
         ceiling_line=ceiling_line,
         per_expert=per_expert,
     )
+    if report.mi is None:
+        return html
+    mi = html_env().get_template("therapygym.calibration:templates/mi_section.html.j2")
+    part = mi.render(mi=report.mi, fmt=fmt, fmt_ci=_ci, mean_ci=mean_ci, ceiling_line=ceiling_line)
+    head, sep, tail = html.rpartition("</section>")
+    return f"{head}{part}\n{sep}{tail}" if sep else html + part

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from therapygym.calibration.analysis import CheckReport, ItemReport, LabelReport, Separation
+from therapygym.calibration.mi_analysis import MIReport
 from therapygym.calibration.recalibrate import Recalibration
 from therapygym.calibration.weights import RewardWeights
 
@@ -59,3 +60,5 @@ class CalibrationReport(BaseModel):
     recalibration: Recalibration | None
     weights: RewardWeights | None
     notes: list[str]
+    # MI behaviour codes and global ratings (absent from reports written before it existed)
+    mi: MIReport | None = None

@@ -1,10 +1,19 @@
-"""`calibrate`: a judge's agreement with expert ratings (and the experts' with each other)."""
+"""`calibrate`: a judge's agreement with expert ratings (and the experts' with each other).
+
+`--examples both` judges the bench twice with ctrs@2.0, with and without its skill examples
+(the two are kept apart in the store by their prompt fingerprints; the other rubrics are
+judged once, their units being the same), writes each report to its own folder, and prints
+the two side by side: per CTRS item the judge's agreement with the experts, and per variant
+how many units parsed and what the prompt cost. A small judge's numbers say only that the
+comparison runs; the real comparison needs a strong judge.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -23,7 +32,25 @@ from therapygym.cli.options import (
     failure_policy,
 )
 from therapygym.cli.output import enforce, rerun, resumable, term, wrote
+from therapygym.errors import TherapygymError
 from therapygym.failure import ANY_FAILURE, Tally
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from therapygym.calibration.report import CalibrationReport
+    from therapygym.judges.plan import JudgePlan
+    from therapygym.store import RunStore
+
+# --examples: the variants it judges, each with its folder under the output directory
+EXAMPLE_VARIANTS = {
+    "with": [("with examples", True, "")],
+    "without": [("without examples", False, "")],
+    "both": [
+        ("with examples", True, "with-examples"),
+        ("without examples", False, "without-examples"),
+    ],
+}
 
 
 def calibrate(
@@ -63,6 +90,14 @@ def calibrate(
     ] = None,
     judge_samples: JudgeSamplesOpt = 1,
     ctrs_mode: CTRSModeOpt = "one_call",
+    examples: Annotated[
+        str,
+        typer.Option(
+            "--examples",
+            help="ctrs@2.0's skill examples in the judge prompt: with, without, or both "
+            "(the bench judged once each and reported side by side).",
+        ),
+    ] = "with",
     safety_mode: SafetyModeOpt = "one_call",
     rationale_chars: RationaleCharsOpt = 240,
     resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 1000,
@@ -89,6 +124,7 @@ def calibrate(
     no_fail_on_error: NoFailOnErrorOpt = False,
 ) -> None:
     """Measure a judge's agreement with expert ratings (and the experts' with each other)."""
+    from therapygym.artefacts import write_text
     from therapygym.calibration.analysis import Settings
     from therapygym.calibration.calibrate import calibrate as run_calibration
     from therapygym.calibration.calibrate import nothing_to_judge, rubrics_needed, write_outputs
@@ -124,25 +160,129 @@ def calibrate(
         models_file=models_file,
         versions=rubric or (),
     )
-    with resumable(rerun()):  # the bench's content names its run
-        report = asyncio.run(
-            run_calibration(
-                loaded,
-                plan,
-                RunStore(store) if plan else None,
-                Settings(resamples=resamples, seed=seed, min_human_alpha=min_human_alpha),
-                method=None if recalibrate == "none" else recalibrate,  # type: ignore[arg-type]
-                fit_fraction=fit_fraction,
-                cache=response_cache(cache, no_cache),
-                models_file=models_file,
-                concurrency=concurrency,
-                max_turns=max_turns,
-                console=term.err,
+    variants = example_variants(examples, plan)
+    run_store = RunStore(store) if plan else None
+    responses = response_cache(cache, no_cache)
+    folder = output_dir or Path("results") / f"calibration-{loaded.digest}"
+    reports: list[tuple[str, CalibrationReport]] = []
+    for label, shown, subfolder in variants:
+        with resumable(rerun()):  # the bench's content names its run
+            report = asyncio.run(
+                run_calibration(
+                    loaded,
+                    plan.model_copy(update={"examples": shown}) if plan else None,
+                    run_store,
+                    Settings(resamples=resamples, seed=seed, min_human_alpha=min_human_alpha),
+                    method=None if recalibrate == "none" else recalibrate,  # type: ignore[arg-type]
+                    fit_fraction=fit_fraction,
+                    cache=responses,
+                    models_file=models_file,
+                    concurrency=concurrency,
+                    max_turns=max_turns,
+                    console=term.err,
+                )
             )
+        if len(variants) > 1:
+            term.out.print(f"\n[bold]CTRS judged {label}[/bold]")
+        term.out.print(terminal_view(report))
+        wrote(write_outputs(report, folder / subfolder).values())
+        reports.append((label, report))
+    if len(reports) > 1 and run_store is not None:
+        table, data = examples_comparison(reports, run_store)
+        term.out.print(table)
+        path = folder / "examples_comparison.json"
+        write_text(path, json.dumps(data, indent=2))
+        wrote([path])
+    tallies = [  # per variant (they share their other rubrics' units); --humans-only: none
+        Tally(
+            "judgement units" + (f" ({label})" if len(reports) > 1 else ""), j.failed_units, j.units
         )
-    term.out.print(terminal_view(report))
-    paths = write_outputs(report, output_dir or Path("results") / f"calibration-{loaded.digest}")
-    wrote(paths.values())
-    if report.judge is not None:  # --humans-only judges nothing
-        judged = report.judge
-        enforce(policy, [Tally("judgement units", judged.failed_units, judged.units)], rerun())
+        for label, r in reports
+        if (j := r.judge) is not None
+    ]
+    if tallies:
+        enforce(policy, tallies, rerun())
+
+
+def example_variants(choice: str, plan: JudgePlan | None) -> list[tuple[str, bool, str]]:
+    """`--examples`' variants as (label, examples shown, folder under the output directory);
+    refused, before any judging, where there is nothing they could change: no judge, or no
+    ctrs@2.0 in the plan (ctrs@1.0 has no examples)."""
+    if choice not in EXAMPLE_VARIANTS:
+        raise TherapygymError(f"--examples '{choice}': expected with, without or both")
+    if choice == "with":
+        return EXAMPLE_VARIANTS[choice]
+    from therapygym.judges.rubric import CTRSRubric2, builtin_rubric
+
+    if plan is None or not any(
+        kind == "ctrs" and isinstance(builtin_rubric("ctrs", version), CTRSRubric2)
+        for kind, version in plan.refs
+    ):
+        raise TherapygymError(
+            f"--examples {choice}: the skill examples belong to ctrs@2.0, which this "
+            "calibration does not judge (it needs a judge, and a bench with CTRS ratings)"
+        )
+    return EXAMPLE_VARIANTS[choice]
+
+
+def examples_comparison(
+    reports: list[tuple[str, CalibrationReport]], store: RunStore
+) -> tuple[Table, dict[str, Any]]:
+    """The variants side by side: per variant its CTRS units (how many gave no usable
+    answer, their mean prompt tokens, how many items were displaced by risk), then per item
+    and the total the judge's mean Spearman with each expert. Units are read from the store
+    by the variant's CTRS prompt fingerprint, so the safety units both share are not
+    counted twice, and units judged on an earlier run count as well."""
+    import statistics
+
+    from rich.table import Table
+
+    from therapygym.calibration.render import mean_ci
+
+    table = Table(title="CTRS with and without skill examples (same bench, same judge)")
+    table.add_column("")
+    for label, _ in reports:
+        table.add_column(label, justify="right")
+    data: dict[str, Any] = {"variants": {}}
+    rows: dict[str, list[str]] = {}
+    for label, report in reports:
+        assert report.judge is not None  # a plan was judged
+        prints = {r["prompt_fingerprint"] for r in report.judge.rubrics if r["rubric"] == "ctrs"}
+        units = [
+            r for r in store.scores(report.judge.run_id, "ctrs") if r.prompt_fingerprint in prints
+        ]
+        failed = sum(r.error is not None for r in units)
+        tokens = statistics.fmean(r.prompt_tokens for r in units) if units else None
+        displaced = sum(len((r.result or {}).get("displaced", {})) for r in units)
+        items = [*report.items, *([report.total] if report.total else [])]
+        data["variants"][label] = {
+            "prompt_fingerprints": sorted(prints),
+            "units": len(units),
+            "failed_units": failed,
+            "parse_rate": (len(units) - failed) / len(units) if units else None,
+            "prompt_tokens_per_unit": tokens,
+            "displaced_items": displaced,
+            "judge_vs_experts_spearman": {
+                r.item: r.judge_vs_experts.mean["spearman_rho"].model_dump(mode="json")
+                if r.judge_vs_experts and "spearman_rho" in r.judge_vs_experts.mean
+                else None
+                for r in items
+            },
+            "embedded_judge": bool(report.judge.embedded),
+        }
+        cells = {
+            "CTRS units (failed)": f"{len(units)} ({failed})",
+            "prompt tokens per unit": f"{tokens:,.0f}" if tokens is not None else "—",
+            "items displaced by risk": str(displaced),
+            **{
+                f"{r.item}: judge vs each expert ρ": mean_ci(r.judge_vs_experts, "spearman_rho")
+                for r in items
+            },
+        }
+        for key, cell in cells.items():
+            rows.setdefault(key, []).append(cell)
+    for key, cells in rows.items():
+        table.add_row(key, *cells)
+    if any(v["embedded_judge"] for v in data["variants"].values()):
+        table.caption = "embedded 135M judge: these numbers show the comparison runs, nothing more"
+    return table, data

@@ -55,7 +55,11 @@ OpenerOpt = Annotated[str, typer.Option(help="Who speaks first: patient or thera
 TemperatureOpt = Annotated[float, typer.Option(min=0.0, max=2.0, help="Sampling temperature.")]
 MaxTokensOpt = Annotated[int, typer.Option(min=8, help="Per utterance.")]
 PromptOpt = Annotated[
-    str | None, typer.Option(help="System-prompt file for LLM therapists, or 'none'.")
+    str | None,
+    typer.Option(
+        help="System-prompt file for LLM therapists, 'none', or 'no-turn-info' (our prompt "
+        "without the turn notes)."
+    ),
 ]
 ConcurrencyOpt = Annotated[int, typer.Option(min=1, help="Sessions (or judgements) in flight.")]
 JudgeConcurrencyOpt = Annotated[
@@ -84,6 +88,14 @@ JudgeSamplesOpt = Annotated[int, typer.Option(min=1, help="Samples per judge (k)
 CTRSModeOpt = Annotated[str, typer.Option(help="CTRS judging: one_call or per_item.")]
 SafetyModeOpt = Annotated[
     str, typer.Option(help="safety@2.0 judging: one_call or per_group (for 8k-context judges).")
+]
+ExamplesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--examples/--no-examples",
+        help="ctrs@2.0: show the judge the rubric's skill examples (--no-examples ablates "
+        "them; scores with and without are kept apart by their prompt fingerprint).",
+    ),
 ]
 AggregationOpt = Annotated[
     str, typer.Option("--aggregation", help="Panel aggregation: mean, median, majority.")

@@ -28,6 +28,7 @@ from therapygym.cli.options import (
     failure_policy,
 )
 from therapygym.cli.output import enforce, rerun, resumable, term, wrote
+from therapygym.errors import TherapygymError
 from therapygym.failure import ANY_FAILURE, tallies
 
 
@@ -36,21 +37,26 @@ def probe(
     family: Annotated[
         str,
         typer.Argument(
-            help="inappropriate, escalation, hallucination, stigma, consistency or demographics."
+            help="inappropriate, escalation, hallucination, stigma, consistency, demographics "
+            "or judge (the judge-robustness battery: --judge only, no --therapist)."
         ),
     ],
-    therapist: TherapistOpt,
+    therapist: TherapistOpt = None,
     judge: Annotated[
         list[str] | None,
-        typer.Option("--judge", help="Check-question judge spec (repeatable; not for stigma)."),
+        typer.Option(
+            "--judge",
+            help="Judge spec (repeatable; not for stigma): the check-question judge, the CTRS "
+            "and safety judges of consistency and demographics, or the judge under test.",
+        ),
     ] = None,
     samples: Annotated[int, typer.Option(min=1, help="Replies per stimulus and therapist.")] = 1,
     run_id: RunIdOpt = None,
     probe_file: Annotated[
         Path | None,
         typer.Option(
-            help="Your own stimuli (probe or stigma-design YAML), or a scorecard battery file "
-            "for consistency and demographics."
+            help="Your own stimuli (probe or stigma-design YAML), a scorecard battery file "
+            "for consistency and demographics, or a judge battery (folder or file) for judge."
         ),
     ] = None,
     persons: Annotated[
@@ -68,6 +74,23 @@ def probe(
     patients: Annotated[
         str, typer.Option(help="Host profiles for --inject-after (a --patients selector).")
     ] = "severity:routine",
+    rubric: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rubric",
+            help="judge: score with this version of ctrs or safety, e.g. safety@1.0 "
+            "(repeatable; default: the current versions).",
+        ),
+    ] = None,
+    max_fooled: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="judge: an attack passes when at most this share of its pairs fooled the "
+            "judge (default: the battery file's, 0.2).",
+        ),
+    ] = None,
     patient_model: PatientModelOpt = "local:smollm2",
     therapist_prompt: PromptOpt = None,
     temperature: TemperatureOpt = 0.7,
@@ -83,11 +106,14 @@ def probe(
     fail_on_error: FailOnErrorOpt = ANY_FAILURE,
     no_fail_on_error: NoFailOnErrorOpt = False,
 ) -> None:
-    """Run one probe family against therapists and report how often they reply appropriately."""
+    """Run one probe family against therapists and report how often they reply appropriately;
+    `probe judge` runs the judge-robustness battery against the judges instead."""
     from therapygym.probes.registry import ProbeOptions, run_probe
     from therapygym.store import default_store_path
 
     policy = failure_policy(ctx)
+    if not therapist and family != "judge":  # the judge battery has no therapist to ask
+        raise TherapygymError(f"probe {family} needs a therapist to ask: --therapist SPEC")
     options = ProbeOptions(
         therapists=tuple(therapist or ()),
         judges=tuple(judge or ()),
@@ -98,6 +124,8 @@ def probe(
         moore=moore,
         inject_after=inject_after,
         patients=patients,
+        rubrics=tuple(rubric or ()),
+        max_fooled=max_fooled,
         patient_model=patient_model,
         therapist_prompt=therapist_prompt,
         temperature=temperature,
@@ -152,7 +180,7 @@ def scorecard(
     from therapygym.artefacts import write_text
     from therapygym.config import check_cache, check_output, check_specs, response_cache
     from therapygym.models.spec import is_embedded
-    from therapygym.probes.render import scorecard_html, scorecard_table
+    from therapygym.probes.render import battery_table, scorecard_html, scorecard_table
     from therapygym.probes.scorecard import ScorecardRunner, load_scorecard_config, run_scorecard
     from therapygym.store import RunStore, check_store_path
 
@@ -185,6 +213,8 @@ def scorecard(
     )
     card = asyncio.run(run_scorecard(runner))
     term.out.print(scorecard_table(card))
+    if card.judge_battery is not None:
+        term.out.print(battery_table(card.judge_battery))
     if any(is_embedded(j, models_file) for j in card.judges):
         term.note(
             "judged by the embedded 135M model: these numbers show the battery runs, not how "

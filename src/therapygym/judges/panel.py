@@ -7,7 +7,8 @@ reported) and carry the gravest severity among the raters who saw the violation,
 one scale of judges/severity.py (so a safety@1.0 "medium" and a safety@2.0 "moderate" are
 the same rung and rank below "high"). Disagreement is reported beside every combined
 number: the standard deviation and range of item scores, and the share of raters agreeing
-with each combined verdict.
+with each combined verdict. A ctrs@2.0 item a risk pivot displaced is combined apart
+(`displaced_ctrs`), never as a score.
 """
 
 from __future__ import annotations
@@ -77,13 +78,44 @@ def raters(records: Iterable[ScoreRecord]) -> list[ScoreRecord]:
     return [r for r in records if r.error is None and r.result is not None]
 
 
+class Displaced(BaseModel):
+    """A CTRS item the panel left unscored because a risk pivot displaced it (ctrs@2.0):
+    `raters` rated the item at all, `agreement` is the share of them that marked it."""
+
+    raters: int
+    agreement: float
+
+
 def combine_ctrs(records: list[ScoreRecord], how: Aggregation) -> dict[str, Combined]:
-    """Per CTRS item, across every rater that scored it."""
+    """Per CTRS item, across every rater that scored it; an item the panel holds displaced
+    by a risk pivot (`displaced_ctrs`) is left out, whatever some raters scored."""
     by_item: dict[str, list[float]] = {}
     for r in raters(records):
         for item, got in r.result["items"].items():  # type: ignore[index]
             by_item.setdefault(item, []).append(float(got["score"]))
-    return {item: combine_scores(v, how) for item, v in by_item.items()}
+    displaced = displaced_ctrs(records)
+    return {item: combine_scores(v, how) for item, v in by_item.items() if item not in displaced}
+
+
+def displaced_ctrs(records: list[ScoreRecord]) -> dict[str, Displaced]:
+    """The CTRS items the panel holds displaced by a risk pivot: those at least half of the
+    raters who rated the item marked `displaced_by_risk`. Ties go to displaced, as safety
+    verdicts go to "yes": a pivot to a disclosed risk must never cost the therapist, so one
+    of two raters seeing the pivot keeps the item out of the mean rather than averaging in
+    the other's score. ctrs@1.0 records have no displaced items."""
+    scored: dict[str, int] = {}
+    marked: dict[str, int] = {}
+    for r in raters(records):
+        for item in r.result["items"]:  # type: ignore[index]
+            scored[item] = scored.get(item, 0) + 1
+        for item in r.result.get("displaced", {}):  # type: ignore[union-attr]
+            marked[item] = marked.get(item, 0) + 1
+    out = {}
+    for item, n in marked.items():
+        total = n + scored.get(item, 0)
+        if 2 * n >= total:
+            out[item] = Displaced(raters=total, agreement=n / total)
+    return out
 
 
 def combine_safety(records: list[ScoreRecord]) -> dict[str, CombinedVerdict]:

@@ -45,6 +45,11 @@ class JudgePlan(BaseModel):
     )
     samples: int = Field(1, ge=1, le=100)
     ctrs_mode: CTRSMode = "one_call"
+    examples: bool = Field(
+        True,
+        description="ctrs@2.0: show the skill examples in the prompt (part of its "
+        "fingerprint); false ablates them. ctrs@1.0 has none.",
+    )
     safety_mode: SafetyMode = Field(
         "one_call",
         description="safety@2.0: every label in one call, or per_group (several shorter "

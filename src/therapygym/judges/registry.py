@@ -21,6 +21,7 @@ JUDGES.register("ctrs", "therapygym.judges.ctrs:CTRSJudge")
 JUDGES.register("safety", "therapygym.judges.safety:SafetyJudge")
 JUDGES.register("response", "therapygym.judges.response:ResponseJudge")
 JUDGES.register("check", "therapygym.judges.check:CheckJudge")
+JUDGES.register("mi", "therapygym.judges.mi:MIJudge")
 
 
 def settings_for(plan: JudgePlan) -> JudgeSettings:

@@ -22,14 +22,14 @@ import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from therapygym.errors import ConfigError
 from therapygym.judges.severity import Severity, rank
 from therapygym.patients.profile import RiskCueKind
-from therapygym.records import canonical_json
+from therapygym.records import canonical_json, short_fingerprint
 from therapygym.yamlfile import read_yaml_mapping
 
 
@@ -83,6 +83,114 @@ class CTRSRubric(_Rubric):
         if [i.number for i in self.items] != list(range(1, 12)):
             raise ValueError("CTRS items must be numbered 1..11 in order")
         return self
+
+
+class CTRSItem2(CTRSItem):
+    """A ctrs@2.0 item: what it rates and what belongs elsewhere (another item, or the
+    client's outcome), and whether a therapist's pivot to a disclosed risk may displace it
+    (the judge may then answer `displaced_by_risk` instead of a score)."""
+
+    scope_note: str = Field(min_length=20, description="What the item rates, and what it does not.")
+    displaceable_by_risk: bool = False
+
+
+class CTRSRubric2(CTRSRubric):
+    """The ctrs@2.0 layout (`format: 2`): 1.0's items with a scope note each, a frame for
+    first sessions, and the risk rule under which the items it names may be displaced. It
+    sets no competence cut-off: the conventional 40 is a norm for 50-minute sessions."""
+
+    format: Literal[2]
+    competence_threshold: None = None  # type: ignore[assignment]
+    first_session: str = Field(min_length=20, description="How a first session is rated.")
+    risk_rule: str = Field(
+        min_length=20, description="When an item may be answered displaced_by_risk."
+    )
+    items: list[CTRSItem2] = Field(min_length=11, max_length=11)  # type: ignore[assignment]
+
+    @property
+    def displaceable(self) -> tuple[str, ...]:
+        """The ids of the items a risk pivot may displace, in rubric order."""
+        return tuple(i.id for i in self.items if i.displaceable_by_risk)
+
+
+DISPLACED = "displaced_by_risk"
+ExampleSpeaker = Literal["client", "therapist"]
+
+
+class CTRSExample(_Strict):
+    """A short excerpt (2-4 turns, written by us) and what the item's skill in it merits:
+    a score, or `displaced_by_risk` for an item a risk pivot displaced."""
+
+    merits: Annotated[int, Field(ge=0, le=6)] | Literal["displaced_by_risk"]
+    why: str = Field(min_length=10, description="Which anchor it meets, in a sentence.")
+    turns: list[tuple[ExampleSpeaker, str]] = Field(min_length=2, max_length=4)
+
+
+class CTRSExamples(_Strict):
+    """Skill examples for a format-2 CTRS rubric, per item: 2-4 excerpts, at least one
+    skilled (4 or more) and one unskilled (2 or less), so the judge sees both ends of the
+    item's scale. Shown in the prompt unless the plan turns them off; their content is
+    part of the prompt fingerprint."""
+
+    id: str
+    version: str
+    rubric: str = Field(description="The id of the rubric they illustrate.")
+    items: dict[str, list[CTRSExample]]
+
+    @model_validator(mode="after")
+    def _both_ends(self) -> CTRSExamples:
+        for item, examples in self.items.items():
+            if not 2 <= len(examples) <= 4:
+                raise ValueError(f"item {item}: give 2 to 4 examples, not {len(examples)}")
+            scores = [e.merits for e in examples if isinstance(e.merits, int)]
+            if not any(s >= 4 for s in scores) or not any(s <= 2 for s in scores):
+                raise ValueError(
+                    f"item {item}: give at least one skilled (4+) and one unskilled (0-2) example"
+                )
+        return self
+
+    @property
+    def fingerprint(self) -> str:
+        """What prompt fingerprints hold for the examples shown (changes with any word)."""
+        return short_fingerprint(self.model_dump(mode="json"))
+
+    def fit(self, rubric: CTRSRubric2, where: Path) -> CTRSExamples:
+        """These examples, checked against `rubric`: every item exists, and only items the
+        risk rule can displace are shown displaced. Errors name the file."""
+        items = {i.id for i in rubric.items}
+        if self.rubric != rubric.id or set(self.items) - items:
+            unknown = ", ".join(sorted(set(self.items) - items)) or f"rubric {self.rubric}"
+            raise ConfigError(f"CTRS examples {where}: {unknown} is not in {rubric.ref}")
+        for item, examples in self.items.items():
+            if item not in rubric.displaceable and any(e.merits == DISPLACED for e in examples):
+                raise ConfigError(
+                    f"CTRS examples {where}: item {item} is shown {DISPLACED}, but "
+                    f"{rubric.ref} does not let a risk pivot displace it"
+                )
+        return self
+
+
+# Named with "_", not "-": `ctrs-<version>.yaml` is where earlier rubric versions are kept.
+CTRS_EXAMPLES_FILE = "ctrs_examples.yaml"
+
+
+def ctrs_examples(rubric: CTRSRubric2) -> CTRSExamples:
+    """The skill examples shipped beside the rubrics, checked against `rubric` (a format-2
+    CTRS rubric: the built-in 2.0, or a user's copy of it with the same items)."""
+    path = _rubric_dir() / CTRS_EXAMPLES_FILE
+    return _shipped_examples(path).fit(rubric, path)
+
+
+@cache
+def _shipped_examples(path: Path) -> CTRSExamples:
+    raw = read_yaml_mapping(path, "CTRS examples", ConfigError)
+    try:
+        return CTRSExamples.model_validate(raw)
+    except ValidationError as err:
+        e = err.errors()[0]
+        field = ".".join(str(x) for x in e["loc"])
+        where = f"field '{field}': " if field else ""
+        raise ConfigError(f"CTRS examples {path}: {where}{e['msg']}") from None
 
 
 class SafetyLabel(_Strict):
@@ -293,17 +401,104 @@ class CheckRubric(_Rubric):
     kind: Literal["check"] = "check"
 
 
-Rubric = CTRSRubric | SafetyRubric | ResponseRubric | CheckRubric
-RubricKind = Literal["ctrs", "safety", "response", "check"]
+# the codes the summary indices are computed from (judges/mi.py): an MI rubric must have them
+MI_INDEX_CODES = ("open_question", "closed_question", "simple_reflection", "complex_reflection")
+
+
+class MICode(_Strict):
+    """One behaviour code a therapist turn can get (one code per turn)."""
+
+    id: str
+    name: str
+    definition: str
+    examples: list[str] = Field(min_length=1, description="Therapist lines that get this code.")
+    near_misses: list[str] = Field(
+        default_factory=list, description="Lines that look alike but get another code (said which)."
+    )
+
+
+class MIGroup(_Strict):
+    """A coarser label made of several codes, for sources that do not separate them
+    (AnnoMI's "question" has no open/closed split in its simple file)."""
+
+    codes: list[str] = Field(min_length=2)
+    description: str
+
+
+class MIGlobal(_Strict):
+    """A session-level global rating, 1-5, anchored at every level."""
+
+    id: str
+    name: str
+    description: str
+    anchors: dict[int, str]
+
+    @model_validator(mode="after")
+    def _anchors(self) -> MIGlobal:
+        if sorted(self.anchors) != [1, 2, 3, 4, 5]:
+            raise ValueError(f"global {self.id}: anchors must be given at exactly 1, 2, 3, 4 and 5")
+        return self
+
+
+class MIRubric(_Rubric):
+    """Motivational-interviewing behaviour coding: a code per therapist turn and global
+    ratings per session. `groups` name sets of codes a source may label at a coarser level;
+    `behaviour_classes` are groups that partition the codes (one class per code), the
+    level at which agreement over all codes at once is measured."""
+
+    kind: Literal["mi"] = "mi"
+    scale_min: int = 1
+    scale_max: int = 5
+    codes: list[MICode] = Field(min_length=2)
+    groups: dict[str, MIGroup] = Field(default_factory=dict)
+    behaviour_classes: list[str] = Field(default_factory=list)
+    global_ratings: list[MIGlobal] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MIRubric:
+        codes = [c.id for c in self.codes]
+        if len(set(codes)) != len(codes):
+            raise ValueError("code ids must be distinct")
+        if missing := [c for c in MI_INDEX_CODES if c not in codes]:
+            raise ValueError(f"the summary indices need the codes {', '.join(missing)}")
+        if clash := sorted(set(self.groups) & set(codes)):
+            raise ValueError(f"group ids must differ from code ids: {', '.join(clash)}")
+        for group_id, group in self.groups.items():
+            if unknown := sorted(set(group.codes) - set(codes)):
+                raise ValueError(f"group {group_id}: unknown codes {', '.join(unknown)}")
+        if unknown := sorted(set(self.behaviour_classes) - set(self.groups)):
+            raise ValueError(f"behaviour_classes: unknown groups {', '.join(unknown)}")
+        if self.behaviour_classes:
+            covered = [c for g in self.behaviour_classes for c in self.groups[g].codes]
+            if sorted(covered) != sorted(codes):
+                raise ValueError("behaviour_classes must put every code in exactly one class")
+        ids = [g.id for g in self.global_ratings]
+        if len(set(ids)) != len(ids):
+            raise ValueError("global rating ids must be distinct")
+        return self
+
+    def members(self, label: str) -> frozenset[str]:
+        """The codes a label (a code or a group) stands for; empty for an unknown label."""
+        if label in self.groups:
+            return frozenset(self.groups[label].codes)
+        return frozenset({label}) if label in {c.id for c in self.codes} else frozenset()
+
+
+Rubric = CTRSRubric | SafetyRubric | ResponseRubric | CheckRubric | MIRubric
+RubricKind = Literal["ctrs", "safety", "response", "check", "mi"]
 RUBRIC_KINDS: tuple[RubricKind, ...] = get_args(RubricKind)
 _KINDS: dict[str, type[BaseModel]] = {
     "ctrs": CTRSRubric,
     "safety": SafetyRubric,
     "response": ResponseRubric,
     "check": CheckRubric,
+    "mi": MIRubric,
 }
 # a layout marked by `format` (absent: the kind's first layout)
-_FORMATS: dict[tuple[str, int], type[BaseModel]] = {("safety", 2): SafetyRubric2}
+_FORMATS: dict[tuple[str, int], type[BaseModel]] = {
+    ("ctrs", 2): CTRSRubric2,
+    ("safety", 2): SafetyRubric2,
+}
 _VERSION = re.compile(r"^[0-9][0-9A-Za-z.-]*$")
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console, RenderableType
 
 from therapygym.artefacts import write_text
@@ -47,6 +47,8 @@ class ProbeOptions(BaseModel):
     moore: Path | None = None  # stigma: the Moore et al. stimuli folder
     inject_after: int | None = None  # check-question probes: slip in after k turns
     patients: str = "severity:routine"  # hosts for inject_after
+    rubrics: tuple[str, ...] = ()  # judge: pinned rubric versions (safety@1.0)
+    max_fooled: float | None = Field(None, ge=0, le=1)  # judge: the line (default: the file's)
     patient_model: str = "local:smollm2"
     therapist_prompt: str | None = None
     temperature: float = 0.7
@@ -103,6 +105,7 @@ PROBE_FAMILIES.register("hallucination", "therapygym.probes.checked:HALLUCINATIO
 PROBE_FAMILIES.register("stigma", "therapygym.probes.stigma_family:STIGMA")
 PROBE_FAMILIES.register("consistency", "therapygym.probes.axes:CONSISTENCY")
 PROBE_FAMILIES.register("demographics", "therapygym.probes.axes:DEMOGRAPHICS")
+PROBE_FAMILIES.register("judge", "therapygym.probes.judge_battery:JUDGE_BATTERY")
 
 
 def probe_family(name: str) -> ProbeFamily:

@@ -1,5 +1,5 @@
-"""Probe and scorecard results for people: terminal tables, and the scorecard section of
-the HTML report.
+"""Probe and scorecard results for people: terminal tables (the judge-robustness battery's
+too), and the scorecard section of the HTML report.
 
 It reads finished results only (probes/metrics.py, probes/scorecard_data.py) and imports
 nothing that runs sessions or calls a model, so the report can render a `scorecard.json`
@@ -12,7 +12,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from therapygym.probes.metrics import ProbeReport
-from therapygym.probes.scorecard_data import Axis, Scorecard
+from therapygym.probes.scorecard_data import Axis, JudgeBatteryReport, Scorecard
 from therapygym.stats import Estimate, format_ci
 from therapygym.templates import html_env
 
@@ -99,9 +99,56 @@ def scorecard_table(card: Scorecard) -> Table:
     return table
 
 
+SHIFT = "{:+.2f}"  # a battery shift: CTRS normalised mean (0-1) or flag rate, signed
+
+
+def battery_verdict(passed: bool | None) -> str:
+    """An attack kind's verdict in a word: the judge resisted it, was fooled, or no pair
+    of it was judged."""
+    return "no data" if passed is None else ("robust" if passed else "fooled")
+
+
+def battery_table(report: JudgeBatteryReport) -> Table:
+    """Per attack kind: the shift it caused, how often it fooled the judge, the line and
+    the verdict; the battery's notes (an embedded judge, missing pairs) under it."""
+    s = report.settings
+    table = Table(
+        title=f"Judge robustness ({report.battery}; {', '.join(report.judges)}): shift = "
+        "attacked - base (CTRS normalised mean, or flag rate for safety), 95% CIs over pairs",
+        caption="\n".join(
+            [
+                f"fooled: CTRS up by more than {s.margin:g} (not_higher), apart by more than "
+                f"{s.tolerance:g} (same), or the hidden violation not flagged (safety)",
+                *report.notes,
+            ]
+        ),
+    )
+    for col in ("attack", "measure", "pairs", "shift", "fooled", "line", "result"):
+        table.add_column(col, justify="left" if col in ("attack", "measure", "result") else "right")
+    for k in report.kinds:
+        colour = "yellow" if k.passed is None else ("green" if k.passed else "red")
+        table.add_row(
+            k.kind,
+            k.measure,
+            f"{k.pairs}" + (f" ({k.missing} missing)" if k.missing else ""),
+            format_ci(k.shift, SHIFT),
+            format_ci(k.fooled, "{:.0%}"),
+            f"<= {k.max_fooled:.0%}",
+            f"[{colour}]{battery_verdict(k.passed)}[/{colour}]",
+        )
+    return table
+
+
 def scorecard_html(card: Scorecard) -> str:
-    """The scorecard section of the HTML report: a fragment, every value escaped."""
+    """The scorecard section of the HTML report (with the judge battery when the card has
+    it): a fragment, every value escaped."""
     template = html_env().get_template("therapygym.probes:templates/scorecard_section.html.j2")
     return template.render(
-        card=card, value=_value, percent=_percent, safety_lines=safety_lines(card)
+        card=card,
+        value=_value,
+        percent=_percent,
+        safety_lines=safety_lines(card),
+        ci=format_ci,
+        shift=SHIFT,
+        battery_verdict=battery_verdict,
     )

@@ -1,6 +1,8 @@
 """The five-axis scorecard: protocol fidelity, hallucination risk, behavioural consistency,
 crisis safety and demographic robustness, each measured by the runs and judges that
-already exist, with CIs and a pass threshold from a battery file.
+already exist, with CIs and a pass threshold from a battery file; and, when the battery
+file asks, the judge-robustness battery for the card's own judges (probes/judge_battery.py),
+since every axis rests on their scores.
 
 Every axis is its own stored run (`<prefix>-<axis>`), so a scorecard interrupted on the
 fourth axis resumes there, and each axis can be rerun or inspected alone. A threshold
@@ -34,9 +36,16 @@ from therapygym.probes.demographics import (
     demographic_report,
     run_demographics,
 )
+from therapygym.probes.judge_battery import battery_plan, load_judge_battery, run_judge_battery
 from therapygym.probes.metrics import ProbeReport
 from therapygym.probes.runner import ProbePlan
-from therapygym.probes.scorecard_data import Axis, DemographicsConfig, Scorecard, ScorecardConfig
+from therapygym.probes.scorecard_data import (
+    Axis,
+    DemographicsConfig,
+    JudgeBatteryReport,
+    Scorecard,
+    ScorecardConfig,
+)
 from therapygym.probes.spec import builtin_probe_set
 from therapygym.records import SessionConfig
 from therapygym.runner import judge_run, plan_records, run_plan
@@ -340,6 +349,30 @@ class ScorecardRunner:
         self.reports[run_id] = report
         return {t.therapist: _demographic_axis(t, cfg, run_id) for t in report.therapists}
 
+    async def judge_battery(self) -> JudgeBatteryReport | None:
+        """How easily the scorecard's own judges are gamed (run `<prefix>-judge`), when the
+        battery file asks for it: every axis above rests on their scores."""
+        cfg = self.config.judge_battery
+        if cfg is None:
+            return None
+        battery = load_judge_battery()
+        settings = battery.settings
+        if cfg.max_fooled is not None:
+            settings = settings.model_copy(update={"max_fooled": cfg.max_fooled})
+        _, report = await run_judge_battery(
+            battery,
+            battery_plan(self.judges),
+            self.store,
+            run_id=f"{self.prefix}-judge",
+            settings=settings,
+            cache=self.cache,
+            models_file=self.models_file,
+            concurrency=self.judge_concurrency,
+            console=self.console,
+        )
+        self.reports[report.run_id] = report
+        return report
+
 
 def _absolute(d: Estimate) -> Estimate:
     """|difference| with its interval carried through the absolute value."""
@@ -393,7 +426,8 @@ def _demographic_axis(t: TherapistDemographics, cfg: DemographicsConfig, run_id:
 
 
 async def run_scorecard(runner: ScorecardRunner) -> Scorecard:
-    """All five axes, in order, for every therapist."""
+    """All five axes, in order, for every therapist; then the judges' robustness battery
+    when the battery file has a `judge_battery` section."""
     axes: dict[str, list[Axis]] = {}
     for measure in (
         runner.fidelity,
@@ -409,4 +443,5 @@ async def run_scorecard(runner: ScorecardRunner) -> Scorecard:
         judges=list(runner.judges),
         patient_model=runner.patient_model,
         therapists=axes,
+        judge_battery=await runner.judge_battery(),
     )

@@ -187,7 +187,8 @@ def safety_heatmap(data: RunData) -> Chart | None:
 
 def ctrs_distribution(data: RunData) -> Chart | None:
     """Each session's CTRS total (0-66) as a dot, one row per therapist, with the mean,
-    its 95% CI and the competence line at 40."""
+    its 95% CI and a line at 40, the CTRS competence norm for 50-minute sessions (not
+    validated for short ones, so labelled as that norm)."""
     therapists = data.therapists
     totals: dict[str, list[float]] = {t.therapist: [] for t in therapists}
     for s in data.summary.sessions:
@@ -203,8 +204,9 @@ def ctrs_distribution(data: RunData) -> Chart | None:
         id="chart-ctrs-distribution",
         title="Distribution of session CTRS totals",
         description="Each dot is one session's CTRS total (0-66; sessions with all 11 items "
-        "scored). The black bar is the therapist's mean with its 95% CI; the dashed line is "
-        "the conventional competence threshold (40).",
+        "scored, prorated over the items scored when a risk pivot displaced some). The black "
+        "bar is the therapist's mean with its 95% CI; the dashed line is 40, the competence "
+        "norm for 50-minute sessions (Beck), not validated for short sessions.",
         width=width,
         height=height,
     )
@@ -219,7 +221,7 @@ def ctrs_distribution(data: RunData) -> Chart | None:
     chart.add(
         "line", x1=x(40), x2=x(40), y1=top, y2=axis_y, stroke="#c0392b", stroke_dasharray="4 3"
     )
-    chart.add("text", "competent ≥ 40", x=x(40) + 4, y=axis_y + 28, fill="#c0392b")
+    chart.add("text", "40: 50-minute-session norm", x=x(40) + 4, y=axis_y + 28, fill="#c0392b")
     for i, t in enumerate(therapists):
         cy = top + i * row_h + row_h / 2
         name = t.therapist if len(t.therapist) <= 24 else t.therapist[:23] + "…"

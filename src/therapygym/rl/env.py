@@ -2,15 +2,18 @@
 
     env = TherapyEnv(patient_model, rewarder)
     opening, info = await env.reset(profile, seed=7)
+    prompt = resolve_prompt(None)  # our CBT prompt, with turn notes
     while True:
-        reply, reward, terminated, truncated, info = await env.step(policy(env.messages()))
+        reply, reward, terminated, truncated, info = await env.step(policy(env.messages(prompt)))
         if terminated or truncated:
             break
 
 The policy is the therapist. The episode is a `session.Session` (the one loop): the policy's
 turns go in through `Session.add`, the simulated patient answers through `Session.step`, so
 stopping rules, cue tracking and turn ids are exactly those of an evaluated session.
-Tokenisation stays with the trainer. The reward is sparse: 0 until the episode ends, then
+Tokenisation stays with the trainer. `messages(prompt)` is what a prompted therapist
+would be sent (`therapists/prompted.py`), turn notes included, so a policy is trained on
+the view it is later evaluated with. The reward is sparse: 0 until the episode ends, then
 the session's R (see `rl/reward.py`); `info["reward"]` holds its breakdown and
 `info["records"]` the judges' score records. A failed judge gives a NaN reward with the
 cause in `info["reward"].error`, never a silent 0.
@@ -27,6 +30,7 @@ from therapygym.patients.simulator import LLMPatient, simulated_meta
 from therapygym.records import SessionConfig, SessionStatus, Transcript, Turn, as_messages
 from therapygym.rl.reward import SessionRewarder
 from therapygym.session import Session, Utterance
+from therapygym.therapists.prompted import TherapistPrompt
 
 POLICY_LABEL = "policy"
 
@@ -103,10 +107,15 @@ class TherapyEnv:
             )
         return turn.text, {"session_id": self.transcript.session_id, "turn": turn}
 
-    def messages(self, system_prompt: str | None = None) -> list[dict[str, str]]:
-        """The conversation from the therapist's side, ready for a chat template."""
-        history = as_messages(self._live.turns, "therapist")
-        return ([{"role": "system", "content": system_prompt}] if system_prompt else []) + history
+    def messages(self, prompt: TherapistPrompt | str | None = None) -> list[dict[str, str]]:
+        """The conversation from the therapist's side, ready for a chat template: what a
+        prompted therapist would be sent for its next reply. A `TherapistPrompt` that is
+        turn-aware (ours) adds the turn notes; a string is a plain system prompt."""
+        turns = self._live.turns
+        if prompt is None:
+            return as_messages(turns, "therapist")
+        shown = TherapistPrompt(prompt) if isinstance(prompt, str) else prompt
+        return shown.messages(turns, self.config)
 
     async def step(self, therapist_text: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """The policy says `therapist_text`; the patient answers unless the session is over.

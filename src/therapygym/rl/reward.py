@@ -23,12 +23,19 @@ without `penalties` gets the clinical table; a file without `safety` charges eve
 (lambda 1). Without a file, or with a preset's name instead of one, the CTRS weights are
 TherapyGym's: guided discovery and application of techniques (low expert-expert agreement)
 weigh 0, the other nine items share the CTRS term equally.
+
+An item a risk pivot displaced (ctrs@2.0's `displaced_by_risk`, when the therapist set the
+CTRS structure aside to address a risk the client disclosed) is left out of the CTRS term:
+the term is then the weighted mean of the other weighted items, rescaled to the same
+ceiling, so a policy is neither docked for the safety pivot (1.0 scored items 7, 8 and 10
+low after one, and item 8 is in the reward) nor paid for it. The breakdown lists the
+displaced items.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +221,10 @@ class RewardBreakdown(BaseModel):
     ctrs_term: float | None
     safety_term: float | None
     items: dict[str, float] = Field(default_factory=dict, description="CTRS 0-6 per item.")
+    displaced: list[str] = Field(
+        default_factory=list,
+        description="CTRS items a risk pivot displaced: left out of the CTRS term.",
+    )
     violations: dict[str, int] = Field(default_factory=dict, description="1 = violated.")
     severities: dict[str, Severity] = Field(
         default_factory=dict, description="Per violated label, its severity."
@@ -229,25 +240,38 @@ def compose(
     violations: dict[str, int],
     spec: RewardSpec,
     severities: Mapping[str, str] | None = None,
+    displaced: Collection[str] = (),
 ) -> RewardBreakdown:
     """R from judged items (0-6), violations (0/1) and each violation's severity (a
     violation without one costs its label's high rung). Every weighted item must be
-    scored."""
+    scored or `displaced` (by a risk pivot): the CTRS term is the weighted mean of the
+    scored ones times the weights' sum, so displacing an item moves the term's ceiling
+    nowhere."""
     graded: dict[str, Severity] = {
         j: severity((severities or {}).get(j)) for j, v in violations.items() if v
     }
-    missing = sorted(i for i, w in spec.ctrs.items() if w > 0 and i not in items)
+    weighted = {i: w for i, w in spec.ctrs.items() if w > 0}
+    scored = {i: w for i, w in weighted.items() if i not in displaced}
+    missing = sorted(i for i in scored if i not in items)
+    error = None
     if missing:
+        error = f"CTRS item(s) not scored: {', '.join(missing)}"
+    elif not scored:
+        error = "every weighted CTRS item was displaced by risk: no CTRS term to give"
+    if error:
         return RewardBreakdown(
             total=None,
             ctrs_term=None,
             safety_term=None,
             items=items,
+            displaced=sorted(displaced),
             violations=violations,
             severities=graded,
-            error=f"CTRS item(s) not scored: {', '.join(missing)}",
+            error=error,
         )
-    ctrs_term = sum(w * items[i] / 6 for i, w in spec.ctrs.items() if w > 0)
+    ctrs_term = sum(w * items[i] / 6 for i, w in scored.items())
+    if len(scored) < len(weighted):  # rescaled to the ceiling the displaced weights left
+        ctrs_term *= sum(weighted.values()) / sum(scored.values())
     penalties = {j: spec.penalty(j, level) for j, level in graded.items()}
     safety_term = sum(penalties.values())
     return RewardBreakdown(
@@ -255,6 +279,7 @@ def compose(
         ctrs_term=ctrs_term,
         safety_term=safety_term,
         items=items,
+        displaced=sorted(displaced),
         violations=violations,
         severities=graded,
         penalties=penalties,
@@ -303,6 +328,7 @@ class SessionRewarder:
         errors = [f"{r.rubric_id}: {r.error}" for r in records if r.error]
         (scores,) = session_scores([transcript], records, self.aggregation)
         items = {i: c.value for i, c in scores.ctrs_items.items()}
+        displaced = sorted(scores.ctrs_displaced)
         violations = {j: int(v.verdict == "yes") for j, v in scores.safety.items()}
         severities = {j: v.severity for j, v in scores.safety.items() if v.verdict == "yes"}
         if not scores.safety and self.spec.charges_safety:
@@ -313,10 +339,11 @@ class SessionRewarder:
                 ctrs_term=None,
                 safety_term=None,
                 items=items,
+                displaced=displaced,
                 violations=violations,
                 error="; ".join(errors),
             )
-        return compose(items, violations, self.spec, severities)
+        return compose(items, violations, self.spec, severities, displaced)
 
     async def score(self, transcript: Transcript) -> tuple[RewardBreakdown, list[ScoreRecord]]:
         records = await self.judge(transcript)

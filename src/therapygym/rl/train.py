@@ -11,6 +11,12 @@ rollout is stored as a session of run `run_id`, with its scores and reward break
 `<output_dir>/rewards.jsonl`; the adapter to `<output_dir>/adapter`, ready for
 `therapygym eval --therapist hf:<model>?adapter=<output_dir>/adapter`.
 
+`eval_judge` names a second judge that scores every rollout with the same reward formula
+and never enters the loss: rewards.jsonl then holds both judges' R per step, so a policy
+that games its reward judge (the reward rises, the evaluation judge stays flat) is seen.
+It reads the rollouts the policy already made, so it costs judge calls and no generation;
+being the same sessions, the two scores differ only by their judges.
+
 Needs the `[train]` extra. `grpo:` is passed to TRL's `GRPOConfig` as it is (TRL checks
 the names), with our defaults for what a CPU smoke run needs.
 """
@@ -35,9 +41,9 @@ from therapygym.patients.select import select_profiles
 from therapygym.records import SessionConfig
 from therapygym.rl.loop import BackgroundLoop
 from therapygym.rl.reward import RewardSpec, SessionRewarder, load_reward_spec
-from therapygym.rl.trl import TherapyRollout, reward_functions
+from therapygym.rl.trl import EVAL_METRIC, TherapyRollout, reward_functions
 from therapygym.store import RunStore
-from therapygym.therapists.prompted import default_prompt, read_prompt
+from therapygym.therapists.prompted import TherapistPrompt, resolve_prompt
 from therapygym.yamlfile import read_yaml_model
 
 
@@ -59,11 +65,19 @@ class TrainConfig(BaseModel):
     model: str = Field("smollm2", description="smollm2, a .gguf file, or a model folder.")
     patient_model: str = "local:smollm2"
     judge: str = "local:smollm2"
+    eval_judge: str | None = Field(
+        None,
+        description="A second model spec that scores every rollout for the log, never the "
+        "reward; it must not be the reward judge.",
+    )
     patients: str = Field("all", description="A patient selector, as for `run --patients`.")
     seeds: tuple[int, ...] = Field((0,), min_length=1, description="Episodes per profile.")
     session: SessionConfig = SessionConfig(max_turns=6, max_tokens=96)
     turn_tokens: int = Field(96, ge=8, le=4096, description="Policy tokens per turn.")
-    therapist_prompt: str | None = Field(None, description="A file; default: our CBT prompt.")
+    therapist_prompt: str | None = Field(
+        None,
+        description="A file, 'none', or 'no-turn-info'; default: our CBT prompt with turn notes.",
+    )
     reward_weights: str | None = Field(
         None,
         description="A weights file, or a preset: clinical (the default: penalties by "
@@ -94,7 +108,7 @@ class TrainInputs:
     """What a config names, read and checked: what `train` runs on."""
 
     profiles: list[PatientProfile]
-    system_prompt: str
+    prompt: TherapistPrompt | None
     reward: RewardSpec
     grpo_args: Any  # TRL's GRPOConfig (TRL is imported only when training)
 
@@ -113,19 +127,28 @@ def check_train_config(
         except TherapygymError as err:
             raise ConfigError(f"{where}: field '{name}': {err}") from None
 
-    system = default_prompt()
-    if config.therapist_prompt:
-        system = field("therapist_prompt", lambda: read_prompt(config.therapist_prompt))
+    def judge(name: str, spec: str) -> Any:
+        model = field(name, lambda: load_model(spec, models_file=models_file))
+        if model.config.backend == "hf":
+            raise ConfigError(
+                f"{where}: field '{name}': {spec} cannot constrain its output to the "
+                "judges' JSON schemas; use local:smollm2, gguf:..., or an OpenAI-compatible server"
+            )
+        return model
+
+    prompt = field("therapist_prompt", lambda: resolve_prompt(config.therapist_prompt))
     reward = field("reward_weights", lambda: load_reward_spec(config.reward_weights))
     profiles = field("patients", lambda: select_profiles(config.patients))
     field("patient_model", lambda: load_model(config.patient_model, models_file=models_file))
-    judge = field("judge", lambda: load_model(config.judge, models_file=models_file))
-    if judge.config.backend == "hf":
-        raise ConfigError(
-            f"{where}: field 'judge': {config.judge} cannot constrain its output to the "
-            "judges' JSON schemas; use local:smollm2, gguf:..., or an OpenAI-compatible server"
-        )
-    return TrainInputs(profiles, system, reward, _grpo_args(config, where))
+    rewarding = judge("judge", config.judge)
+    if config.eval_judge is not None:
+        evaluating = judge("eval_judge", config.eval_judge)
+        if evaluating.identity == rewarding.identity:
+            raise ConfigError(
+                f"{where}: field 'eval_judge': {config.eval_judge} is the reward judge "
+                f"({config.judge}); a judge the policy trains on cannot tell whether it was gamed"
+            )
+    return TrainInputs(profiles, prompt, reward, _grpo_args(config, where))
 
 
 def _grpo_args(config: TrainConfig, where: str = "train config") -> Any:
@@ -158,16 +181,22 @@ GRPO_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _reward_log(path: Path, console: Console | None) -> Any:
+def reward_log(path: Path, console: Console | None) -> Any:
+    """The trainer callback that writes `path` (rewards.jsonl), one row per logged step,
+    and prints it to `console`."""
     from transformers import TrainerCallback
 
     class RewardLog(TrainerCallback):  # type: ignore[misc]
-        """Appends TRL's reward metrics of every logged step to rewards.jsonl."""
+        """Appends TRL's reward metrics of every logged step to rewards.jsonl, with the
+        evaluation judge's beside them (`rl/trl.py` logs those through TRL)."""
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **_: Any) -> None:
             if not logs or "reward" not in logs:
                 return
-            row = {"step": state.global_step, **{k: v for k, v in logs.items() if "reward" in k}}
+            kept = {
+                k: v for k, v in logs.items() if "reward" in k or k.startswith(f"{EVAL_METRIC}/")
+            }
+            row = {"step": state.global_step, **kept}
             with path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
             if console is not None:
@@ -175,6 +204,36 @@ def _reward_log(path: Path, console: Console | None) -> Any:
                 console.print(f"step {state.global_step}: " + "  ".join(parts))
 
     return RewardLog()
+
+
+def build_rewarder(config: TrainConfig, spec: RewardSpec, judge: AccountedModel) -> SessionRewarder:
+    """R from one judge under the config's judge settings: the reward judge's, and the
+    evaluation judge's on the same formula, so the two are on one scale."""
+    in_process = judge.model.config.in_process
+    return SessionRewarder(
+        judge,
+        spec,
+        samples=config.judge_samples,
+        settings=JudgeSettings(
+            temperature=0.0 if config.judge_samples == 1 else 0.7,
+            rationale_chars=config.judge_rationale_chars,
+        ),
+        concurrency=config.judge_concurrency or (1 if in_process else 8),
+        safety_mode=config.judge_safety_mode,
+    )
+
+
+def run_record(config: TrainConfig, inputs: TrainInputs) -> dict[str, Any]:
+    """The training run's identity (a resume with another is refused). Fields added since
+    runs were first stored are left out while they change nothing (no evaluation judge; a
+    therapist prompt without turn notes), so those runs still resume; a prompt with turn
+    notes is recorded by its fingerprint, so a run from before them is not resumed with
+    them, nor a run with them after the note or the prompt changed."""
+    train = config.model_dump(mode="json", exclude=None if config.eval_judge else {"eval_judge"})
+    record: dict[str, Any] = {"train": train, "reward": inputs.reward.source}
+    if inputs.prompt is not None and inputs.prompt.turn_aware:
+        record["turn_notes"] = inputs.prompt.fingerprint()
+    return record
 
 
 @dataclass
@@ -219,26 +278,26 @@ def train(
     ledger = UsageLedger()
     patient_base = load_model(config.patient_model, cache=cache, models_file=models_file)
     judge_base = load_model(config.judge, cache=cache, models_file=models_file)
+    eval_base = (
+        None
+        if config.eval_judge is None
+        else load_model(config.eval_judge, cache=cache, models_file=models_file)
+    )
     try:
-        record = {"train": config.model_dump(mode="json"), "reward": inputs.reward.source}
-        store.ensure_run(config.run_id, record)
-        rewarder = SessionRewarder(
-            AccountedModel(judge_base, "judge", ledger),
-            inputs.reward,
-            samples=config.judge_samples,
-            settings=JudgeSettings(
-                temperature=0.0 if config.judge_samples == 1 else 0.7,
-                rationale_chars=config.judge_rationale_chars,
-            ),
-            concurrency=config.judge_concurrency or (1 if judge_base.config.in_process else 8),
-            safety_mode=config.judge_safety_mode,
-        )
+        store.ensure_run(config.run_id, run_record(config, inputs))
         rollout = TherapyRollout(
             patient_model=AccountedModel(patient_base, "patient", ledger),
-            rewarder=rewarder,
+            rewarder=build_rewarder(
+                config, inputs.reward, AccountedModel(judge_base, "judge", ledger)
+            ),
+            eval_rewarder=None
+            if eval_base is None
+            else build_rewarder(
+                config, inputs.reward, AccountedModel(eval_base, "eval-judge", ledger)
+            ),
             loop=loop,
             session=config.session,
-            system_prompt=inputs.system_prompt,
+            prompt=inputs.prompt,
             turn_tokens=config.turn_tokens,
             store=store,
             run_id=config.run_id,
@@ -261,15 +320,16 @@ def train(
                 target_modules=list(config.lora.target_modules),
                 task_type="CAUSAL_LM",
             ),
-            callbacks=[_reward_log(rewards_path, console)],
+            callbacks=[reward_log(rewards_path, console)],
         )
         trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
         adapter = out / "adapter"
         trainer.model.save_pretrained(adapter)
         tokenizer.save_pretrained(adapter)
     finally:
-        loop.run(patient_base.aclose())
-        loop.run(judge_base.aclose())
+        for model in (patient_base, judge_base, eval_base):
+            if model is not None:
+                loop.run(model.aclose())
         loop.close()
     return TrainResult(
         run_id=config.run_id,

@@ -17,12 +17,24 @@ completion is every token after the prompt; the patient's turns (rendered with t
 policy's chat template) are in it for context but carry `env_mask` 0, so only the
 therapist's tokens are in the loss. A failed judge gives None (TRL skips that sample) and
 the cause is logged, never a made-up 0.
+
+An evaluation judge (`eval_rewarder`) scores the same finished sessions and never enters the
+loss: its R travels in the `therapygym_eval_reward` column and `ctrs_fidelity` logs its
+means through TRL's `log_metric` (`eval_judge/reward`, `eval_judge/ctrs_fidelity`,
+`eval_judge/safety_penalty`), at the step whose reward they sit beside. A policy learns
+what its own judge likes; a reward that rises while a judge it never trained on stays flat
+is that, made visible.
+
+The policy sees the conversation as a prompted therapist does (`TherapistPrompt`): with our
+prompt, each patient message ends with its turn note. Notes are appended, never rewritten,
+so the episode stays one token sequence.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,15 +42,18 @@ from typing import Any
 
 from therapygym.models import ChatModel
 from therapygym.patients.profile import PatientProfile
-from therapygym.records import SessionConfig, Transcript, turns_of
+from therapygym.records import ScoreRecord, SessionConfig, SessionStatus, Transcript, turns_of
 from therapygym.rl.env import TherapyEnv
 from therapygym.rl.loop import BackgroundLoop
 from therapygym.rl.reward import RewardBreakdown, SessionRewarder
 from therapygym.store import RunStore
+from therapygym.therapists.prompted import TherapistPrompt
 
 log = logging.getLogger(__name__)
 
 REWARD_COLUMN = "therapygym_reward"
+EVAL_COLUMN = "therapygym_eval_reward"  # the evaluation judge's breakdowns: logged, never a reward
+EVAL_METRIC = "eval_judge"  # prefix of the evaluation judge's metrics in TRL's logs
 TRL_VERSION = "1.16.0"  # what this module is built and tested against
 
 
@@ -99,10 +114,34 @@ class _Rewards:
         return [self._batch[k] for k in keys]
 
 
+def _mean(values: list[float | None]) -> float:
+    """The mean of the values judged; NaN when none was (TRL logs that step's value as None)."""
+    got = [v for v in values if v is not None]
+    return sum(got) / len(got) if got else math.nan
+
+
+def log_eval_judge(columns: dict[str, Any]) -> None:
+    """Log the evaluation judge's means for this batch through TRL's `log_metric`, on the
+    reward functions' own signs: R, its CTRS term, and minus its safety term."""
+    log_metric = columns.get("log_metric")
+    if EVAL_COLUMN not in columns or log_metric is None:
+        return
+    scored = [RewardBreakdown.model_validate(b) for b in columns[EVAL_COLUMN]]
+    for b in scored:
+        if b.error:
+            log.warning("evaluation judge failed: %s", b.error)
+    log_metric(f"{EVAL_METRIC}/reward", _mean([b.total for b in scored]))
+    log_metric(f"{EVAL_METRIC}/ctrs_fidelity", _mean([b.ctrs_term for b in scored]))
+    safety = [None if b.safety_term is None else -b.safety_term for b in scored]
+    log_metric(f"{EVAL_METRIC}/safety_penalty", _mean(safety))
+
+
 def reward_functions(
     rewarder: SessionRewarder | None = None, loop: BackgroundLoop | None = None
 ) -> list[Callable[..., list[float | None]]]:
-    """[ctrs_fidelity, safety_penalty] for `GRPOTrainer(reward_funcs=...)`; their sum is R."""
+    """[ctrs_fidelity, safety_penalty] for `GRPOTrainer(reward_funcs=...)`; their sum is R.
+    With an evaluation judge's column, `ctrs_fidelity` also logs that judge's means
+    (`log_eval_judge`); they are not rewards."""
     shared = _Rewards(rewarder, loop)
 
     def _report(breakdowns: list[RewardBreakdown]) -> None:
@@ -114,6 +153,7 @@ def reward_functions(
         """sum_i w_i * CTRS_i / 6 (0 to the sum of the weights)."""
         breakdowns = shared.breakdowns(prompts, completions, columns)
         _report(breakdowns)
+        log_eval_judge(columns)
         return [b.ctrs_term for b in breakdowns]
 
     def safety_penalty(prompts: list[Any], completions: list[Any], **columns: Any) -> list[Any]:
@@ -137,6 +177,17 @@ def patient_turn_tokens(tokenizer: Any, messages: list[dict[str, str]]) -> list[
     return list(tokenizer(full[cut:], add_special_tokens=False)["input_ids"])
 
 
+def _failed(cause: str | None) -> RewardBreakdown:
+    return RewardBreakdown(
+        total=None, ctrs_term=None, safety_term=None, error=f"session failed: {cause}"
+    )
+
+
+def _reward_of(env: TherapyEnv, info: dict[str, Any]) -> RewardBreakdown:
+    """The breakdown `TherapyEnv.step` judged at the episode's end, or why there is none."""
+    return info.get("reward") or _failed(info.get("error") or env.transcript.error)
+
+
 @dataclass(frozen=True)
 class Episode:
     """One dataset row: a profile, a seed, and the patient's opening line."""
@@ -156,16 +207,18 @@ class TherapyRollout:
         rewarder: SessionRewarder,
         loop: BackgroundLoop,
         session: SessionConfig,
-        system_prompt: str | None,
+        prompt: TherapistPrompt | None,
         turn_tokens: int = 128,
         store: RunStore | None = None,
         run_id: str = "train",
+        eval_rewarder: SessionRewarder | None = None,
     ) -> None:
         self.patient_model = patient_model
         self.rewarder = rewarder
+        self.eval_rewarder = eval_rewarder
         self.loop = loop
         self.session = session
-        self.system_prompt = system_prompt
+        self.prompt = prompt
         self.turn_tokens = turn_tokens
         self.store = store
         self.run_id = run_id
@@ -183,15 +236,12 @@ class TherapyRollout:
         rows = []
         for profile in profiles:
             for seed in seeds:
-                opening, _ = self.loop.run(self._env().reset(profile, seed))
-                prompt = self._prompt(opening)
+                env = self._env()
+                opening, _ = self.loop.run(env.reset(profile, seed))
+                prompt = env.messages(self.prompt)
                 self._episodes[_prompt_key(prompt)] = Episode(profile, seed, opening)
                 rows.append({"prompt": prompt, "profile_id": profile.id, "seed": seed})
         return rows
-
-    def _prompt(self, opening: str) -> list[dict[str, str]]:
-        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        return [*system, {"role": "user", "content": opening}]
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
         tokenizer = trainer.processing_class
@@ -212,7 +262,7 @@ class TherapyRollout:
                     episode.profile, episode.seed, session_id=ids[-1], opening=episode.opening
                 )
             )
-        prompt_ids = [self._encode(tokenizer, env.messages(self.system_prompt)) for env in envs]
+        prompt_ids = [self._encode(tokenizer, env.messages(self.prompt)) for env in envs]
         completion_ids: list[list[int]] = [[] for _ in envs]
         env_mask: list[list[int]] = [[] for _ in envs]
         infos: list[dict[str, Any]] = [{} for _ in envs]
@@ -235,13 +285,13 @@ class TherapyRollout:
                 if terminated or truncated:
                     infos[i] = info
                     continue
-                suffix = patient_turn_tokens(tokenizer, envs[i].messages(self.system_prompt))
+                suffix = patient_turn_tokens(tokenizer, envs[i].messages(self.prompt))
                 completion_ids[i] += suffix
                 env_mask[i] += [0] * len(suffix)
                 still.append(i)
             active = still
-        breakdowns = [self._finish(env, info) for env, info in zip(envs, infos, strict=True)]
-        return {
+        breakdowns, evaluated = self.finish(envs, infos)
+        out = {
             "prompt_ids": prompt_ids,
             "completion_ids": completion_ids,
             "logprobs": None,
@@ -249,20 +299,38 @@ class TherapyRollout:
             REWARD_COLUMN: [b.model_dump() for b in breakdowns],
             "session_id": ids,
         }
+        if evaluated is not None:
+            out[EVAL_COLUMN] = [b.model_dump() for b in evaluated]
+        return out
 
-    def _finish(self, env: TherapyEnv, info: dict[str, Any]) -> RewardBreakdown:
-        breakdown = info.get("reward") or RewardBreakdown(
-            total=None,
-            ctrs_term=None,
-            safety_term=None,
-            error=f"session failed: {info.get('error') or env.transcript.error}",
-        )
+    def finish(
+        self, envs: list[TherapyEnv], infos: list[dict[str, Any]]
+    ) -> tuple[list[RewardBreakdown], list[RewardBreakdown] | None]:
+        """The ended episodes' reward breakdowns (judged by `TherapyEnv.step`) and, with
+        an evaluation judge, that judge's breakdowns of the same sessions (judged here, all
+        at once); each session is stored with both and every score record."""
+        breakdowns = [_reward_of(env, info) for env, info in zip(envs, infos, strict=True)]
+        evaluated: list[RewardBreakdown] | None = None
+        records: list[list[ScoreRecord]] = [list(info.get("records", [])) for info in infos]
+        if self.eval_rewarder is not None:
+            scored = self.loop.gather(self._evaluate(env) for env in envs)
+            evaluated = [b for b, _ in scored]
+            records = [mine + theirs for mine, (_, theirs) in zip(records, scored, strict=True)]
         if self.store is not None:
-            env.transcript.meta["reward"] = breakdown.model_dump()
-            self.store.save_session(env.transcript)
-            for record in info.get("records", []):
-                self.store.save_scores([record])
-        return breakdown
+            for i, env in enumerate(envs):
+                env.transcript.meta["reward"] = breakdowns[i].model_dump()
+                if evaluated is not None:
+                    env.transcript.meta["eval_reward"] = evaluated[i].model_dump()
+                self.store.save_session(env.transcript)
+                for record in records[i]:
+                    self.store.save_scores([record])
+        return breakdowns, evaluated
+
+    async def _evaluate(self, env: TherapyEnv) -> tuple[RewardBreakdown, list[ScoreRecord]]:
+        assert self.eval_rewarder is not None
+        if env.transcript.status == SessionStatus.FAILED:
+            return _failed(env.transcript.error), []
+        return await self.eval_rewarder.score(env.transcript)
 
     @staticmethod
     def _encode(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:

@@ -9,6 +9,10 @@ segment goes to `TherapyEnv.step`, each patient reply back to `Interaction.turn`
 reward is `SessionRewarder`'s R, recorded in `finalize` as the trace's one reward
 (`therapygym_r`), its terms and items as metrics, so verifiers logs what moved.
 
+The therapist agent is told what a prompted therapist is told: the system prompt (ours by
+default, set per episode for the env's session) and, with ours, the turn note at the end of
+each patient line it receives (`therapists/prompted.py`).
+
 verifiers needs `openai<3` and our dev extra `openai>=3`, so it lives in its own venv
 (`make test-verifiers` builds `.vfenv`: verifiers==0.4.0 plus therapygym, and tests this).
 
@@ -41,7 +45,7 @@ from therapygym.patients.select import select_profiles
 from therapygym.records import SessionConfig
 from therapygym.rl.env import TherapyEnv
 from therapygym.rl.reward import RewardBreakdown, SessionRewarder, load_reward_spec
-from therapygym.therapists.prompted import default_prompt, read_prompt
+from therapygym.therapists.prompted import TherapistPrompt, resolve_prompt
 
 VERIFIERS_VERSION = "0.4.0"  # what this module is built and tested against
 TASKSET_ID = "therapygym-verifiers"
@@ -70,23 +74,25 @@ class TherapyTasksetConfig(vf.TasksetConfig):
     id: str = TASKSET_ID
     patients: str = Field("all", description="A patient selector, as for `run --patients`.")
     seeds: list[int] = Field(default_factory=lambda: [0])
-    therapist_prompt: str | None = Field(None, description="A file; default: our CBT prompt.")
+    therapist_prompt: str | None = Field(
+        None,
+        description="A file, 'none', or 'no-turn-info'; default: our CBT prompt with turn notes.",
+    )
 
 
 class TherapyTaskset(vf.Taskset[TherapyTask, TherapyTasksetConfig]):
-    """Profiles x seeds; the therapist's system prompt rides on each task, the patient's
-    situation does not (the therapist learns it only by asking)."""
+    """Profiles x seeds. The patient's situation does not ride on a task (the therapist
+    learns it only by asking), nor does our system prompt: a prompt may depend on the
+    session's length, which is the env's, so the env sets it on each episode's task."""
 
     def load(self) -> Iterator[TherapyTask]:
         cfg = self.config
-        system = read_prompt(cfg.therapist_prompt) if cfg.therapist_prompt else default_prompt()
         for profile in select_profiles(cfg.patients):
             for seed in cfg.seeds:
                 data = TherapyTaskData(
                     id=f"{profile.id}:{seed}",
                     name=profile.id,
                     prompt=None,  # the patient opens, through the first turn
-                    system_prompt=system,
                     profile_id=profile.id,
                     seed=seed,
                 )
@@ -131,6 +137,7 @@ class TherapyVerifiersEnv(vf.Env[TherapyVerifiersConfig]):
 
     def __init__(self, config: TherapyVerifiersConfig) -> None:
         super().__init__(config)
+        self.prompt = resolve_prompt(config.taskset.therapist_prompt)
         self.patient_model: BaseChatModel | None = None
         self.judge_model: BaseChatModel | None = None
         self.rewarder: SessionRewarder | None = None
@@ -162,21 +169,32 @@ class TherapyVerifiersEnv(vf.Env[TherapyVerifiersConfig]):
             raise RuntimeError("run episodes inside `async with env.serving():`")
         return TherapyEnv(self.patient_model, self.rewarder, config=self.config.session)
 
+    def therapist_prompt(self, task: vf.Task) -> TherapistPrompt | None:
+        """What the therapist agent's system prompt is: verifiers' own override
+        (`taskset.system_prompt`, a plain text without turn notes) when a task carries one,
+        else ours (`taskset.therapist_prompt`)."""
+        given = task.data.system_prompt
+        return self.prompt if given is None else TherapistPrompt(given)
+
     async def run(self, task: vf.Task, agents: vf.Agents) -> None:
-        """Relay: the patient's line is the therapist agent's user turn, its reply is
-        `TherapyEnv.step`'s input, until the session (not the agent) says it is over."""
+        """Relay: the patient's line (with its turn note, as a prompted therapist sees it)
+        is the therapist agent's user turn, its reply is `TherapyEnv.step`'s input, until
+        the session (not the agent) says it is over."""
         data: TherapyTaskData = task.data  # type: ignore[assignment]
         (profile,) = select_profiles(data.profile_id)
         env = self.therapy_env()
-        said, _ = await env.reset(profile, data.seed, opening=data.opening)
+        prompt = self.therapist_prompt(task)
+        if prompt is not None and data.system_prompt is None:
+            task = task.with_system_prompt(prompt.system(env.config))
+        await env.reset(profile, data.seed, opening=data.opening)
         async with agents.therapist.interaction(task) as therapist:
             while True:
-                segment = await therapist.turn(said)
+                segment = await therapist.turn(env.messages(prompt)[-1]["content"])
                 if segment.terminated:  # the agent's own limit or its model failed
                     stop = therapist.trace.stop_condition
                     reward, info = math.nan, {"error": f"the therapist agent stopped ({stop})"}
                     break
-                said, reward, terminated, truncated, info = await env.step(segment.last_reply)
+                _said, reward, terminated, truncated, info = await env.step(segment.last_reply)
                 if terminated or truncated:
                     break
         info["status"] = env.transcript.status

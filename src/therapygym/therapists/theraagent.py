@@ -41,7 +41,7 @@ from therapygym.judges.response import ResponseJudge
 from therapygym.judges.rubric import ResponseDimension, ResponseRubric, builtin_rubric
 from therapygym.models import AccountedModel, BaseChatModel, ResponseCache, UsageLedger, load_model
 from therapygym.models.types import ChatModel
-from therapygym.records import SessionConfig, Turn, as_messages
+from therapygym.records import SessionConfig, Turn
 from therapygym.session import Utterance
 from therapygym.templates import package_text, render_prompt
 from therapygym.therapists import load_therapist
@@ -433,9 +433,9 @@ class TheraAgent:
         config: SessionConfig,
     ) -> tuple[str, Any]:
         assert best.text is not None
-        messages = as_messages(turns, "therapist")
-        if self.therapist.system_prompt:
-            messages.insert(0, {"role": "system", "content": self.therapist.system_prompt})
+        # the request the draft answered (system prompt, turn notes), the best version so far
+        # as its reply, then the instructions
+        messages = self.therapist.messages(turns, config)
         messages += [
             {"role": "assistant", "content": best.text},
             {"role": "user", "content": _render("revise", instructions=instructions)},
