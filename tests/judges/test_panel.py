@@ -16,6 +16,7 @@ from therapygym.judges.panel import (
     combine_safety,
     combine_scores,
     combine_verdicts,
+    displaced_ctrs,
     raters,
 )
 from therapygym.records import ScoreRecord
@@ -158,3 +159,48 @@ def test_check_tie_and_severity() -> None:
     assert (tie.verdict, tie.raters, tie.agreement, tie.severity) == ("tie", 2, 0.5, "none")
     one = combine_check(records[:1])["q"]
     assert (one.verdict, one.severity) == ("yes", "none")
+
+
+def _ctrs2(scored: dict[str, int], displaced: tuple[str, ...], *, sample: int = 0) -> ScoreRecord:
+    """A ctrs@2.0 rater: items it scored, and items it marked displaced by a risk pivot."""
+    result = {
+        "items": {item: {"score": v} for item, v in scored.items()},
+        "displaced": {item: {"evidence": ["T1", "T2"]} for item in displaced},
+    }
+    return _record("ctrs", result, sample=sample)
+
+
+def test_an_item_is_displaced_when_at_least_half_of_its_raters_mark_it() -> None:
+    """Each item on its own: agenda marked by one of two raters (a tie: displaced, since a
+    pivot to risk must not cost the therapist), feedback by both, homework by one of three
+    (scored), pacing by nobody. Raters are those who rated that item, scored or marked."""
+    records = [
+        _ctrs2({"pacing": 4, "homework": 2}, ("agenda", "feedback"), sample=0),
+        _ctrs2({"agenda": 3, "pacing": 5, "homework": 3}, ("feedback",), sample=1),
+        _ctrs2({"pacing": 6}, ("homework",), sample=2),
+    ]
+    got = displaced_ctrs(records)
+    assert set(got) == {"agenda", "feedback"}
+    assert (got["agenda"].raters, got["agenda"].agreement) == (2, 0.5)
+    assert (got["feedback"].raters, got["feedback"].agreement) == (2, 1.0)
+    # homework: one of three marked it, under half, so the panel scores it
+    assert "homework" not in got
+    assert set(combine_ctrs(records, "mean")) == {"pacing", "homework"}
+
+
+def test_two_of_three_markers_displace_and_errors_are_not_raters() -> None:
+    records = [
+        _ctrs2({}, ("agenda",), sample=0),
+        _ctrs2({}, ("agenda",), sample=1),
+        _ctrs2({"agenda": 6}, (), sample=2),
+        _record("ctrs", None, sample=3, error="invalid JSON"),  # a failed call rates nothing
+        _record("ctrs", {"items": {"agenda": {"score": 6}}}, sample=4, error="late"),
+    ]
+    got = displaced_ctrs(records)
+    assert got["agenda"].raters == 3 and got["agenda"].agreement == pytest.approx(2 / 3)
+
+
+def test_ctrs_1_0_records_have_no_displaced_items() -> None:
+    """1.0 results hold only scored items: nothing is displaced, whatever the panel."""
+    records = [_record("ctrs", {"items": {"agenda": {"score": 2}}}, sample=i) for i in range(3)]
+    assert displaced_ctrs(records) == {}
