@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from judges.scripted import instance
+from judges.scripted import instance, judge_replier
 
 from therapygym.calibration.analysis import (
     ItemReport,
@@ -228,6 +228,40 @@ def test_calibrate_cli_writes_json_weights_and_html(
     assert set(weights["safety"]) >= set(LABELS)
     html = (outdir / "calibration_section.html").read_text()
     assert html.startswith("<section") and "crisis_unaddressed" in html
+
+
+def test_calibrate_battery_runs_the_judge_battery_for_the_same_judge(
+    tmp_path: Path, openai_server: Any, server_spec: Any
+) -> None:
+    """`calibrate --battery` (issue 18): beside agreement with the experts, the same judge
+    scores the robustness battery (its own run in the same store) and judge_battery.json
+    is written with the calibration; a second invocation makes no new judge call."""
+    server = openai_server(judge_replier(score=4, verdict="no"))
+    bench_path = tmp_path / "bench.jsonl"
+    write_bench_jsonl(synthetic_bench(), bench_path)
+    outdir = tmp_path / "out"
+    args = [sys.executable, "-m", "therapygym", "calibrate", "--bench", str(bench_path),
+            "--judge", server_spec(server), "--resamples", "100", "--recalibrate", "none",
+            "--battery", "--store", str(tmp_path / "s.sqlite"), "-o", str(outdir),
+            "--no-cache"]  # fmt: skip
+    env = {**os.environ, "COLUMNS": "250"}
+    result = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    battery = json.loads((outdir / "judge_battery.json").read_text())
+    assert battery["format"] == "therapygym.judge_battery/1" and len(battery["pairs"]) >= 40
+    assert {k["kind"] for k in battery["kinds"]} >= {"buzzwords", "paraphrase"}
+    assert (outdir / "calibration.json").exists()
+    calls = len(server.requests)
+    again = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0, again.stderr
+    assert len(server.requests) == calls  # both runs resumed from the store
+
+    alone = subprocess.run(
+        [sys.executable, "-m", "therapygym", "calibrate", "--bench", str(bench_path),
+         "--humans-only", "--battery"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert alone.returncode == 2 and "--battery tests a judge: give --judge SPEC" in alone.stderr
 
 
 def test_calibrate_cli_errors_are_one_line(tmp_path: Path) -> None:

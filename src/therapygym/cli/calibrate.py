@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
     from therapygym.calibration.report import CalibrationReport
     from therapygym.judges.plan import JudgePlan
+    from therapygym.models.cache import ResponseCache
+    from therapygym.probes.judge_battery import JudgeBattery
     from therapygym.store import RunStore
 
 # --examples: the variants it judges, each with its folder under the output directory
@@ -115,6 +117,14 @@ def calibrate(
         Path | None,
         typer.Option("-o", "--output-dir", help="Where to write the JSON, weights and HTML."),
     ] = None,
+    battery: Annotated[
+        bool,
+        typer.Option(
+            "--battery",
+            help="Also run the judge-robustness battery (`probe judge`) for the same "
+            "judges: how easily they are gamed, beside how well they agree.",
+        ),
+    ] = False,
     concurrency: ConcurrencyOpt = 8,
     store: StoreOpt = None,
     models_file: ModelsFileOpt = None,
@@ -141,6 +151,7 @@ def calibrate(
 
     policy = failure_policy(ctx)
     check_calibration(judge, humans_only=humans_only, recalibrate=recalibrate)
+    suite = battery_for(judge, rubric, rationale_chars, models_file) if battery else None
     check_output(output_dir, folder=True, option="--output-dir")
     if judge:  # only a judge opens the store and the cache
         check_store_path(store)
@@ -200,8 +211,72 @@ def calibrate(
         for label, r in reports
         if (j := r.judge) is not None
     ]
+    if suite is not None and run_store is not None:
+        tallies.append(run_battery(suite, run_store, responses, folder, models_file, concurrency))
     if tallies:
         enforce(policy, tallies, rerun())
+
+
+def battery_for(
+    judges: list[str] | None,
+    rubrics: list[str] | None,
+    rationale_chars: int,
+    models_file: Path | None,
+) -> tuple[JudgeBattery, JudgePlan]:
+    """The judge battery and its plan for `calibrate --battery`, checked before any work:
+    the same judges, and the CTRS and safety versions `--rubric` pins (the battery scores
+    only those two kinds)."""
+    from therapygym.config import check_specs
+    from therapygym.judges.rubric import parse_rubric_ref
+    from therapygym.probes.judge_battery import (
+        RUBRIC_KINDS,
+        battery_plan,
+        check_labels,
+        load_judge_battery,
+    )
+
+    if not judges:
+        raise TherapygymError("--battery tests a judge: give --judge SPEC")
+    pinned = tuple(r for r in rubrics or () if parse_rubric_ref(r)[0] in RUBRIC_KINDS)
+    suite = load_judge_battery()
+    plan = battery_plan(tuple(judges), pinned, rationale_chars=rationale_chars)
+    check_labels(suite, plan)
+    check_specs(models_file, judges=judges)
+    return suite, plan
+
+
+def run_battery(
+    suite: tuple[JudgeBattery, JudgePlan],
+    store: RunStore,
+    cache: ResponseCache | None,
+    folder: Path,
+    models_file: Path | None,
+    concurrency: int,
+) -> Tally:
+    """Run the battery as `probe judge` does (its own stored run, resumable), print its
+    table, write judge_battery.json beside the calibration; the tally of its units."""
+    from therapygym.artefacts import write_text
+    from therapygym.probes.judge_battery import run_judge_battery
+    from therapygym.probes.render import battery_table
+
+    battery, plan = suite
+    with resumable(rerun()):
+        judged, report = asyncio.run(
+            run_judge_battery(
+                battery,
+                plan,
+                store,
+                cache=cache,
+                models_file=models_file,
+                concurrency=concurrency,
+                console=term.err,
+            )
+        )
+    term.out.print(battery_table(report))
+    path = folder / "judge_battery.json"
+    write_text(path, report.model_dump_json(indent=2))
+    wrote([path])
+    return Tally("judge battery units", judged.failed, judged.units)
 
 
 def example_variants(choice: str, plan: JudgePlan | None) -> list[tuple[str, bool, str]]:
