@@ -463,6 +463,40 @@ def plan_records(store: RunStore, run_id: str, result: JudgeResult) -> list[Scor
     ]
 
 
+async def judge_transcripts(
+    store: RunStore,
+    run_id: str,
+    identity: dict[str, Any],
+    transcripts: Sequence[Transcript],
+    plan: JudgePlan,
+    *,
+    provenance: dict[str, Any] | None = None,
+    cache: ResponseCache | None,
+    models_file: Path | str | None = None,
+    concurrency: int = 8,
+    console: Console | None = None,
+) -> tuple[JudgeResult, list[ScoreRecord]]:
+    """Judge transcripts made elsewhere (a bench's, the judge battery's): stored once as
+    run `run_id` (`identity` is the run's config, checked on resume), then judged by
+    `judge_run` like any run, resuming what is judged; the result and the scores of this
+    plan's judges only."""
+    store.ensure_run(run_id, identity, provenance)
+    stored = store.finished_session_ids(run_id)
+    for transcript in transcripts:
+        if transcript.session_id not in stored:
+            store.save_session(transcript)
+    result = await judge_run(
+        store,
+        run_id,
+        plan,
+        cache=cache,
+        models_file=models_file,
+        concurrency=concurrency,
+        console=console,
+    )
+    return result, plan_records(store, run_id, result)
+
+
 @dataclass
 class EvalResult:
     """What `evaluate` did: the sessions it ran (None when it judged a stored run), the

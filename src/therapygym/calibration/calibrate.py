@@ -37,7 +37,7 @@ from therapygym.judges.plan import JudgePlan
 from therapygym.judges.rubric import MIRubric, builtin_rubric
 from therapygym.models import ResponseCache
 from therapygym.records import ScoreRecord, Transcript
-from therapygym.runner import judge_run, plan_records
+from therapygym.runner import judge_transcripts
 from therapygym.store import RunStore
 from therapygym.summary import embedded_judges
 
@@ -104,23 +104,17 @@ async def judge_bench(
     transcripts = bench.transcripts(run_id, max_turns=max_turns)
     if not transcripts:
         raise ValueError(f"{bench.name}: no dialogue has a transcript to judge")
-    store.ensure_run(
-        run_id, {"kind": "calibration", "bench_digest": bench.digest, "max_turns": max_turns}
-    )
-    stored = store.finished_session_ids(run_id)
-    for t in transcripts:
-        if t.session_id not in stored:
-            store.save_session(t)
-    result = await judge_run(
+    result, records = await judge_transcripts(
         store,
         run_id,
+        {"kind": "calibration", "bench_digest": bench.digest, "max_turns": max_turns},
+        transcripts,
         plan,
         cache=cache,
         models_file=models_file,
         concurrency=concurrency,
         console=console,
     )
-    records = plan_records(store, run_id, result)
     scores = JudgeScores()
     for s, t in zip(session_scores(transcripts, records), transcripts, strict=True):
         if s.ctrs_items:

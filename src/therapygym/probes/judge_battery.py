@@ -64,7 +64,7 @@ from therapygym.records import (
     short_fingerprint,
     turns_of,
 )
-from therapygym.runner import JudgeResult, judge_run, plan_records
+from therapygym.runner import JudgeResult, judge_transcripts
 from therapygym.stats import mean_ci
 from therapygym.store import RunStore
 from therapygym.summary import embedded_judges
@@ -397,23 +397,18 @@ async def run_judge_battery(
     is named by the battery's pairs alone, so changing a line recomputes the report
     without a call, and another judge on the same run is judged beside the first."""
     transcripts = battery_transcripts(battery, run_id)
-    store.ensure_run(
-        run_id, {"kind": "judge_battery", "battery": battery.ref}, collect_provenance()
-    )
-    stored = store.finished_session_ids(run_id)
-    for transcript in transcripts:
-        if transcript.session_id not in stored:
-            store.save_session(transcript)
-    judged = await judge_run(
+    judged, records = await judge_transcripts(
         store,
         run_id,
+        {"kind": "judge_battery", "battery": battery.ref},
+        transcripts,
         plan,
+        provenance=collect_provenance(),
         cache=cache,
         models_file=models_file,
         concurrency=concurrency,
         console=console,
     )
-    records = plan_records(store, run_id, judged)
     scored = {s.profile_id: s for s in session_scores(transcripts, records, "mean")}
     specs = sorted({spec for spec, *_ in judged.judges})
     report = battery_report(
