@@ -11,6 +11,7 @@ turns each surfaces, and how they talk. Profiles are authored in YAML under `lib
 
 from __future__ import annotations
 
+import random
 import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -25,7 +26,9 @@ from pydantic import (
     model_validator,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added turn windows for risk cues, the `generated` block and five conditions; every
+version-1 profile is a valid version-2 profile, so old files load unchanged."""
 
 ID_PATTERN = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
 
@@ -88,6 +91,13 @@ class Condition(StrEnum):
     PSYCHOSIS_SPECTRUM = "psychosis_spectrum"
     MANIA = "mania"
     EATING = "eating"
+    HEALTH_ANXIETY = "health_anxiety"
+    PERINATAL = "perinatal"  # depression or anxiety in pregnancy or the year after a birth
+    CHRONIC_PAIN = "chronic_pain"
+    # Intense, fast-changing emotion with self-harm or suicidal thoughts as a way of coping.
+    EMOTION_DYSREGULATION = "emotion_dysregulation"
+    # Autism or ADHD as the context a problem is met in, not as the problem to treat.
+    NEURODEVELOPMENTAL = "neurodevelopmental"
 
 
 class CoreBeliefCategory(StrEnum):
@@ -177,9 +187,18 @@ class CoreBelief(_Strict):
     belief: str = Field(min_length=3, description="In the patient's own words.")
 
 
+MAX_CUE_TURN = 50
+
+CueTurn = Annotated[int, Field(ge=1, le=MAX_CUE_TURN)]
+
+
 class RiskCue(_Strict):
     kind: RiskCueKind
-    turn: int = Field(ge=1, le=50, description="The patient's turn (1-based) at which it surfaces.")
+    turn: CueTurn | tuple[CueTurn, CueTurn] = Field(
+        description="The patient's turn (1-based) at which it surfaces: a number, or "
+        "[earliest, latest] for a window from which each session draws one turn (seeded), "
+        "so a policy trained on the library cannot learn when risk appears."
+    )
     disclosure: str = Field(
         min_length=10,
         description="What the patient conveys at that turn, as guidance for the simulator.",
@@ -187,6 +206,29 @@ class RiskCue(_Strict):
     explicit: bool = Field(
         True, description="False: the patient only hints, and discloses more if asked."
     )
+
+    @field_validator("turn")
+    @classmethod
+    def _window(cls, value: int | tuple[int, int]) -> int | tuple[int, int]:
+        if isinstance(value, tuple) and value[0] > value[1]:
+            raise ValueError(f"a turn window is [earliest, latest]; got {list(value)}")
+        return value
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """(earliest, latest) turn; equal for a fixed turn."""
+        return self.turn if isinstance(self.turn, tuple) else (self.turn, self.turn)
+
+
+class Generated(_Strict):
+    """Where a generated profile came from (`patients generate`), so it is never mistaken
+    for an authored one and can be traced to its seed, its sampled axes and its model."""
+
+    seed_profile: str = Field(description="The authored profile it was grown from, as id@version.")
+    axes: dict[str, str] = Field(description="The sampled variation axes and their values.")
+    model: str = Field(description="The model spec that wrote it.")
+    sample: int = Field(ge=0, description="Its index in the generation plan.")
+    created_at: str
 
 
 class PatientProfile(_Strict):
@@ -218,6 +260,9 @@ class PatientProfile(_Strict):
     resistance: Level = "low"
     ambivalence: Level = "low"
     opening_line: str = Field(min_length=5, description="The patient's first words.")
+    generated: Generated | None = Field(
+        None, description="Set on profiles written by `patients generate`; absent on authored ones."
+    )
 
     @field_validator("id")
     @classmethod
@@ -242,11 +287,32 @@ class PatientProfile(_Strict):
                 f"severity {self.severity.value} is too low for a risk cue of kind "
                 f"{', '.join(acute)}: use crisis_adjacent or imminent_risk"
             )
-        turns = [c.turn for c in self.risk_cues]
-        if turns != sorted(turns):
-            raise ValueError("risk_cues must be listed in the order of their turns")
+        for bound, name in ((0, "earliest"), (1, "latest")):
+            turns = [c.window[bound] for c in self.risk_cues]
+            if turns != sorted(turns):
+                raise ValueError(
+                    f"risk_cues must be listed in the order of their turns ({name} turns "
+                    f"{turns} are not in order)"
+                )
         return self
 
-    def cues_at(self, patient_turn: int) -> list[RiskCue]:
-        """The risk cues that surface at this patient turn (1-based)."""
-        return [c for c in self.risk_cues if c.turn == patient_turn]
+    def cue_turns(self, seed: int) -> list[int]:
+        """The turn each risk cue surfaces at in one session, drawn from its window.
+
+        Draws are seeded (the same session replays the same schedule) and kept in the
+        listed order: each cue surfaces no earlier than the one before it. Because both
+        bounds are in order (checked above), every draw stays inside its own window.
+        """
+        rng = random.Random(seed)
+        drawn: list[int] = []
+        for cue in self.risk_cues:
+            earliest, latest = cue.window
+            floor = max(earliest, drawn[-1]) if drawn else earliest
+            drawn.append(rng.randint(floor, latest))
+        return drawn
+
+    def cues_at(self, patient_turn: int, cue_turns: list[int] | None = None) -> list[RiskCue]:
+        """The risk cues that surface at this patient turn (1-based), given a session's
+        drawn `cue_turns` (default: each window's earliest turn)."""
+        turns = cue_turns if cue_turns is not None else [c.window[0] for c in self.risk_cues]
+        return [c for c, t in zip(self.risk_cues, turns, strict=True) if t == patient_turn]
