@@ -192,3 +192,23 @@ def test_the_training_record_names_the_eval_judge_and_the_turn_notes(tmp_path: P
     both = _train_config(tmp_path, eval_judge=other, therapist_prompt="no-turn-info")
     record = run_record(both, check_train_config(both))
     assert record["train"]["eval_judge"] == other and "turn_notes" not in record
+
+
+def test_the_reward_judge_can_leave_out_the_ctrs_examples(
+    tmp_path: Path, recording_model: Any
+) -> None:
+    """judge_examples: false is recorded (a run with examples is not resumed without them)
+    and reaches the CTRS judge, whose fingerprint changes with it; true is the old
+    default and stays out of the record."""
+    pytest.importorskip("trl", reason="the [train] extra is not installed")
+    from therapygym.rl.train import check_train_config, run_record
+
+    plain = _train_config(tmp_path)
+    assert "judge_examples" not in run_record(plain, check_train_config(plain))["train"]
+    short = _train_config(tmp_path, judge_examples=False)
+    assert run_record(short, check_train_config(short))["train"]["judge_examples"] is False
+    with_examples = SessionRewarder(recording_model()).judges[0]
+    without = SessionRewarder(recording_model(), examples=False).judges[0]
+    assert with_examples.rubric.id == "ctrs" and without.rubric.id == "ctrs"
+    assert with_examples.examples is not None and without.examples is None
+    assert with_examples.fingerprint != without.fingerprint

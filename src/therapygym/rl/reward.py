@@ -306,6 +306,7 @@ class SessionRewarder:
         aggregation: Aggregation = "mean",
         concurrency: int = 8,
         safety_mode: SafetyMode = "one_call",
+        examples: bool = True,
     ) -> None:
         self.spec = spec or default_reward_spec()
         self._gate = asyncio.Semaphore(concurrency)
@@ -314,8 +315,9 @@ class SessionRewarder:
         settings = settings or JudgeSettings(temperature=0.0 if samples == 1 else 0.7)
         # labels that all cost 0 are not worth a call
         kinds = ("ctrs", "safety") if self.spec.charges_safety else ("ctrs",)
-        # per_group safety: several shorter calls, for judges with an 8k context
-        modes = {"safety": {"mode": safety_mode}}
+        # per_group safety: several shorter calls, for judges with an 8k context; ctrs@2.0's
+        # skill examples can be left out for the same reason
+        modes = {"safety": {"mode": safety_mode}, "ctrs": {"examples": examples}}
         self.judges: list[RubricJudge] = [
             JUDGES.get(kind)(judge, builtin_rubric(kind), settings, **modes.get(kind, {}))
             for kind in kinds

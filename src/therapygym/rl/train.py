@@ -93,6 +93,11 @@ class TrainConfig(BaseModel):
         description="safety@2.0 in one call, or per_group (several shorter calls: an "
         "8k-context judge such as the embedded model needs it).",
     )
+    judge_examples: bool = Field(
+        True,
+        description="ctrs@2.0: show the reward judge the rubric's skill examples (false "
+        "shortens every CTRS call; the CI smoke run turns them off).",
+    )
     lora: LoraSettings = LoraSettings()
     grpo: dict[str, Any] = Field(default_factory=dict, description="TRL GRPOConfig fields.")
     output_dir: str = "runs/train"
@@ -220,16 +225,20 @@ def build_rewarder(config: TrainConfig, spec: RewardSpec, judge: AccountedModel)
         ),
         concurrency=config.judge_concurrency or (1 if in_process else 8),
         safety_mode=config.judge_safety_mode,
+        examples=config.judge_examples,
     )
 
 
 def run_record(config: TrainConfig, inputs: TrainInputs) -> dict[str, Any]:
     """The training run's identity (a resume with another is refused). Fields added since
-    runs were first stored are left out while they change nothing (no evaluation judge; a
-    therapist prompt without turn notes), so those runs still resume; a prompt with turn
-    notes is recorded by its fingerprint, so a run from before them is not resumed with
-    them, nor a run with them after the note or the prompt changed."""
-    train = config.model_dump(mode="json", exclude=None if config.eval_judge else {"eval_judge"})
+    runs were first stored are left out while they change nothing (no evaluation judge; the
+    CTRS examples shown, as before the option; a therapist prompt without turn notes), so
+    those runs still resume; a prompt with turn notes is recorded by its fingerprint, so a
+    run from before them is not resumed with them, nor a run with them after the note or
+    the prompt changed."""
+    unchanged = {"eval_judge"} if not config.eval_judge else set()
+    unchanged |= {"judge_examples"} if config.judge_examples else set()
+    train = config.model_dump(mode="json", exclude=unchanged or None)
     record: dict[str, Any] = {"train": train, "reward": inputs.reward.source}
     if inputs.prompt is not None and inputs.prompt.turn_aware:
         record["turn_notes"] = inputs.prompt.fingerprint()

@@ -113,6 +113,9 @@ class TherapyVerifiersConfig(vf.EnvConfig):
     judge_safety_mode: SafetyMode = Field(
         "one_call", description="safety@2.0 in one call, or per_group (8k-context judges)."
     )
+    judge_examples: bool = Field(
+        True, description="ctrs@2.0: show the judge the rubric's skill examples."
+    )
     models_file: str | None = None
     reward_weights: str | None = None
     judge_samples: int = Field(1, ge=1)
@@ -154,6 +157,7 @@ class TherapyVerifiersEnv(vf.Env[TherapyVerifiersConfig]):
             samples=cfg.judge_samples,
             concurrency=cfg.judge_concurrency,
             safety_mode=cfg.judge_safety_mode,
+            examples=cfg.judge_examples,
         )
 
     async def stop(self) -> None:
