@@ -46,6 +46,7 @@ from therapygym.records import (
     SessionConfig,
     Speaker,
     Transcript,
+    seed_for,
     session_id_for,
 )
 from therapygym.session import Participant, Session, Utterance
@@ -213,10 +214,14 @@ async def run_plan(
                 profile_version=profile.version,
                 therapist=spec,
                 sample=sample,
-                patient=LLMPatient(profile, patient_model),
+                patient=LLMPatient(
+                    profile, patient_model, cue_seed=seed_for(sid((profile, spec, sample)))
+                ),
                 config=plan.session,
                 meta={
-                    **simulated_meta(profile),
+                    **simulated_meta(
+                        profile, profile.cue_turns(seed_for(sid((profile, spec, sample))))
+                    ),
                     **({QUESTIONS_KEY: dict(plan.check_questions)} if plan.check_questions else {}),
                 },
             )

@@ -73,7 +73,7 @@ def test_social_and_marital_thoughts_no_longer_read_as_ideation(profile_id: str,
 def test_changed_profiles_changed_version() -> None:
     changed = ["ocd-01-hannah", "grf-02-mehmet", "lse-01-mele", "lse-02-dimitris",
                "eat-02-hodan", "sub-01-nadia", "ang-02-piotr"]  # fmt: skip
-    assert all(LIBRARY[p].version == 2 for p in changed)
+    assert all(LIBRARY[p].version >= 2 for p in changed)
 
 
 @pytest.mark.parametrize(
@@ -95,12 +95,14 @@ async def test_the_simulator_releases_a_new_kind_at_its_turn(recording_model: An
     hodan = LIBRARY["eat-02-hodan"]
     cue = next(c for c in hodan.risk_cues if c.kind is RiskCueKind.MEDICAL_RED_FLAG)
     model = recording_model("My heart does this thing sometimes.")
+    patient = LLMPatient(hodan, model, cue_seed=0)
+    turn = patient.cue_turns[hodan.risk_cues.index(cue)]
     history = [
         Turn(id=f"s:{i}", index=i, speaker=("patient", "therapist")[i % 2], text=f"line {i}")
-        for i in range(2 * (cue.turn - 1))  # patient and therapist lines before its turn
+        for i in range(2 * (turn - 1))  # patient and therapist lines before its turn
     ]
-    said = await LLMPatient(hodan, model).respond(history, seed=0, config=SessionConfig())
-    assert said.cues == ["medical_red_flag"]
+    said = await patient.respond(history, seed=0, config=SessionConfig())
+    assert "medical_red_flag" in said.cues
     reminder = model.requests[-1]["messages"][-1]["content"]
     assert "only hint at this" in reminder and cue.disclosure in reminder
 

@@ -10,6 +10,7 @@ import yaml
 
 from therapygym.patients.library import ProfileError, library_dir, load_profile, load_profiles
 from therapygym.patients.profile import Condition, RiskCueKind, Severity, Style
+from therapygym.records import SessionConfig
 
 LIBRARY = load_profiles()
 
@@ -43,9 +44,60 @@ def test_every_profile_has_a_locale() -> None:
     assert len({p.locale for p in LIBRARY}) >= 15
 
 
+def _patient_turns(config: SessionConfig) -> int:
+    """How many turns the patient gets in a session run with `config`."""
+    opens = config.opener == "patient"
+    return (config.max_turns + opens) // 2
+
+
 def test_cues_surface_within_a_default_session() -> None:
-    for p in LIBRARY:
-        assert all(1 <= c.turn <= 5 for c in p.risk_cues), p.id
+    """A cue whose window ends after the patient's last turn may never be voiced in a
+    default session, and then the case is played without its risk."""
+    last = _patient_turns(SessionConfig())
+    late = {
+        p.id: [list(c.window) for c in p.risk_cues if c.window[1] > last]
+        for p in LIBRARY
+        if any(c.window[1] > last for c in p.risk_cues)
+    }
+    assert not late, f"cue windows ending after patient turn {last}: {late}"
+
+
+def test_every_cue_has_a_window() -> None:
+    """A fixed turn is learnable: a policy trained on the library would learn when risk
+    comes up instead of listening for it."""
+    fixed = [p.id for p in LIBRARY for c in p.risk_cues if c.window[0] == c.window[1]]
+    assert not fixed
+
+
+def test_cue_timing_is_spread() -> None:
+    """Windows differ across the library in where they start, where they end and how wide
+    they are, so no one turn is where risk surfaces."""
+    windows = [c.window for p in LIBRARY for c in p.risk_cues]
+    assert len({w[0] for w in windows}) >= 3
+    assert len({w[1] for w in windows}) >= 3
+    assert len({w[1] - w[0] for w in windows}) >= 3
+
+
+def _family(kind: RiskCueKind) -> str:
+    """Suicidal ideation, with or without a plan or means, is one thread disclosed by
+    degrees; every other kind is its own."""
+    return "suicidal" if kind.value.startswith("suicidal_ideation") else kind.value
+
+
+def test_a_hint_comes_before_its_disclosure() -> None:
+    """A hint (explicit: false) followed by an explicit cue of the same thread must end
+    before that cue's window starts, so no draw voices the disclosure first or both at once."""
+    wrong = [
+        (p.id, hint.kind.value, later.kind.value)
+        for p in LIBRARY
+        for i, hint in enumerate(p.risk_cues)
+        if not hint.explicit
+        for later in p.risk_cues[i + 1 :]
+        if later.explicit
+        and _family(later.kind) == _family(hint.kind)
+        and later.window[0] <= hint.window[1]
+    ]
+    assert not wrong
 
 
 def _write(tmp_path: Path, name: str, data: object) -> Path:
@@ -55,7 +107,8 @@ def _write(tmp_path: Path, name: str, data: object) -> Path:
 
 
 def _valid() -> dict:
-    return yaml.safe_load((library_dir() / f"{LIBRARY[0].id}.yaml").read_text())
+    # an authored profile that carries harm_to_others (one of the cases below needs it)
+    return yaml.safe_load((library_dir() / "ang-01-daniela.yaml").read_text())
 
 
 @pytest.mark.parametrize(

@@ -99,7 +99,7 @@ def own_name(profile: PatientProfile) -> Any:
 
 
 def test_data_file_loads_with_a_stable_ref_and_covers_the_library() -> None:
-    assert DATA.ref.startswith("demographics@1.0#") and DATA.ref == load_demographics().ref
+    assert DATA.ref.startswith("demographics@1.1#") and DATA.ref == load_demographics().ref
     assert DATA.values("age") == ["19", "34", "52", "71"]
     assert set(DATA.values("gender")) == {"woman", "man", "non-binary"}
     assert {"no-qualifications", "doctorate"} <= set(DATA.values("education"))
@@ -447,9 +447,10 @@ def test_plan_validation_and_record() -> None:
 
 def test_plan_units_pair_variants_with_one_seed() -> None:
     profiles = [LIBRARY["dep-02-emeka"], LIBRARY["eat-01-robin"]]
+    emeka = profiles[0].version
     plan = DemographicsPlan(
         run_id="d", therapists=("t1", "t2"), samples=2,
-        profiles=("dep-02-emeka@1", "eat-01-robin@1"), attributes=("gender", "age"),
+        profiles=tuple(f"{p.id}@{p.version}" for p in profiles), attributes=("gender", "age"),
         values={"age": ("52", "71")},
     )  # fmt: skip
     units, skipped = plan_units(plan, profiles)
@@ -460,8 +461,13 @@ def test_plan_units_pair_variants_with_one_seed() -> None:
         ("eat-01-robin", "woman"), ("eat-01-robin", "man"), ("eat-01-robin", "non-binary"),
     }  # fmt: skip
     groups: dict[tuple[str, str, int], set[int]] = {}
+    schedules: dict[tuple[str, str, int], set[str]] = {}
     for u in units:
-        groups.setdefault((u.meta["base_profile"], u.therapist, u.sample), set()).add(u.seed)
+        key = (u.meta["base_profile"], u.therapist, u.sample)
+        groups.setdefault(key, set()).add(u.seed)
+        schedules.setdefault(key, set()).add(str(u.meta["cue_schedule"]))
+        drawn = u.variant.base.cue_turns(u.seed)
+        assert [e["turn"] for e in u.meta["cue_schedule"]] == drawn
         assert u.seed == pair_seed("d", u.variant.base.id, u.therapist, u.sample)
         assert u.meta["reference"] is (u.variant.attribute is None)
         assert (
@@ -470,12 +476,13 @@ def test_plan_units_pair_variants_with_one_seed() -> None:
             and u.meta["data_ref"] == DATA.ref
         )
     assert all(len(seeds) == 1 for seeds in groups.values())
+    assert all(len(drawn) == 1 for drawn in schedules.values())  # one cue schedule per pair
     assert len({next(iter(s)) for s in groups.values()}) == len(groups)  # distinct per unit
     assert len({u.session_id for u in units}) == len(units)
     ref = next(u for u in units if u.meta["reference"] and u.variant.base.id == "dep-02-emeka")
     assert ref.meta["attribute"] is None and ref.variant.profile.id == "dep-02-emeka"
-    with pytest.raises(ValueError, match="version 1, the plan says 2"):
-        plan_units(plan.model_copy(update={"profiles": ("dep-02-emeka@2",)}), profiles)
+    with pytest.raises(ValueError, match=f"version {emeka}, the plan says {emeka + 1}"):
+        plan_units(plan.model_copy(update={"profiles": (f"dep-02-emeka@{emeka + 1}",)}), profiles)
     with pytest.raises(ValueError, match="not among the profiles"):
         plan_units(plan, profiles[:1])
 
@@ -489,7 +496,9 @@ def test_intake_note_states_the_attributes() -> None:
 
 async def test_intake_note_opens_the_first_message_only(recording_model: Any) -> None:
     profile = LIBRARY["dep-02-emeka"]
-    patient = IntakePatient(LLMPatient(profile, recording_model("Fine.")), intake_note(profile))
+    patient = IntakePatient(
+        LLMPatient(profile, recording_model("Fine."), cue_seed=0), intake_note(profile)
+    )
     assert patient.label == "llm-patient:recording"
     first = await patient.respond([], seed=1, config=SessionConfig())
     assert first.text == f"{intake_note(profile)}\n\n{profile.opening_line}"
@@ -694,7 +703,7 @@ async def test_demographics_run_end_to_end(
     changed = plan.model_copy(update={"values": {"age": ("19",)}})
     with pytest.raises(StoreError, match="values"):
         await run_demographics(changed, profiles, store, cache=None)
-    edited = DATA.model_copy(update={"version": "1.1"})  # another demographics file
+    edited = DATA.model_copy(update={"version": "9.9"})  # another demographics file
     with pytest.raises(StoreError, match="data_ref"):
         await run_demographics(plan, profiles, store, cache=None, data=edited)
     assert len(server.requests) == calls

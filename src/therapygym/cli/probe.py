@@ -38,7 +38,8 @@ def probe(
         str,
         typer.Argument(
             help="inappropriate, escalation, hallucination, stigma, consistency, demographics "
-            "or judge (the judge-robustness battery: --judge only, no --therapist)."
+            "or judge (the judge-robustness battery: --judge only, no --therapist). "
+            "FAMILY@VERSION runs a kept version of the shipped stimuli, e.g. escalation@1.0."
         ),
     ],
     therapist: TherapistOpt = None,
@@ -112,7 +113,9 @@ def probe(
     from therapygym.store import default_store_path
 
     policy = failure_policy(ctx)
-    if not therapist and family != "judge":  # the judge battery has no therapist to ask
+    if (
+        not therapist and family.partition("@")[0] != "judge"
+    ):  # the judge battery has no therapist to ask
         raise TherapygymError(f"probe {family} needs a therapist to ask: --therapist SPEC")
     options = ProbeOptions(
         therapists=tuple(therapist or ()),

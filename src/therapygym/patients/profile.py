@@ -301,9 +301,11 @@ class PatientProfile(_Strict):
 
         Draws are seeded (the same session replays the same schedule) and kept in the
         listed order: each cue surfaces no earlier than the one before it. Because both
-        bounds are in order (checked above), every draw stays inside its own window.
+        bounds are in order (checked above), every draw stays inside its own window. The
+        profile's id is mixed into the seed, so profiles run under one seed (an RL batch)
+        do not all draw from the same stream.
         """
-        rng = random.Random(seed)
+        rng = random.Random(f"{self.id}\x1f{seed}")
         drawn: list[int] = []
         for cue in self.risk_cues:
             earliest, latest = cue.window

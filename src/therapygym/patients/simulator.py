@@ -2,24 +2,28 @@
 
 The LLM patient gets the profile as a system prompt (templates in `prompts/`, style
 wording in `styles.yaml`) and, with every therapist line, a short role reminder that also
-carries the risk cues due at that turn. Its first line is the profile's authored opening
-line unless a cue is due at turn 1. A reply ending with the end marker ends the session.
+carries the risk cues due at that turn. When each cue is due is drawn once per session
+from the cue's turn window (`PatientProfile.cue_turns`), seeded like the session, so a
+policy trained on the library meets risk at varying turns and cannot learn its timing. Its
+first line is the profile's authored opening line unless a cue is due at turn 1. A reply
+ending with the end marker ends the session.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from jinja2 import Template
 
 from therapygym.errors import ConfigError
 from therapygym.models.types import ChatModel, Completion
 from therapygym.patients.profile import PatientProfile, Style
-from therapygym.records import SessionConfig, Turn, as_messages
+from therapygym.records import SessionConfig, Turn, as_messages, seed_for
 from therapygym.session import Utterance
 from therapygym.templates import prompt_env
 from therapygym.yamlfile import read_yaml_mapping
@@ -56,28 +60,43 @@ def _utterance(text: str, completion: Completion | None, cues: list[str]) -> Utt
     return Utterance(text=clean or ("" if ended else "..."), end_session=ended, cues=cues, **usage)
 
 
-def simulated_meta(profile: PatientProfile) -> dict[str, Any]:
-    """What every transcript an `LLMPatient` plays must carry for its judges: that the
-    patient turns record the cues the simulator was told to surface (scripted cues are the
-    safety judge's floor for applicability), and the patient's locale (which crisis lines
-    a fitting referral names)."""
-    return {"cues_tracked": True, "locale": profile.locale}
+def simulated_meta(profile: PatientProfile, cue_turns: Sequence[int]) -> dict[str, Any]:
+    """What every transcript an `LLMPatient` plays must carry: that the patient turns record
+    the cues the simulator was told to surface (scripted cues are the safety judge's floor
+    for applicability), the patient's locale (which crisis lines a fitting referral names),
+    and the session's drawn cue schedule (`LLMPatient.cue_turns`).
+
+    The schedule is stored as `cue_schedule`, one `{"kind", "turn"}` per risk cue in the
+    profile's order, so a transcript says on its own when each cue was due without the
+    profile file; it is not named `cue_turns` because the safety judge's verdicts already
+    use that name for the turn ids where a cue was heard. Judges are not shown it."""
+    return {
+        "cues_tracked": True,
+        "locale": profile.locale,
+        "cue_schedule": [
+            {"kind": c.kind.value, "turn": t}
+            for c, t in zip(profile.risk_cues, cue_turns, strict=True)
+        ],
+    }
 
 
 class LLMPatient:
-    """A profile played by a chat model."""
+    """A profile played by a chat model, with its risk cues due at the turns `cue_seed`
+    draws from their windows (the same seed replays the same schedule)."""
 
     def __init__(
         self,
         profile: PatientProfile,
         model: ChatModel,
         *,
+        cue_seed: int,
         style: Style | None = None,
         resistance: str | None = None,
         ambivalence: str | None = None,
     ) -> None:
         self.profile = profile
         self.model = model
+        self.cue_turns = profile.cue_turns(cue_seed)
         self.style = style or profile.style
         self.resistance = resistance or profile.resistance
         self.ambivalence = ambivalence or profile.ambivalence
@@ -92,10 +111,16 @@ class LLMPatient:
             end_marker=END_MARKER,
         )
 
+    @classmethod
+    def for_session(cls, profile: PatientProfile, model: ChatModel, session_id: str) -> Self:
+        """The patient of one stored session, its cue schedule drawn from the seed a
+        `Session` derives from the same id, so a rerun of the session replays it."""
+        return cls(profile, model, cue_seed=seed_for(session_id))
+
     def messages(self, turns: list[Turn]) -> tuple[list[dict[str, str]], list[str]]:
         """The prompt for the next patient turn, and the risk cues it is asked to surface."""
         patient_turn = sum(t.speaker == "patient" for t in turns) + 1
-        cues = self.profile.cues_at(patient_turn)
+        cues = self.profile.cues_at(patient_turn, self.cue_turns)
         reminder = _template("reminder").render(
             d=self.profile.demographics, style_name=self.style, turn=patient_turn, cues=cues
         )
@@ -110,7 +135,7 @@ class LLMPatient:
         ]
 
     async def respond(self, turns: list[Turn], *, seed: int, config: SessionConfig) -> Utterance:
-        if not turns and not self.profile.cues_at(1):
+        if not turns and not self.profile.cues_at(1, self.cue_turns):
             return Utterance(text=self.profile.opening_line)
         messages, cues = self.messages(turns)
         completion = await self.model.chat(

@@ -124,13 +124,14 @@ class CheckedFamily:
 
     name: Family
     description: str
+    versioned = True  # `escalation@1.0`: a kept version of the shipped stimuli
 
     def prepare(self, options: ProbeOptions) -> CheckedProbe:
         family = self.name
         if not options.judges:
             raise TherapygymError(f"the {family} probes need a check-question judge: --judge SPEC")
         path = options.probe_file
-        probes = load_probe_set(path) if path else builtin_probe_set(family)
+        probes = load_probe_set(path) if path else builtin_probe_set(family, options.version)
         if probes.family != family:
             raise TherapygymError(f"{path}: holds {probes.family} probes, not {family}")
         inject = options.inject_after

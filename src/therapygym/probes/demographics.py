@@ -22,7 +22,9 @@ The method, in four steps.
    education), in reference and variants alike: without it a therapist learns the attribute
    only if the simulated patient happens to mention it. Each transcript's meta carries
    `base_profile`, `attribute`, `value` (None for the reference), `reference`,
-   `cues_tracked` and `locale`, `intake`, `data_ref` and the variant's `demographics`.
+   `cues_tracked`, `locale` and `cue_schedule` (drawn once per pair from the base profile
+   with the pair's seed, so reference and variants meet risk at the same turns), `intake`,
+   `data_ref` and the variant's `demographics`.
 3. **Judging** is the caller's: `judge_run` with the `ctrs` and `safety` rubrics
    (`demographics_judge_plan`).
 4. **Comparison** (`demographic_report`). Per therapist, attribute and value: the paired
@@ -194,7 +196,6 @@ def plan_units(
                 "attribute": v.attribute,
                 "value": v.value,
                 "reference": v.attribute is None,
-                **simulated_meta(v.profile),
                 "intake": plan.intake,
                 "data_ref": ref_of_data,
                 "demographics": {
@@ -208,14 +209,17 @@ def plan_units(
             }
             for therapist in plan.therapists:
                 for sample in range(plan.samples):
+                    # One seed per pair: the variants share the session seed and the cue
+                    # schedule drawn from it, so they differ only in the attribute.
+                    seed = pair_seed(plan.run_id, base.id, therapist, sample)
                     units.append(
                         DemographicUnit(
                             session_id=session_id_for(plan.run_id, v.profile.id, therapist, sample),
                             variant=v,
                             therapist=therapist,
                             sample=sample,
-                            seed=pair_seed(plan.run_id, base.id, therapist, sample),
-                            meta=meta,
+                            seed=seed,
+                            meta={**meta, **simulated_meta(v.profile, base.cue_turns(seed))},
                         )
                     )
     return units, skipped
@@ -277,7 +281,7 @@ async def run_demographics(
         jobs = []
         for u in todo:
             profile = u.variant.profile
-            patient: Any = LLMPatient(profile, patient_model)
+            patient: Any = LLMPatient(profile, patient_model, cue_seed=u.seed)
             if plan.intake:
                 patient = IntakePatient(patient, intake_note(profile, data))
             jobs.append(

@@ -14,8 +14,9 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from therapygym.errors import TherapygymError
 from therapygym.judges.aggregate import session_scores
-from therapygym.probes.spec import ProbeSet
+from therapygym.probes.spec import ProbeSet, kept_version_hint
 from therapygym.records import ScoreRecord, Transcript
 from therapygym.stats import Estimate, mean_ci
 
@@ -143,7 +144,21 @@ def probe_report(
     *,
     seed: int = 0,
 ) -> ProbeReport:
-    """Appropriate-reply rates per therapist x metric x group, and per metric overall."""
+    """Appropriate-reply rates per therapist x metric x group, and per metric overall.
+    Sessions made with other stimuli (another version, or reworded) are refused, not
+    pooled: a stimulus id can stay the same while its message or checks change."""
+    foreign = sorted(
+        {
+            str(t.meta["probe_set"])
+            for t in transcripts
+            if t.meta.get("probe_set", probes.ref) != probes.ref
+        }
+    )
+    if foreign:
+        raise TherapygymError(
+            f"run '{run_id}' holds sessions made with the probes {', '.join(foreign)}, not "
+            f"{probes.ref}; {kept_version_hint(foreign[0])}"
+        )
     results = session_results(probes, transcripts, records)
     return ProbeReport(
         family=probes.family,

@@ -40,6 +40,7 @@ class ProbeOptions(BaseModel):
 
     therapists: tuple[str, ...]
     judges: tuple[str, ...] = ()
+    version: str | None = None  # a kept version of the family's shipped data (`escalation@1.0`)
     samples: int = 1
     run_id: str | None = None
     probe_file: Path | None = None  # stimuli, a stigma design or a scorecard battery
@@ -87,7 +88,9 @@ class Probe(Protocol):
 
 
 class ProbeFamily(Protocol):
-    """One kind of probe (`inappropriate`, `stigma`, ...)."""
+    """One kind of probe (`inappropriate`, `stigma`, ...). A family whose shipped data keeps
+    earlier versions (the check-question families, stigma) reads `options.version` and
+    says so with a `versioned = True` attribute; the others are refused a version."""
 
     name: str
     description: str  # one line, for help and listings
@@ -108,6 +111,14 @@ PROBE_FAMILIES.register("demographics", "therapygym.probes.axes:DEMOGRAPHICS")
 PROBE_FAMILIES.register("judge", "therapygym.probes.judge_battery:JUDGE_BATTERY")
 
 
+def parse_family_ref(ref: str) -> tuple[str, str | None]:
+    """`escalation` -> ("escalation", None); `escalation@1.0` -> ("escalation", "1.0")."""
+    name, sep, version = ref.partition("@")
+    if sep and not version:
+        raise TherapygymError(f"probe family '{ref}': a version follows '@', e.g. escalation@1.0")
+    return name, version if sep else None
+
+
 def probe_family(name: str) -> ProbeFamily:
     """The family `name`, or a one-line error listing every family there is."""
     if name not in PROBE_FAMILIES:
@@ -120,14 +131,27 @@ def probe_family(name: str) -> ProbeFamily:
 async def run_probe(
     name: str, options: ProbeOptions, *, console: Console | None = None
 ) -> ProbeOutcome:
-    """Check everything, then run, judge and report the family `name`; the report JSON
-    goes to `options.output` when given. The store and the cache are opened only after
-    every check has passed, so a mistake leaves nothing behind."""
+    """Check everything, then run, judge and report the family `name` (`family@version`
+    runs a kept version of its shipped data); the report JSON goes to `options.output`
+    when given. The store and the cache are opened only after every check has passed, so
+    a mistake leaves nothing behind."""
+    name, version = parse_family_ref(name)
+    family = probe_family(name)
+    if version is not None:
+        if not getattr(family, "versioned", False):
+            raise TherapygymError(
+                f"probe family '{name}' keeps no earlier versions: drop '@{version}'"
+            )
+        if options.probe_file is not None:
+            raise TherapygymError(
+                f"probe {name}@{version}: give a version or --probe-file, not both"
+            )
+        options = options.model_copy(update={"version": version})
     check_output(options.output, option="--output")
     check_store_path(options.store)
     if not options.no_cache:
         check_cache(options.cache)
-    probe = probe_family(name).prepare(options)
+    probe = family.prepare(options)
     outcome = await probe.run(
         RunStore(options.store),
         cache=response_cache(options.cache, options.no_cache),

@@ -2,11 +2,16 @@
 store as simulated sessions, then answered by the check-question judge.
 
 A stimulus is a scripted exchange: its context turns are recorded as already said, the
-patient sends the probe message, the therapist replies, and the session ends. With
-`inject_after=k` the message is instead slipped into a simulated session after the
-patient's k-th turn, so the therapist meets it mid-conversation, where a safety lapse is
+patient sends the probe message and then each scripted follow-up, one after each of the
+therapist's replies, and the session ends after the therapist's last reply. With
+`inject_after=k` the messages are instead slipped into a simulated session after the
+patient's k-th turn, so the therapist meets them mid-conversation, where a safety lapse is
 likelier than in a cold open. Sessions are stored as they finish and judged unit by unit,
 so a killed probe run resumes like any other.
+
+A probe run records its stimuli as `family@version#fingerprint` (`ProbeSet.ref`), and so
+does each of its transcripts. Resuming a run, or reporting one, with other stimuli is
+refused in one line that names both: rates from two wordings of a probe are never pooled.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from therapygym.judges.plan import JudgePlan
 from therapygym.models import AccountedModel, ResponseCache, UsageLedger, load_model
 from therapygym.patients.profile import PatientProfile
 from therapygym.patients.simulator import LLMPatient, ScriptedPatient
-from therapygym.probes.spec import ProbeSet, Stimulus
+from therapygym.probes.spec import ProbeSet, Stimulus, kept_version_hint
 from therapygym.records import SessionConfig, Transcript, Turn, session_id_for
 from therapygym.runner import (
     JudgeResult,
@@ -35,7 +40,7 @@ from therapygym.runner import (
     run_jobs,
 )
 from therapygym.session import Utterance
-from therapygym.store import RunStore
+from therapygym.store import RunStore, StoreError
 
 
 class ProbePlan(BaseModel):
@@ -59,23 +64,30 @@ class ProbePlan(BaseModel):
 
 
 class InjectedPatient:
-    """A simulated patient who, after `after` turns of their own, says the probe message;
-    the therapist's reply to it is the last turn. A simulated patient who wants to leave
-    earlier raises the message instead of leaving, so every session delivers it."""
+    """A simulated patient who, after `after` turns of their own, says the probe messages
+    (the message, then each follow-up after the therapist's reply); the therapist's reply
+    to the last is the last turn. A simulated patient who wants to leave earlier raises the
+    messages instead of leaving, so every session delivers them."""
 
-    def __init__(self, simulated: LLMPatient, message: str, after: int) -> None:
+    def __init__(self, simulated: LLMPatient, messages: Sequence[str], after: int) -> None:
+        if not messages:
+            raise ValueError("an injected probe needs at least one message")
         self.simulated = simulated
-        self.message = message
+        self.messages = list(messages)
         self.after = after
         self.label = f"{simulated.label}+probe"
 
     async def respond(self, turns: list[Turn], *, seed: int, config: SessionConfig) -> Utterance:
-        if any(t.speaker == "patient" and t.text == self.message for t in turns):
-            return Utterance(text="", end_session=True)  # answered: the session is over
-        if sum(t.speaker == "patient" for t in turns) >= self.after:
-            return Utterance(text=self.message)
-        said = await self.simulated.respond(turns, seed=seed, config=config)
-        return Utterance(text=self.message) if said.end_session else said
+        said = [t.text for t in turns if t.speaker == "patient"]
+        if self.messages[0] in said:  # the probe has begun: go on with it, then leave
+            delivered = len(said) - said.index(self.messages[0])
+            if delivered >= len(self.messages):
+                return Utterance(text="", end_session=True)  # answered: the session is over
+            return Utterance(text=self.messages[delivered])
+        if len(said) >= self.after:
+            return Utterance(text=self.messages[0])
+        simulated = await self.simulated.respond(turns, seed=seed, config=config)
+        return Utterance(text=self.messages[0]) if simulated.end_session else simulated
 
 
 def probe_meta(probes: ProbeSet, stimulus: Stimulus) -> dict[str, Any]:
@@ -87,6 +99,7 @@ def probe_meta(probes: ProbeSet, stimulus: Stimulus) -> dict[str, Any]:
         "condition": stimulus.condition,
         "severity": stimulus.severity.value if stimulus.severity else None,
         "exercise": stimulus.exercise,
+        "follow_ups": len(stimulus.follow_up),
         QUESTIONS_KEY: {c.id: c.question for c in stimulus.checks},
     }
 
@@ -121,6 +134,7 @@ async def run_probes(
         for sample in range(plan.samples)
     ]
     record = {**plan.model_dump(mode="json", exclude={"run_id"}), "probe_set": probes.ref}
+    check_probe_set(store, plan.run_id, probes)
 
     def sid(key: _Key) -> str:
         stimulus, host, spec, sample = key
@@ -136,19 +150,21 @@ async def run_probes(
         jobs = []
         for stimulus, host, spec, sample in todo:
             meta = probe_meta(probes, stimulus)
+            probe = [stimulus.message, *stimulus.follow_up]
             if host is None:
                 said = [t.text for t in stimulus.context if t.speaker == "patient"]
-                patient: Any = ScriptedPatient([*said, stimulus.message], label="probe")
+                patient: Any = ScriptedPatient([*said, *probe], label="probe")
                 context = tuple((t.speaker, t.text) for t in stimulus.context)
-                turns = len(stimulus.context) + 2
+                turns = len(stimulus.context) + 2 * len(probe)
             else:
                 patient = InjectedPatient(
-                    LLMPatient(host, simulator),  # type: ignore[arg-type]
-                    stimulus.message,
+                    LLMPatient.for_session(host, simulator, sid((stimulus, host, spec, sample))),  # type: ignore[arg-type]
+                    probe,
                     plan.inject_after,  # type: ignore[arg-type]
                 )
                 context = ()
-                turns = 2 * plan.inject_after + 2  # type: ignore[operator]  # k exchanges + probe
+                # k exchanges, then the probe's
+                turns = 2 * (plan.inject_after + len(probe))  # type: ignore[operator]
                 meta = {**meta, "host_profile": host.id, "injected_after": plan.inject_after}
             jobs.append(
                 SessionJob(
@@ -207,3 +223,16 @@ async def judge_probes(
 
 def probe_transcripts(store: RunStore, run_id: str) -> list[Transcript]:
     return [t for t in store.sessions(run_id) if t.meta.get("probe_family")]
+
+
+def check_probe_set(store: RunStore, run_id: str, probes: ProbeSet) -> None:
+    """Refuse, in one line naming both, to resume a run stored with other stimuli (another
+    version of the family, or the same version reworded); a new run is not checked."""
+    if run_id not in {r.run_id for r in store.runs()}:
+        return
+    stored = store.run(run_id).config.get("probe_set")
+    if stored is not None and stored != probes.ref:
+        raise StoreError(
+            f"run '{run_id}' in {store.path} was made with the probes {stored}, not "
+            f"{probes.ref}; {kept_version_hint(stored)} or pick a new --run-id"
+        )

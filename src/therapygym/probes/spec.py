@@ -4,8 +4,15 @@ Probes are the situations cooperative simulated patients never reach: a request 
 means of suicide, a delusion stated as fact, a question about a therapy that does not
 exist. Each stimulus is a short scripted exchange ending in a patient message, plus yes/no
 check questions about the therapist's reply with the answer an appropriate reply earns;
-the check-question judge answers them. Files live in `probes/data/` (written by us), are
-versioned, and load with errors that name the file and field.
+the check-question judge answers them. A stimulus may carry scripted follow-up messages,
+said after the therapist's replies: the therapist under test answers each, and the checks
+are about its last reply, so a probe can test follow-through (the patient denies, then
+discloses; or takes back a disclosure and asks to return to the worksheet).
+
+Files live in `probes/data/` (written by us), are versioned, and load with errors that
+name the file and field. As with rubrics, `<family>.yaml` is the current version and an
+earlier one is kept as `<family>-<version>.yaml`, so runs made with it can be reported and
+resumed with the very stimuli they were made with.
 """
 
 from __future__ import annotations
@@ -62,6 +69,11 @@ class Stimulus(_Strict):
     exercise: str | None = Field(None, description="Escalation probes: the CBT exercise.")
     context: list[ContextTurn] = Field(default_factory=list)
     message: str = Field(min_length=5, description="The patient's message the therapist answers.")
+    follow_up: list[str] = Field(
+        default_factory=list,
+        description="Patient messages said in turn after the therapist's replies; the checks "
+        "are about the reply to the last of them.",
+    )
     checks: list[CheckQuestion] = Field(min_length=1)
     note: str | None = Field(None, description="Why this probe, for the reader of a report.")
 
@@ -75,6 +87,8 @@ class Stimulus(_Strict):
             )
         if any(a == b for a, b in itertools.pairwise(speakers)):
             raise ValueError("context turns must alternate between patient and therapist")
+        if any(len(text.strip()) < 5 for text in self.follow_up):
+            raise ValueError("each follow_up message needs at least 5 characters")
         ids = [c.id for c in self.checks]
         if len(ids) != len(set(ids)):
             raise ValueError("check ids must be unique within a stimulus")
@@ -100,7 +114,14 @@ class ProbeSet(_Strict):
 
     @property
     def fingerprint(self) -> str:
-        return short_fingerprint(self.model_dump(mode="json"))
+        """The wording's fingerprint; a stimulus without follow-ups is dumped without the
+        field, so files written before follow-ups existed keep their fingerprints (and the
+        runs stored under them stay resumable)."""
+        dumped = self.model_dump(mode="json")
+        for stimulus in dumped["stimuli"]:
+            if not stimulus["follow_up"]:
+                del stimulus["follow_up"]
+        return short_fingerprint(dumped)
 
     @property
     def ref(self) -> str:
@@ -114,9 +135,54 @@ def load_probe_set(path: Path | str) -> ProbeSet:
     return read_yaml_model(p, "probe file", ProbeSet, ConfigError)
 
 
+def data_dir() -> Path:
+    """Where the shipped probe data lives (stimuli, the stigma design, batteries)."""
+    return Path(str(resources.files("therapygym.probes") / "data"))
+
+
+def kept_versions(stem: str) -> list[str]:
+    """The earlier versions of a shipped data file kept beside it (`<stem>-<version>.yaml`)."""
+    return sorted(p.stem.removeprefix(f"{stem}-") for p in data_dir().glob(f"{stem}-*.yaml"))
+
+
+def versioned_file(stem: str, version: str | None, current: str) -> Path | None:
+    """The kept file of `stem` at `version`, or None when the current file (at version
+    `current`) is the one asked for; a version that is neither is a one-line error."""
+    if version is None or version == current:
+        return None
+    path = data_dir() / f"{stem}-{version}.yaml"
+    if not path.is_file():
+        shipped = ", ".join(f"{stem}@{v}" for v in [*kept_versions(stem), current])
+        raise ConfigError(
+            f"probe data '{stem}@{version}': no such version; therapygym ships {shipped}"
+        )
+    return path
+
+
 @cache
-def builtin_probe_set(family: Family) -> ProbeSet:
-    """The stimuli shipped with therapygym for `family`."""
-    return load_probe_set(
-        Path(str(resources.files("therapygym.probes") / "data" / f"{family}.yaml"))
-    )
+def builtin_probe_set(family: Family, version: str | None = None) -> ProbeSet:
+    """The stimuli shipped with therapygym for `family`: the current version, or `version`
+    (a kept `<family>-<version>.yaml`, so earlier runs stay comparable)."""
+    current = load_probe_set(data_dir() / f"{family}.yaml")
+    path = versioned_file(family, version, current.version)
+    if path is None:
+        return current
+    kept = load_probe_set(path)
+    if kept.version != version:
+        raise ConfigError(f"probe file {path}: field 'version' must be {version!r}")
+    return kept
+
+
+def kept_version_hint(ref: str) -> str:
+    """How to go on with stimuli a stored run names by `ref` (`family@version#fingerprint`):
+    the shipped version that has that wording, or, when none has, the user's own file."""
+    family, _, rest = ref.partition("@")
+    version, _, _ = rest.partition("#")
+    if family in FAMILIES:
+        try:
+            shipped = builtin_probe_set(family, version)  # type: ignore[arg-type]
+        except ConfigError:
+            shipped = None
+        if shipped is not None and shipped.ref == ref:
+            return f"resume or report it with `therapygym probe {family}@{version}`"
+    return "resume or report it with --probe-file and the stimuli it was made with"

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from therapygym.config import check_specs, validated
+from therapygym.errors import TherapygymError
 from therapygym.models import ResponseCache
 from therapygym.probes.registry import ProbeOptions, ProbeOutcome
 from therapygym.probes.stigma import StigmaPlan, StigmaReport, stigma_probe
@@ -104,14 +105,21 @@ class StigmaFamily:
 
     name: str
     description: str
+    versioned = True  # `stigma@1`: a kept version of the shipped design
 
     def prepare(self, options: ProbeOptions) -> StigmaProbe:
+        if options.moore and options.version:
+            raise TherapygymError(
+                f"probe stigma@{options.version}: a version picks the shipped design; "
+                "--moore runs the published stimuli instead"
+            )
         moore = load_moore_stigma(options.moore) if options.moore else None
         if moore is not None:
             battery = moore.battery()
         else:
             path = options.probe_file
-            battery = expand_design(load_stigma_design(path) if path else builtin_stigma_design())
+            design = load_stigma_design(path) if path else builtin_stigma_design(options.version)
+            battery = expand_design(design)
         default_run = "probe-stigma-moore" if moore else "probe-stigma"
         plan = validated(
             lambda: StigmaPlan(

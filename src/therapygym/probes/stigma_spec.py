@@ -16,13 +16,13 @@ import itertools
 import random
 import string
 from functools import cache, cached_property
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from therapygym.errors import ConfigError
+from therapygym.probes.spec import data_dir, versioned_file
 from therapygym.records import short_fingerprint
 from therapygym.yamlfile import read_yaml_model
 
@@ -226,9 +226,17 @@ def load_stigma_design(path: Path | str) -> StigmaDesign:
 
 
 @cache
-def builtin_stigma_design() -> StigmaDesign:
-    """The design shipped with therapygym (`probes/data/stigma.yaml`)."""
-    return load_stigma_design(str(resources.files("therapygym.probes") / "data" / "stigma.yaml"))
+def builtin_stigma_design(version: str | None = None) -> StigmaDesign:
+    """The design shipped with therapygym (`probes/data/stigma.yaml`), or an earlier
+    `version` kept as `stigma-<version>.yaml` (its index counts the questions it counted)."""
+    current = load_stigma_design(data_dir() / "stigma.yaml")
+    path = versioned_file("stigma", version, current.version)
+    if path is None:
+        return current
+    kept = load_stigma_design(path)
+    if kept.version != version:
+        raise ConfigError(f"stigma design {path}: field 'version' must be {version!r}")
+    return kept
 
 
 # -- the battery: what is put to the therapist ---------------------------------------------

@@ -85,9 +85,10 @@ class TherapyEnv:
         """Start an episode: the patient opens. `opening` replays a known first line (so
         every rollout of a GRPO group starts from the same one) instead of asking the
         simulator again."""
+        patient = LLMPatient(profile, self.patient_model, cue_seed=seed)
         self._session = Session(
             session_id=session_id or f"rl:{profile.id}:{seed}",
-            patient=LLMPatient(profile, self.patient_model),
+            patient=patient,
             therapist=_Policy(self.therapist_label),
             profile_id=profile.id,
             profile_version=profile.version,
@@ -95,11 +96,11 @@ class TherapyEnv:
             seed=seed,
             run_id=self.run_id,
         )
-        self._session.transcript.meta.update(simulated_meta(profile))
+        self._session.transcript.meta.update(simulated_meta(profile, patient.cue_turns))
         if opening is None:
             turn = await self._session.step()
         else:
-            cues = [c.kind.value for c in profile.cues_at(1)]
+            cues = [c.kind.value for c in profile.cues_at(1, patient.cue_turns)]
             turn = self._session.add("patient", Utterance(text=opening, cues=cues))
         if turn is None:
             raise RuntimeError(
