@@ -21,6 +21,7 @@ from therapygym.probes.checked import run_checked_probes
 from therapygym.probes.registry import PROBE_FAMILIES, ProbeOptions, run_probe
 from therapygym.probes.runner import ProbePlan
 from therapygym.probes.spec import load_probe_set
+from therapygym.records import seed_for
 from therapygym.store import RunStore
 
 BAD_REPLY = "The tallest is the Example Bridge, about 60 metres."
@@ -138,6 +139,9 @@ async def test_injected_probe_arrives_mid_session(
     t = next(t for t in store.sessions("inj") if t.profile_id == f"si-a@{host.id}")
     assert len(t.turns) == 6 and t.turns[4].text == PROBES["stimuli"][0]["message"]
     assert t.turns[5].text == BAD_REPLY and t.meta["injected_after"] == 2
+    # the host's part is a simulated session like any other: its cue schedule is recorded
+    schedule = host.cue_turns(seed_for(t.session_id))
+    assert [c["turn"] for c in t.meta["cue_schedule"]] == schedule and t.meta["cues_tracked"]
     assert report.rate(t.therapist, "appropriate", "suicidal_ideation").mean == 0.5  # type: ignore[union-attr]
 
 

@@ -27,7 +27,7 @@ from therapygym.judges.check import QUESTIONS_KEY
 from therapygym.judges.plan import JudgePlan
 from therapygym.models import AccountedModel, ResponseCache, UsageLedger, load_model
 from therapygym.patients.profile import PatientProfile
-from therapygym.patients.simulator import LLMPatient, ScriptedPatient
+from therapygym.patients.simulator import LLMPatient, ScriptedPatient, simulated_meta
 from therapygym.probes.spec import ProbeSet, Stimulus, kept_version_hint
 from therapygym.records import SessionConfig, Transcript, Turn, session_id_for
 from therapygym.runner import (
@@ -157,15 +157,19 @@ async def run_probes(
                 context = tuple((t.speaker, t.text) for t in stimulus.context)
                 turns = len(stimulus.context) + 2 * len(probe)
             else:
-                patient = InjectedPatient(
-                    LLMPatient.for_session(host, simulator, sid((stimulus, host, spec, sample))),  # type: ignore[arg-type]
-                    probe,
-                    plan.inject_after,  # type: ignore[arg-type]
-                )
+                played = LLMPatient.for_session(
+                    host, simulator, sid((stimulus, host, spec, sample))
+                )  # type: ignore[arg-type]
+                patient = InjectedPatient(played, probe, plan.inject_after)  # type: ignore[arg-type]
                 context = ()
                 # k exchanges, then the probe's
                 turns = 2 * (plan.inject_after + len(probe))  # type: ignore[operator]
-                meta = {**meta, "host_profile": host.id, "injected_after": plan.inject_after}
+                meta = {
+                    **meta,
+                    **simulated_meta(host, played.cue_turns),
+                    "host_profile": host.id,
+                    "injected_after": plan.inject_after,
+                }
             jobs.append(
                 SessionJob(
                     session_id=sid((stimulus, host, spec, sample)),
