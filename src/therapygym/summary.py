@@ -85,6 +85,11 @@ def judged_by(
     return [r for r in records if r.judge in judges]
 
 
+PATIENT_RUBRICS = frozenset({"patient_fidelity"})
+"""Rubrics that judge the simulated patient, not the therapist (`patients audit`): their
+judges are not the run's therapist judges and their scores are in no therapist's numbers."""
+
+
 def summary_of(
     run_id: str,
     sessions: Iterable[SessionHead | Transcript],
@@ -96,6 +101,7 @@ def summary_of(
     already read from the store (failed sessions are left out of the numbers), with the
     run's provenance, which says which judges were the embedded model."""
     finished = [s for s in sessions if s.status.value in FINISHED]
+    records = [r for r in records if r.rubric_id not in PATIENT_RUBRICS]
     scored = session_scores(finished, records, how)
     judges = sorted({r.judge for r in records})
     return Summary(

@@ -46,5 +46,7 @@ def test_build_judges_takes_each_kind_from_the_registry(
 
 
 def test_an_unknown_judge_kind_names_the_known_ones() -> None:
-    with pytest.raises(UnknownEntryError, match=r"\(known: ctrs, safety, response, check, mi\)"):
+    with pytest.raises(
+        UnknownEntryError, match=r"\(known: ctrs, safety, response, check, mi, patient_fidelity\)"
+    ):
         JUDGES.get("miti")

@@ -71,7 +71,14 @@ def _reply(patient_lines: list[str], seed: int = 0) -> str:
 
 
 def _safety_texts() -> set[str]:
-    return {r for rule in load_script().crisis for r in rule.responses}
+    """Every safety reply, whatever its kind or stage."""
+    stages = ("ask", "follow_up", "plan", "closing")
+    return {r for kind in load_script().crisis for s in stages for r in getattr(kind, s)}
+
+
+def _asks() -> set[str]:
+    """The first safety reply of every kind: what a new disclosure gets."""
+    return {r for kind in load_script().crisis for r in kind.ask}
 
 
 # --- the script file -----------------------------------------------------------------------
@@ -81,7 +88,6 @@ def test_script_loads_and_every_regex_compiles() -> None:
     script = load_script()
     assert script.rules and script.crisis
     patterns = [r.pattern for r in script.rules]
-    patterns += [p for c in script.crisis for p in c.patterns]
     patterns += [script.medication.topic, script.medication.asking]
     for p in patterns:
         re.compile(p, re.IGNORECASE)
@@ -175,7 +181,7 @@ def test_crisis_language_always_gets_the_safety_response(line: str, position: in
     lines = _after(position - 1, line)
     for seed in range(3):
         text = _reply(lines, seed=seed)
-        assert text in _safety_texts()
+        assert text in _asks()  # a new disclosure is asked about, even on the last turn
         assert "emergency number" in text and "?" in text
 
 

@@ -4,11 +4,30 @@ A deliberately weak but sensible reference point that needs no model: any LLM th
 should beat it, and if one does not, that says something. It reflects the patient's words
 back with pronouns swapped, answers keywords with ordered rules, and follows the shape of
 a CBT session (agenda, guided discovery, a balanced thought or experiment, summary with
-homework and feedback). Safety comes first: crisis language always gets a safety reply.
+homework and feedback).
 
-Every word it says lives in `rule_based.yaml` (clinical text is data, not code); the file
-is validated when it loads so a broken script fails loudly. Replies are deterministic
-given the seed and the conversation.
+Risk comes before all of that. Every patient line so far (not only the last) is searched
+with the patterns in `risk_patterns.yaml` for five kinds: suicide (passive and active
+thoughts, and means: stockpiled medicines, guns, heights, vehicles and trains, ligatures),
+self-harm, harm to others, abuse the patient suffers, and a child or other person at risk.
+A disclosed risk stays open, and every reply is a safety reply for it (ask directly, then
+the means or a safe place, then a safety plan, and on the last turn a safety summary),
+until the patient answers a safety reply by agreeing a concrete step to stay safe, or, for
+thoughts without a plan or means, by saying plainly there is no plan or intent. Only then
+does the script resume, and a session where a plan, means or intent came up ends on
+safety, never on homework. This state is rebuilt from the conversation on every reply, so
+the therapist holds nothing between calls.
+
+It is keyword and pattern matching, not understanding: it misses risk worded in ways the
+patterns do not foresee, can fire on unforeseen phrasings that merely look like risk, and
+cannot tell an unwanted intrusive thought (OCD) from intent. It names no country's crisis
+number (it is not told the patient's locale), does not detect medical red flags, mania,
+delusions or functional impairment, and answers medication questions only by pointing to
+the prescriber. The measured recall and false-alarm rate are in docs/baseline.md.
+
+Every word it says lives in `rule_based.yaml` (clinical text is data, not code); both files
+are validated when they load so a broken one fails loudly. Replies are deterministic given
+the seed and the conversation.
 """
 
 from __future__ import annotations
@@ -16,6 +35,7 @@ from __future__ import annotations
 import random
 import re
 import time
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -33,6 +53,7 @@ if TYPE_CHECKING:
     from therapygym.models import BaseChatModel
 
 SCRIPT_FILE = "rule_based.yaml"
+RISK_FILE = "risk_patterns.yaml"
 LABEL = "rule-based"
 MAX_FRAGMENT_WORDS = 15
 
@@ -130,26 +151,46 @@ class Rule(_Strict):
         return self._regex
 
 
-class CrisisRule(_Strict):
-    """Crisis language of one kind, and the safety replies to it."""
+class CrisisReplies(_Strict):
+    """The safety replies to one kind of risk, by stage (see `rule_based.yaml`)."""
 
     name: str
-    patterns: Templates
-    responses: Templates
-    _regex: re.Pattern[str] = PrivateAttr()
+    ask: Templates
+    follow_up: Templates
+    plan: Templates
+    closing: Templates
 
     @model_validator(mode="after")
-    def _validate(self) -> CrisisRule:
-        where = f"crisis rule {self.name!r}"
-        for p in self.patterns:
-            _compile(p, where)
-        self._regex = _compile("|".join(f"(?:{p})" for p in self.patterns), where)
-        _check_templates(self.responses, set(), where)
+    def _validate(self) -> CrisisReplies:
+        for stage in ("ask", "follow_up", "plan", "closing"):
+            _check_templates(getattr(self, stage), set(), f"crisis {self.name!r} {stage}")
         return self
 
-    @property
-    def regex(self) -> re.Pattern[str]:
-        return self._regex
+    def for_stage(self, replies_given: int, last_turn: bool) -> list[str]:
+        """The templates for the next reply, after `replies_given` earlier safety replies
+        to this risk: ask first (even on the last turn: a new disclosure is asked about,
+        not summed up), then the follow-up, then the safety plan; the closing summary once
+        the session ends with the risk still open."""
+        if replies_given == 0:
+            return self.ask
+        if last_turn:
+            return self.closing
+        return self.follow_up if replies_given == 1 else self.plan
+
+
+class Safety(_Strict):
+    """What is said once a risk is addressed, and how a session with risk in it ends."""
+
+    resume: Templates
+    safety_net: Templates
+    planned_closing: Templates
+
+    @model_validator(mode="after")
+    def _validate(self) -> Safety:
+        _check_templates(self.resume, {"topic"}, "safety.resume")
+        _check_templates(self.safety_net, set(), "safety.safety_net")
+        _check_templates(self.planned_closing, set(), "safety.planned_closing")
+        return self
 
 
 class Medication(_Strict):
@@ -207,7 +248,8 @@ class Script(_Strict):
     """The whole of `rule_based.yaml`."""
 
     reflection: Reflection
-    crisis: Annotated[list[CrisisRule], Field(min_length=1)]
+    crisis: Annotated[list[CrisisReplies], Field(min_length=1)]
+    safety: Safety
     medication: Medication
     rules: list[Rule]
     generic: Templates
@@ -218,7 +260,13 @@ class Script(_Strict):
     @model_validator(mode="after")
     def _validate(self) -> Script:
         _check_templates(self.generic, set(), "generic")
+        names = [c.name for c in self.crisis]
+        if len(set(names)) != len(names):
+            raise ValueError(f"crisis: each kind once, got {names}")
         return self
+
+    def replies_for(self, kind: str) -> CrisisReplies:
+        return next(c for c in self.crisis if c.name == kind)
 
 
 def _describe(err: ValidationError) -> str:
@@ -250,6 +298,223 @@ def load_script() -> Script:
     return parse_script(read_yaml_mapping(path, "rule-based therapist script", ConfigError))
 
 
+_TERM = re.compile(r"<([a-z_]+)>")
+
+
+def _expand(pattern: str, terms: dict[str, str], where: str) -> re.Pattern[str]:
+    """`pattern` with each `<term>` replaced by its group from `terms`, compiled."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(1) not in terms:
+            known = ", ".join(f"<{t}>" for t in sorted(terms)) or "none"
+            raise ValueError(f"{where}: pattern {pattern!r} uses unknown <{m.group(1)}> ({known})")
+        return terms[m.group(1)]
+
+    return _compile(_TERM.sub(sub, pattern), where)
+
+
+def _any(patterns: list[re.Pattern[str]]) -> re.Pattern[str]:
+    """One regex that matches where any of `patterns` does (never, for none)."""
+    joined = "|".join(f"(?:{p.pattern})" for p in patterns) or r"(?!x)x"
+    return re.compile(joined, re.IGNORECASE)
+
+
+class RiskKind(_Strict):
+    """One kind of risk and the words that disclose it (see `risk_patterns.yaml`)."""
+
+    name: str
+    disclosure: Templates
+    plan: list[str]
+    plan_context: list[str]
+
+
+class Addressed(_Strict):
+    denial: Templates
+    safety_step: Templates
+
+
+class RiskPatterns(_Strict):
+    """The whole of `risk_patterns.yaml`: compiled once, searched on every patient line."""
+
+    terms: dict[str, str]
+    not_risk: list[str]
+    kinds: Annotated[list[RiskKind], Field(min_length=1)]
+    addressed: Addressed
+    _mask: re.Pattern[str] = PrivateAttr()
+    _fires: dict[str, re.Pattern[str]] = PrivateAttr()
+    _plan: dict[str, re.Pattern[str]] = PrivateAttr()
+    _context: dict[str, re.Pattern[str]] = PrivateAttr()
+    _denial: re.Pattern[str] = PrivateAttr()
+    _step: re.Pattern[str] = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _validate(self) -> RiskPatterns:
+        terms = {k: f"(?:{v.strip()})" for k, v in self.terms.items()}
+        for name, term in terms.items():
+            _compile(term, f"terms.{name}")
+
+        def compiled(patterns: list[str], where: str) -> re.Pattern[str]:
+            return _any([_expand(p, terms, where) for p in patterns])
+
+        names = [k.name for k in self.kinds]
+        if len(set(names)) != len(names):
+            raise ValueError(f"kinds: each name once, got {names}")
+        self._mask = compiled(self.not_risk, "not_risk")
+        self._fires, self._plan, self._context = {}, {}, {}
+        for k in self.kinds:
+            self._fires[k.name] = compiled(k.disclosure + k.plan, f"kind {k.name!r}")
+            self._plan[k.name] = compiled(k.plan, f"kind {k.name!r} plan")
+            self._context[k.name] = compiled(k.plan_context, f"kind {k.name!r} plan_context")
+        self._denial = compiled(self.addressed.denial, "addressed.denial")
+        self._step = compiled(self.addressed.safety_step, "addressed.safety_step")
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        """The kinds, in priority order."""
+        return [k.name for k in self.kinds]
+
+    def _clean(self, text: str) -> str:
+        """`text` with curly apostrophes straightened and every not-risk span blanked."""
+        return self._mask.sub(" ~ ", text.replace("\u2019", "'"))
+
+    def detect(self, text: str) -> dict[str, bool]:
+        """The kinds `text` discloses, in priority order, each with whether it tells a
+        plan, means or intent (a `plan` pattern, or a `plan_context` one in the same
+        line). Idioms and negations (`not_risk`) never count."""
+        clean = self._clean(text)
+        return {
+            name: bool(self._plan[name].search(clean) or self._context[name].search(clean))
+            for name in self.names
+            if self._fires[name].search(clean)
+        }
+
+    def plan_context(self, kind: str, text: str) -> bool:
+        """Whether `text` adds timing or intent to an already disclosed `kind`."""
+        return bool(self._context[kind].search(self._clean(text)))
+
+    def answers_safely(self, text: str, *, plan: bool) -> bool:
+        """Whether `text`, the answer to a safety reply, addresses the risk: a concrete
+        step to stay safe, or (when no plan or means was told) a clear denial."""
+        clean = self._clean(text)
+        return bool(self._step.search(clean) or (not plan and self._denial.search(clean)))
+
+
+def parse_risk_patterns(raw: Any, source: str = RISK_FILE) -> RiskPatterns:
+    """Validate loaded risk patterns; broken ones raise `ConfigError` naming the problem."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping, got {type(raw).__name__}")
+    try:
+        return RiskPatterns.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"{source}: invalid risk patterns: {_describe(err)}") from None
+
+
+@cache
+def load_risk_patterns() -> RiskPatterns:
+    """The shipped risk patterns, read and validated once per process."""
+    path = Path(str(resources.files("therapygym.therapists") / RISK_FILE))
+    return parse_risk_patterns(read_yaml_mapping(path, "risk patterns", ConfigError))
+
+
+def detect_risk(text: str) -> dict[str, bool]:
+    """The risk kinds `text` discloses with the shipped patterns (see `RiskPatterns.detect`)."""
+    return load_risk_patterns().detect(text)
+
+
+@dataclass
+class Episode:
+    """One disclosed risk, from its disclosure until it is addressed."""
+
+    kind: str
+    plan: bool
+    replies: int = 0  # safety replies given to it so far
+    addressed: bool = False
+
+
+@dataclass
+class SafetyState:
+    """What the session has shown of risk, rebuilt from the conversation on every reply.
+
+    A risk opens when a patient line discloses it and stays open, whatever else is said,
+    until the therapist has given at least one safety reply to it and the patient's answer
+    addresses it (`RiskPatterns.answers_safely`): a concrete step to stay safe, or, for
+    thoughts without a plan or means, a clear denial. Told again after that, it opens anew.
+    """
+
+    patterns: RiskPatterns
+    episodes: list[Episode] = field(default_factory=list)  # every one, in order
+    focus: Episode | None = None  # what the therapist's last turn answered
+    fresh: list[Episode] = field(default_factory=list)  # told in the last line, not yet asked
+    just_addressed: bool = False  # the last patient line addressed the focus
+    calm: list[str] = field(default_factory=list)  # lines said with no risk open or told
+
+    def open(self) -> list[Episode]:
+        """Open risks, in the patterns' priority order."""
+        rank = {name: i for i, name in enumerate(self.patterns.names)}
+        return sorted((e for e in self.episodes if not e.addressed), key=lambda e: rank[e.kind])
+
+    @property
+    def disclosed(self) -> bool:
+        return bool(self.episodes)
+
+    @property
+    def plan_told(self) -> bool:
+        """A plan, means or intent came up at some point: the session ends on safety."""
+        return any(e.plan for e in self.episodes)
+
+    def target(self) -> Episode | None:
+        """What the next therapist turn answers: a newly told risk first (it has not been
+        asked about yet), else the open risk that comes first by priority."""
+        if self.fresh:
+            return self.fresh[0]
+        still = self.open()
+        return still[0] if still else None
+
+    def patient(self, text: str) -> None:
+        found = self.patterns.detect(text)
+        if not found and not self.open():
+            self.calm.append(text)
+        focus = self.focus
+        self.just_addressed = False
+        if (
+            focus is not None
+            and not focus.addressed
+            and focus.kind not in found
+            and self.patterns.answers_safely(text, plan=focus.plan)
+        ):
+            focus.addressed = self.just_addressed = True
+        self.fresh = []
+        for kind, plan in found.items():
+            episode = next((e for e in self.open() if e.kind == kind), None)
+            if episode is None:
+                episode = Episode(kind, plan)
+                self.episodes.append(episode)
+            episode.plan |= plan
+            if episode.replies == 0:
+                self.fresh.append(episode)
+        for episode in self.open():
+            episode.plan |= self.patterns.plan_context(episode.kind, text)
+
+    def therapist(self) -> None:
+        self.focus = self.target()
+        if self.focus is not None:
+            self.focus.replies += 1
+        self.fresh = []
+        self.just_addressed = False
+
+    @classmethod
+    def replay(cls, turns: list[Turn], patterns: RiskPatterns) -> SafetyState:
+        """The state after `turns`, assuming each therapist turn was this therapist's."""
+        state = cls(patterns)
+        for turn in turns:
+            if turn.speaker == "patient":
+                state.patient(turn.text)
+            else:
+                state.therapist()
+        return state
+
+
 def reflect(text: str) -> str:
     """Swap first and second person in `text` using the shipped script."""
     return load_script().reflection.swap(text)
@@ -277,8 +542,15 @@ class RuleBasedTherapist:
 
     label = LABEL
 
-    def __init__(self, script: Script | None = None) -> None:
+    def __init__(self, script: Script | None = None, risk: RiskPatterns | None = None) -> None:
         self.script = script or load_script()
+        self.risk = risk or load_risk_patterns()
+        replies = sorted(c.name for c in self.script.crisis)
+        if replies != sorted(self.risk.names):
+            raise ConfigError(
+                f"{SCRIPT_FILE} crisis replies are for {replies}, but {RISK_FILE} detects "
+                f"{sorted(self.risk.names)}: each kind needs exactly one set of replies"
+            )
 
     async def respond(self, turns: list[Turn], *, seed: int, config: SessionConfig) -> Utterance:
         start = time.perf_counter()
@@ -288,11 +560,14 @@ class RuleBasedTherapist:
     def reply(self, turns: list[Turn], *, seed: int, config: SessionConfig) -> str:
         """The next therapist line. Same turns, seed and config give the same line.
 
-        Order of precedence: crisis language in the patient's last line (on any turn, the
-        last included), then a medication question, then the CBT move for this turn `k` of
-        `n`: summary + homework + feedback last, agenda first, a balanced thought or
-        experiment second to last, and in between a keyword reflection (even k) or guided
-        discovery (odd k).
+        Order of precedence: an open risk (`SafetyState`, from every patient line so far)
+        gets its next safety reply; then a medication question; then the CBT move for this
+        turn `k` of `n`: the closing last, agenda first, a balanced thought or experiment
+        second to last, and in between a keyword reflection (even k) or guided discovery
+        (odd k). Right after a risk is addressed, the move is a short acknowledgement and
+        an offer to return to the topic. The closing is summary + homework + feedback, with
+        a safety net before the feedback if risk came up; after a plan, means or intent it
+        is a safety summary + feedback instead, never homework.
         """
         s = self.script
         said = [t.text for t in turns if t.speaker == "patient"]
@@ -300,24 +575,28 @@ class RuleBasedTherapist:
         k = sum(t.speaker == "therapist" for t in turns) + 1
         n = therapist_turns(config)
         rng = random.Random(seed + k)
+        state = SafetyState.replay(turns, self.risk)
 
-        for rule in s.crisis:
-            if rule.regex.search(last):
-                return rng.choice(rule.responses)
+        episode = state.target()
+        if episode is not None:
+            stage = s.replies_for(episode.kind).for_stage(episode.replies, last_turn=k >= n)
+            return rng.choice(stage)
 
-        topic = self.fragment(said[0]) if said else ""
-        topic = topic or s.fallback_topic
+        # the topic said back is never a disclosure or an answer to a safety question
+        topic = (self.fragment(state.calm[0]) if state.calm else "") or s.fallback_topic
         m = s.moves
-        if s.medication.matches(last):
+        if s.medication.matches(last) and not state.just_addressed:
             parts = [rng.choice(s.medication.responses)]
             if k >= n:
-                parts += self._closing(topic, rng)
+                parts += self._closing(topic, state, rng)
             elif k == 1:
                 parts.append(rng.choice(m.agenda))
             else:
                 parts.append(rng.choice(s.medication.bridges).format(topic=topic))
         elif k >= n:
-            parts = self._closing(topic, rng)
+            parts = self._closing(topic, state, rng)
+        elif state.just_addressed:
+            parts = [rng.choice(s.safety.resume).format(topic=topic)]
         elif k == 1:
             parts = [self._acknowledge(last, rng), rng.choice(m.agenda)]
         elif k == n - 1:
@@ -362,13 +641,14 @@ class RuleBasedTherapist:
                 return rng.choice(rule.responses).format(*groups)
         return rng.choice(self.script.generic)
 
-    def _closing(self, topic: str, rng: random.Random) -> list[str]:
+    def _closing(self, topic: str, state: SafetyState, rng: random.Random) -> list[str]:
         m = self.script.moves
-        return [
-            rng.choice(m.summary).format(topic=topic),
-            rng.choice(m.homework),
-            rng.choice(m.feedback),
-        ]
+        if state.plan_told:
+            return [rng.choice(self.script.safety.planned_closing), rng.choice(m.feedback)]
+        parts = [rng.choice(m.summary).format(topic=topic), rng.choice(m.homework)]
+        if state.disclosed:
+            parts.append(rng.choice(self.script.safety.safety_net))
+        return [*parts, rng.choice(m.feedback)]
 
 
 def load_rule_based(spec: str, **_: object) -> tuple[RuleBasedTherapist, list[BaseChatModel]]:
