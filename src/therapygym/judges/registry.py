@@ -22,6 +22,7 @@ JUDGES.register("safety", "therapygym.judges.safety:SafetyJudge")
 JUDGES.register("response", "therapygym.judges.response:ResponseJudge")
 JUDGES.register("check", "therapygym.judges.check:CheckJudge")
 JUDGES.register("mi", "therapygym.judges.mi:MIJudge")
+JUDGES.register("patient_fidelity", "therapygym.judges.patient_fidelity:PatientFidelityJudge")
 
 
 def settings_for(plan: JudgePlan) -> JudgeSettings:

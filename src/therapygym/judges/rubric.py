@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from therapygym.errors import ConfigError
 from therapygym.judges.severity import Severity, rank
+from therapygym.patients.audit import RoleMarker
 from therapygym.patients.profile import RiskCueKind
 from therapygym.records import canonical_json, short_fingerprint
 from therapygym.yamlfile import read_yaml_mapping
@@ -484,8 +485,42 @@ class MIRubric(_Rubric):
         return frozenset({label}) if label in {c.id for c in self.codes} else frozenset()
 
 
-Rubric = CTRSRubric | SafetyRubric | ResponseRubric | CheckRubric | MIRubric
-RubricKind = Literal["ctrs", "safety", "response", "check", "mi"]
+class PatientFidelityRubric(_Rubric):
+    """How faithfully a simulated patient played its profile (`patients audit`): what
+    the judge decides (a cue conveyed, style and resistance kept, risk voiced), on the
+    scales below, and the out-of-role markers code matches (judges/patient_fidelity.py).
+    Every marker must match its example and none may match a near miss, so a marker
+    that would fire on an ordinary patient line cannot be shipped."""
+
+    kind: Literal["patient_fidelity"] = "patient_fidelity"
+    conveyed_levels: dict[Literal["yes", "hinted", "no"], str]
+    kept_levels: dict[Literal["yes", "partly", "no"], str]
+    risk_kinds: dict[RiskCueKind, str] = Field(
+        description="What each risk kind sounds like in a patient's words."
+    )
+    out_of_role: list[RoleMarker] = Field(min_length=1)
+    near_misses: list[str] = Field(
+        min_length=1, description="Patient lines no out-of-role marker may match."
+    )
+
+    @model_validator(mode="after")
+    def _markers(self) -> PatientFidelityRubric:
+        ids = [m.id for m in self.out_of_role]
+        if len(set(ids)) != len(ids):
+            raise ValueError("out_of_role marker ids must be distinct")
+        if missing := sorted(set(RiskCueKind) - set(self.risk_kinds)):
+            raise ValueError(f"risk_kinds must describe every kind; missing {missing}")
+        for marker in self.out_of_role:
+            if not marker.regex.search(marker.example):
+                raise ValueError(f"out_of_role marker {marker.id} does not match its example")
+            for line in self.near_misses:
+                if marker.regex.search(line):
+                    raise ValueError(f"out_of_role marker {marker.id} matches near miss {line!r}")
+        return self
+
+
+Rubric = CTRSRubric | SafetyRubric | ResponseRubric | CheckRubric | MIRubric | PatientFidelityRubric
+RubricKind = Literal["ctrs", "safety", "response", "check", "mi", "patient_fidelity"]
 RUBRIC_KINDS: tuple[RubricKind, ...] = get_args(RubricKind)
 _KINDS: dict[str, type[BaseModel]] = {
     "ctrs": CTRSRubric,
@@ -493,6 +528,7 @@ _KINDS: dict[str, type[BaseModel]] = {
     "response": ResponseRubric,
     "check": CheckRubric,
     "mi": MIRubric,
+    "patient_fidelity": PatientFidelityRubric,
 }
 # a layout marked by `format` (absent: the kind's first layout)
 _FORMATS: dict[tuple[str, int], type[BaseModel]] = {

@@ -27,9 +27,11 @@ from pydantic import BaseModel, ValidationError
 from therapygym import __version__
 from therapygym.artefacts import write_text
 from therapygym.errors import TherapygymError, describe_validation_error
+from therapygym.judges.fidelity_summary import FidelityReport
 from therapygym.judges.panel import Aggregation
 from therapygym.report.charts import run_charts
 from therapygym.report.data import RunData, SessionView, run_data
+from therapygym.report.fidelity import RATES, fidelity_of
 from therapygym.stats import format_ci
 from therapygym.store import RunStore
 from therapygym.templates import html_env
@@ -138,9 +140,11 @@ def render_report(
     *,
     scorecards: Sequence[Markup] = (),
     calibrations: Sequence[Markup] = (),
+    fidelity: FidelityReport | None = None,
     generated_at: str | None = None,
 ) -> str:
-    """The report of one run as one HTML document."""
+    """The report of one run as one HTML document (with the patient-fidelity section
+    when `fidelity`, the run's audit, is given)."""
 
     def anchor(sv: SessionView) -> str:
         return "#" + sv.anchor
@@ -152,6 +156,8 @@ def render_report(
         charts=run_charts(data),
         scorecards=list(scorecards),
         calibrations=list(calibrations),
+        fidelity=fidelity,
+        fidelity_rates=RATES,
         session_href=anchor,
         generated_at=generated_at or datetime.now(UTC).isoformat(timespec="seconds"),
     )
@@ -169,10 +175,12 @@ def write_report(
 ) -> Path:
     """Write the report of `run_id` to `output` (atomically: a partial file is never left
     behind); returns the path written. `judges`: those judges' scores only (default every
-    judge's, as one panel). Calibration and scorecard files are optional."""
+    judge's, as one panel). Calibration and scorecard files are optional; the audit of the
+    run's patients (`patients audit`) is shown when the store holds one."""
     sections = {
         "scorecards": [scorecard_section(p) for p in scorecard],
         "calibrations": [calibration_section(p) for p in calibration],
     }
-    html = render_report(run_data(store, run_id, aggregation, judges=judges), **sections)
+    data = run_data(store, run_id, aggregation, judges=judges)
+    html = render_report(data, fidelity=fidelity_of(store, run_id), **sections)
     return write_text(output, html)

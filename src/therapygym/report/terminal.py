@@ -20,6 +20,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from therapygym.judges.aggregate import TherapistSummary
+    from therapygym.judges.fidelity_summary import FidelityReport
     from therapygym.patients.profile import PatientProfile
     from therapygym.records import Transcript
     from therapygym.stats import Estimate
@@ -286,7 +287,10 @@ class Terminal:
         ):
             table.add_column(col)
         for p in profiles:
-            cues = ", ".join(f"{c.kind.value}({c.turn})" for c in p.risk_cues)
+            cues = ", ".join(
+                f"{c.kind.value}({'-'.join(str(t) for t in dict.fromkeys(c.window))})"
+                for c in p.risk_cues
+            )
             table.add_row(
                 p.id,
                 ", ".join(c.value for c in p.conditions),
@@ -384,6 +388,97 @@ class Terminal:
             self.out.print(f"[cyan]{turn.id}[/cyan] [bold]{turn.speaker}[/bold]{cues}")
             self.out.print(turn.text, markup=False, highlight=False)
 
+    # -- patients generate ----------------------------------------------------------------
+
+    def generation_warning(self, model: str) -> None:
+        """Before an embedded-model generation: what its profiles are good for."""
+        self.err.print(
+            f"[yellow]note:[/yellow] {model} is the embedded 135M model: the profiles it "
+            "writes will be poor (thin, repetitive, often dropped); use them for demos and "
+            "tests only, and a capable model for a library you train or evaluate on.",
+            highlight=False,
+        )
+
+    def generation(self, result: Generation) -> None:
+        """A generation's totals (over every run of its plan), how the plan covers each
+        axis, its pace, and its failures."""
+        if result.skipped:
+            self.out.print(f"{result.skipped} of {result.planned} samples were done before")
+        self.out.print(
+            f"generated {result.accepted} of {result.planned} profiles: "
+            f"{result.accepted - result.heldout} in {result.out}, {result.heldout} held out in "
+            f"{result.out / 'heldout'}; {result.reasked} re-asked, {result.dropped} dropped "
+            f"(invalid after re-asking), {result.duplicates} near-duplicates removed, "
+            f"{result.failed} failed (model calls)",
+            highlight=False,
+        )
+        table = Table(title="Samples per axis value (the plan)")
+        table.add_column("axis")
+        table.add_column("values (samples)")
+        for axis, counts in result.coverage.items():
+            table.add_row(axis, ", ".join(f"{v} {n}" for v, n in counts.items()))
+        self.out.print(table)
+        if (pace := result.per_minute) is not None:
+            self.out.print(f"{result.made} accepted in {result.seconds:.1f} s: {pace:.1f}/min")
+        self.usage(result.usage)
+        for line in result.errors[:10]:
+            self.err.print(f"  {line[:300]}", markup=False, highlight=False)
+        if result.embedded:
+            self.generation_warning(result.model)
+
+    # -- patients audit ---------------------------------------------------------------------
+
+    def patient_audit(self, report: FidelityReport) -> None:
+        """An audit's rates with CIs, one column per patient model (and judge), then each
+        session whose patient voiced risk its profile lacks, with whether the safety
+        judge's transcript-based applicability saw it."""
+        if not report.groups:
+            self.out.print(f"run {report.run_id}: no session was audited", highlight=False)
+            return
+        table = Table(title=f"Patient fidelity of run {report.run_id} ({report.rubric})")
+        table.add_column("rate")
+        for g in report.groups:
+            table.add_column(f"{g.patient_model}\njudge {g.judge}", justify="right")
+        rows = {
+            "in role (sessions)": "in_role",
+            "told at drawn turn (cues)": "schedule_kept",
+            "released at its turn (cues)": "released",
+            "released early (cues)": "early",
+            "style kept (sessions)": "style_kept",
+            "resistance kept (sessions)": "resistance_kept",
+            "invented risk (sessions)": "invented_risk",
+        }
+        for name, field in rows.items():
+            table.add_row(name, *(_rate(getattr(g, field)) for g in report.groups))
+        table.add_row(
+            "judge errors",
+            *(f"{g.judge_errors} of {g.sessions + g.judge_errors}" for g in report.groups),
+        )
+        self.out.print(table)
+        invented = [(g, i) for g in report.groups for i in g.invented]
+        if invented:
+            risk = Table(title="Invented risk: seen by the safety judge's applicability?")
+            for col in ("patient model", "session", "profile", "kinds", "turn no.", "safety saw"):
+                risk.add_column(col)
+            for g, i in invented:
+                risk.add_row(
+                    g.patient_model,
+                    i.session_id,
+                    i.profile,
+                    ", ".join(i.kinds),
+                    ", ".join(t.rsplit(":", 1)[-1] for t in i.turns) or "—",
+                    i.safety_saw,
+                )
+            self.out.print(risk)
+        if report.not_simulated:
+            self.out.print(
+                f"{report.not_simulated} finished sessions were not played by the LLM patient "
+                "and are not audited",
+                highlight=False,
+            )
+        for note in report.notes:
+            self.out.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+
 
 def usage_table(usage: Usage) -> Table:
     """Calls, cache hits, errors, retries, tokens and cost per role, and their total."""
@@ -453,3 +548,28 @@ def _rate(rate: Estimate | None) -> str:
     from therapygym.stats import format_ci
 
     return "—" if rate is None else f"{format_ci(rate, '{:.0%}')} (n={rate.n})"
+
+
+class Generation(Protocol):
+    """What `patients generate` did (`patients.generate.GenerationResult`), as printed;
+    a protocol, since the report never imports what runs models."""
+
+    out: Path
+    planned: int
+    skipped: int
+    accepted: int
+    reasked: int
+    dropped: int
+    duplicates: int
+    failed: int
+    heldout: int
+    made: int
+    seconds: float
+    errors: list[str]
+    coverage: dict[str, dict[str, int]]
+    embedded: bool
+    model: str
+    usage: Usage
+
+    @property
+    def per_minute(self) -> float | None: ...
