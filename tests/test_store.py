@@ -187,7 +187,7 @@ def test_a_version_1_store_is_read_and_upgraded(tmp_path: Path) -> None:
     assert writer.session("s2") == fresh
     writer.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     db.close()
     assert RunStore(path, read_only=True).session("s2") == fresh
 
@@ -703,3 +703,43 @@ def test_a_score_without_result_is_stored_as_null(store: RunStore) -> None:
     assert db.execute("SELECT result IS NULL FROM scores").fetchall() == [(1,)]
     db.close()
     assert store.scores("r1") == [record]
+
+
+def test_a_version_3_store_gains_the_study_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store of schema 3 (runs, sessions, turns and scores with provenance, no studies)
+    keeps its runs and gains the studio's empty tables; a step 4 that fails leaves it at
+    version 3 with none of them."""
+    from therapygym import store as store_module
+
+    path = tmp_path / "v3.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(_SCHEMA)  # exactly schema 3: the studio's tables are kept apart
+    db.execute("PRAGMA user_version=3")
+    db.execute("INSERT INTO runs VALUES ('r1', '2026-01-01T00:00:00+00:00', '{}', '{\"a\": 1}')")
+    db.commit()
+    db.close()
+
+    def tables() -> set[str]:
+        with sqlite3.connect(path) as db:
+            return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+    studio_tables = {"studies", "study_raters", "study_assignments", "study_ratings"}
+    broken = (*store_module._MIGRATIONS[4], "ALTER TABLE no_such_table ADD COLUMN x TEXT")
+    monkeypatch.setitem(store_module._MIGRATIONS, 4, broken)
+    with pytest.raises(StoreError, match="cannot be opened"):
+        RunStore(path)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
+    assert not tables() & studio_tables
+    monkeypatch.undo()
+
+    store = RunStore(path)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert SCHEMA_VERSION == 4 and tables() >= studio_tables
+    assert store.run("r1").provenance == {"a": 1}
+    store.save_session(transcript("s1"))
+    assert store.session("s1") == transcript("s1")
+    with store.reading() as db:
+        assert db.execute("SELECT COUNT(*) FROM study_ratings").fetchone()[0] == 0
+    assert store.integrity_check() == "ok"

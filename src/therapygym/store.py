@@ -33,7 +33,7 @@ from therapygym.records import (
 )
 
 STORE_ENV = "THERAPYGYM_STORE"
-SCHEMA_VERSION = 3  # the schema `_SCHEMA` creates; older stores are migrated on open
+SCHEMA_VERSION = 4  # what `_SCHEMA` and `_STUDY_SCHEMA` create; older stores are migrated on open
 PAGE_SIZE = 256  # sessions that `RunStore.sessions` reads (and holds) at a time
 
 _SCHEMA = """
@@ -98,6 +98,57 @@ CREATE INDEX IF NOT EXISTS scores_by_unit
   ON scores(session_id, judge, rubric_id, rubric_version, prompt_fingerprint, sample);
 """
 
+# The rating studio's studies (schema 4; therapygym.studio reads and writes them). Sessions
+# are referenced by id without a foreign key: `save_session` replaces a session by deleting
+# and inserting it, which a key would refuse (or, cascading, would wipe clinicians' ratings).
+# `na` marks a safety label rated not applicable (its value is then NULL); a rating's key is
+# (study, rater, session, item), so a double submit or a second tab updates the one row.
+_STUDY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS studies (
+  study_id    TEXT PRIMARY KEY,
+  created_at  TEXT NOT NULL,
+  plan        TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS study_raters (
+  study_id    TEXT NOT NULL REFERENCES studies(study_id) ON DELETE CASCADE,
+  rater       TEXT NOT NULL,
+  token_hash  TEXT NOT NULL,
+  is_admin    INTEGER NOT NULL DEFAULT 0,
+  revoked_at  TEXT,
+  PRIMARY KEY (study_id, rater)
+);
+CREATE TABLE IF NOT EXISTS study_assignments (
+  study_id     TEXT NOT NULL,
+  rater        TEXT NOT NULL,
+  session_id   TEXT NOT NULL,
+  phase        TEXT NOT NULL CHECK (phase IN ('practice', 'study')),
+  position     INTEGER NOT NULL,
+  state        TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'submitted', 'skipped')),
+  flagged      INTEGER NOT NULL DEFAULT 0,
+  submitted_at TEXT,
+  PRIMARY KEY (study_id, rater, session_id),
+  FOREIGN KEY (study_id, rater) REFERENCES study_raters(study_id, rater) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS study_ratings (
+  study_id    TEXT NOT NULL REFERENCES studies(study_id) ON DELETE CASCADE,
+  rater       TEXT NOT NULL,
+  session_id  TEXT NOT NULL,
+  item        TEXT NOT NULL,
+  value       INTEGER,
+  na          INTEGER NOT NULL DEFAULT 0,
+  evidence    TEXT NOT NULL DEFAULT '[]',
+  note        TEXT,
+  rubric_ref  TEXT NOT NULL,
+  updated_at  TEXT NOT NULL,
+  PRIMARY KEY (study_id, rater, session_id, item)
+);
+CREATE INDEX IF NOT EXISTS study_ratings_by_session ON study_ratings(study_id, session_id);
+"""
+
+
+def _statements(script: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in script.split(";") if s.strip())
+
 
 # What takes a store written by an older release to the next version: each step runs, with
 # the version bump, in one transaction, so a store is never left half migrated.
@@ -107,6 +158,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # 3: runs.provenance, how a run was made (package version, revision, Python, rubric
     # fingerprints, the resolved config); runs made before it keep '{}'
     3: ("ALTER TABLE runs ADD COLUMN provenance TEXT NOT NULL DEFAULT '{}'",),
+    # 4: the rating studio's tables (studies, their raters, assignments and ratings)
+    4: _statements(_STUDY_SCHEMA),
 }
 
 
@@ -235,9 +288,8 @@ class RunStore:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             if fresh:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
+                for statement in _statements(_SCHEMA + _STUDY_SCHEMA):
+                    self._db.execute(statement)
             else:
                 for step in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
                     for statement in _MIGRATIONS[step]:
@@ -299,6 +351,14 @@ class RunStore:
         with self._lock:
             return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
+    def change_stamp(self) -> tuple[int, int]:
+        """Changes whenever anything is committed to the store, by another connection
+        (`data_version`) or by this one (its count of changed rows, which `data_version`
+        leaves out): for caching what a writer computed from its own store."""
+        with self._lock:
+            version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+            return version, self._db.total_changes
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction under the lock: committed whole or not at all. A full
@@ -322,6 +382,20 @@ class RunStore:
                     f"store {self.path}: the disk is full; nothing of this write was saved "
                     "(what was saved before is intact): free space and rerun to resume"
                 ) from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE) for a module that keeps its own tables
+        in the store (the studio's study tables): committed whole or not at all, under the
+        store's lock, so it never interleaves with another write of this process."""
+        with self._write() as db:
+            yield db
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection under the store's lock, for reads of such a module."""
+        with self._lock:
+            yield self._db
 
     # -- runs ---------------------------------------------------------------------------
 

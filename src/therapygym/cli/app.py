@@ -15,7 +15,19 @@ from typing import Annotated
 import typer
 
 from therapygym import __version__
-from therapygym.cli import cache, calibrate, demo, models, patients, probe, report, run, runs, train
+from therapygym.cli import (
+    cache,
+    calibrate,
+    demo,
+    models,
+    patients,
+    probe,
+    report,
+    run,
+    runs,
+    studio,
+    train,
+)
 from therapygym.cli.output import FAILED_WORK, INTERRUPTED, term
 from therapygym.errors import TherapygymError
 
@@ -44,6 +56,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(cache.app, name="cache")
 app.add_typer(patients.app, name="patients")
 app.add_typer(runs.app, name="runs")
+app.add_typer(studio.app, name="studio")
 
 
 @app.callback(invoke_without_command=True)
