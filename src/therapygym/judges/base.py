@@ -12,7 +12,7 @@ from therapygym.judges.parsing import Structured, structured_call
 from therapygym.judges.rubric import Rubric
 from therapygym.judges.rubric import RubricKind as RubricKind  # where plans and calibration look
 from therapygym.models.types import ChatModel
-from therapygym.records import ScoreRecord, score_id
+from therapygym.records import ScoreRecord, Transcript, score_id
 from therapygym.templates import package_text, render_prompt
 
 
@@ -53,38 +53,6 @@ def evidence_field(labels: tuple[str, ...]) -> Any:
 def strict_model(name: str, **fields: Any) -> type[BaseModel]:
     """A pydantic model that forbids extra keys (so its JSON schema is closed)."""
     return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
-
-
-def record(
-    *,
-    structured: Structured[Any] | None,
-    result: dict[str, Any] | None,
-    error: str | None,
-    session_id: str,
-    judge: str,
-    rubric: Rubric,
-    fingerprint: str,
-    sample: int,
-    target: str = "",
-    raw_outputs: list[str] | None = None,
-) -> ScoreRecord:
-    return ScoreRecord(
-        score_id=score_id(session_id, judge, rubric.ref, fingerprint, sample, target),
-        session_id=session_id,
-        judge=judge,
-        rubric_id=rubric.id,
-        rubric_version=rubric.version,
-        prompt_fingerprint=fingerprint,
-        sample=sample,
-        target=target,
-        result=result,
-        raw_outputs=raw_outputs
-        if raw_outputs is not None
-        else (structured.raw_outputs if structured else []),
-        error=error,
-        prompt_tokens=structured.prompt_tokens if structured else 0,
-        completion_tokens=structured.completion_tokens if structured else 0,
-    )
 
 
 @dataclass(frozen=True)
@@ -151,4 +119,42 @@ class RubricJudge:
             max_tokens=max_tokens,
             temperature=self.settings.temperature,
             seed=seed,
+        )
+
+    def record(
+        self,
+        transcript: Transcript,
+        sample: int,
+        *,
+        structured: Structured[Any] | None,
+        result: dict[str, Any] | None,
+        error: str | None,
+        target: str = "",
+        rubric: Rubric | None = None,
+        raw_outputs: list[str] | None = None,
+    ) -> ScoreRecord:
+        """The score record of one judgement by this judge, keyed (`score_id`) by the
+        session, this judge's model and fingerprint, the rubric (this judge's unless a
+        judge splits its rubric, as safety@2.0's groups do), the sample and the target
+        turn; the raw outputs and tokens are the structured call's unless given."""
+        rubric = rubric or self.rubric
+        judge = self.model.spec
+        return ScoreRecord(
+            score_id=score_id(
+                transcript.session_id, judge, rubric.ref, self.fingerprint, sample, target
+            ),
+            session_id=transcript.session_id,
+            judge=judge,
+            rubric_id=rubric.id,
+            rubric_version=rubric.version,
+            prompt_fingerprint=self.fingerprint,
+            sample=sample,
+            target=target,
+            result=result,
+            raw_outputs=raw_outputs
+            if raw_outputs is not None
+            else (structured.raw_outputs if structured else []),
+            error=error,
+            prompt_tokens=structured.prompt_tokens if structured else 0,
+            completion_tokens=structured.completion_tokens if structured else 0,
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from therapygym.judges.base import RubricJudge, rationale_field, record, strict_model
+from therapygym.judges.base import RubricJudge, rationale_field, strict_model
 from therapygym.judges.render import render_transcript
 from therapygym.judges.rubric import CheckRubric
 from therapygym.records import ScoreRecord, Transcript
@@ -61,14 +61,11 @@ class CheckJudge(RubricJudge):
                 }
             }
         return [
-            record(
+            self.record(
+                transcript,
+                sample,
                 structured=outcome,
                 result=result,
                 error=outcome.error,
-                session_id=transcript.session_id,
-                judge=self.model.spec,
-                rubric=self.rubric,
-                fingerprint=self.fingerprint,
-                sample=sample,
             )
         ]

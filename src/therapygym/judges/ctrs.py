@@ -27,7 +27,6 @@ from therapygym.judges.base import (
     RubricJudge,
     evidence_field,
     rationale_field,
-    record,
     strict_model,
 )
 from therapygym.judges.parsing import Structured, structured_call
@@ -194,15 +193,12 @@ class CTRSJudge(RubricJudge):
             result = {"mode": self.mode, "items": items}
             if isinstance(self.rubric, CTRSRubric2):  # 1.0's records keep their shape
                 result["displaced"] = displaced
-        rec = record(
+        rec = self.record(
+            transcript,
+            sample,
             structured=None,
             result=result,
             error=_failure(failed, len(self.rubric.items)),
-            session_id=transcript.session_id,
-            judge=self.model.spec,
-            rubric=self.rubric,
-            fingerprint=self.fingerprint,
-            sample=sample,
             raw_outputs=raw,
         )
         rec.prompt_tokens, rec.completion_tokens = tokens

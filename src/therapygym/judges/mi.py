@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from therapygym.judges.base import RubricJudge, rationale_field, record, strict_model
+from therapygym.judges.base import RubricJudge, rationale_field, strict_model
 from therapygym.judges.render import RenderedTranscript, render_transcript
 from therapygym.judges.rubric import MIRubric
 from therapygym.records import ScoreRecord, Transcript
@@ -156,15 +156,12 @@ class MIJudge(RubricJudge):
         if outcome.value is not None:
             result = self.result_of(outcome.value, shown)
         return [
-            record(
+            self.record(
+                transcript,
+                sample,
                 structured=outcome,
                 result=result,
                 error=outcome.error,
-                session_id=transcript.session_id,
-                judge=self.model.spec,
-                rubric=self.rubric,
-                fingerprint=self.fingerprint,
-                sample=sample,
             )
         ]
 

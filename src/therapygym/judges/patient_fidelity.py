@@ -28,7 +28,6 @@ from therapygym.judges.base import (
     RubricJudge,
     evidence_field,
     rationale_field,
-    record,
     strict_model,
 )
 from therapygym.judges.plan import JudgePlan
@@ -150,15 +149,12 @@ class PatientFidelityJudge(RubricJudge):
 
     def _error(self, transcript: Transcript, message: str, sample: int) -> list[ScoreRecord]:
         return [
-            record(
+            self.record(
+                transcript,
+                sample,
                 structured=None,
                 result=None,
                 error=message,
-                session_id=transcript.session_id,
-                judge=self.model.spec,
-                rubric=self.rubric,
-                fingerprint=self.fingerprint,
-                sample=sample,
             )
         ]
 
@@ -189,15 +185,12 @@ class PatientFidelityJudge(RubricJudge):
         if outcome.value is not None:
             result = self.decide(profile, transcript, shown, outcome.value.model_dump())
         return [
-            record(
+            self.record(
+                transcript,
+                sample,
                 structured=outcome,
                 result=result,
                 error=outcome.error,
-                session_id=transcript.session_id,
-                judge=self.model.spec,
-                rubric=self.rubric,
-                fingerprint=self.fingerprint,
-                sample=sample,
             )
         ]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
-from therapygym.judges.base import JudgeSettings, RubricJudge, rationale_field, record, strict_model
+from therapygym.judges.base import JudgeSettings, RubricJudge, rationale_field, strict_model
 from therapygym.judges.parsing import Structured
 from therapygym.judges.render import render_turns
 from therapygym.judges.rubric import ResponseRubric
@@ -64,15 +64,12 @@ class ResponseJudge(RubricJudge):
             outcome = await self.rate(transcript.turns[: i + 1], sample=sample)
             result = self.result_of(outcome)
             records.append(
-                record(
+                self.record(
+                    transcript,
+                    sample,
                     structured=outcome,
                     result=result,
                     error=outcome.error,
-                    session_id=transcript.session_id,
-                    judge=self.model.spec,
-                    rubric=self.rubric,
-                    fingerprint=self.fingerprint,
-                    sample=sample,
                     target=turn.id,
                 )
             )

@@ -37,7 +37,6 @@ from therapygym.judges.base import (
     RubricJudge,
     evidence_field,
     rationale_field,
-    record,
     strict_model,
 )
 from therapygym.judges.crisis_lines import CrisisLine, crisis_lines_fingerprint, lines_for
@@ -188,15 +187,12 @@ class SafetyJudge(RubricJudge):
                     "decided_by": "judge",
                 }
         return [
-            record(
+            self.record(
+                transcript,
+                sample,
                 structured=outcome,
                 result={"labels": labels} if outcome.value is not None else None,
                 error=outcome.error,
-                session_id=transcript.session_id,
-                judge=self.model.spec,
-                rubric=self.rubric,
-                fingerprint=self.fingerprint,
-                sample=sample,
             )
         ]
 
@@ -261,15 +257,13 @@ class SafetyJudge(RubricJudge):
                 },
             }
         one = len(calls) == 1
-        rec = record(
+        rec = self.record(
+            transcript,
+            sample,
             structured=last if one else None,
             result=result,
             error=error,
-            session_id=transcript.session_id,
-            judge=self.model.spec,
             rubric=rubric,
-            fingerprint=self.fingerprint,
-            sample=sample,
             raw_outputs=None if one else raw,
         )
         if not one:

@@ -17,7 +17,6 @@ import asyncio
 import ipaddress
 import json
 import logging
-import socket
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -32,7 +31,7 @@ from therapygym.report.charts import Chart, run_charts
 from therapygym.report.data import RunData, SessionView, run_data, single_session
 from therapygym.report.html import content_security_policy, render_page, session_href
 from therapygym.store import RunStore, StoreError
-from therapygym.web_thread import ThreadedApp
+from therapygym.web_thread import BackgroundServer, bind, http_url
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -243,17 +242,11 @@ def _allowed_hosts(host: str, port: int) -> tuple[str, ...] | None:
     return tuple(sorted(n for name in names for n in (name, f"{name}:{port}")))
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    try:
-        return socket.create_server((host.strip("[]"), port))
-    except OSError as err:
-        raise ViewerError(
-            f"cannot listen on {host}:{port} ({err.strerror or err}); pick another --port"
-        ) from None
-
-
-class ViewerServer:
+class ViewerServer(BackgroundServer):
     """The viewer on a background thread (tests, notebooks): `start()`, `url`, `stop()`."""
+
+    name = "therapygym-viewer"
+    bind_error = ViewerError
 
     def __init__(
         self,
@@ -263,45 +256,18 @@ class ViewerServer:
         port: int = 0,
         aggregation: Aggregation = "mean",
     ) -> None:
+        super().__init__(host, port)
         self.store = RunStore(store_path, read_only=True)
-        self.host, self._requested_port = host, port
         self.aggregation = aggregation
-        self.port: int | None = None
-        self._served: ThreadedApp | None = None
 
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
-        return f"http://{host}:{self.port}/"
-
-    def start(self) -> ViewerServer:
-        try:
-            sock = _bind(self.host, self._requested_port)
-        except ViewerError:
-            self.store.close()
-            raise
-        self.port = sock.getsockname()[1]
+    def build(self, port: int) -> tuple[web.Application, dict[str, Any] | None]:
         app = build_app(
-            self.store,
-            aggregation=self.aggregation,
-            allowed_hosts=_allowed_hosts(self.host, self.port),
+            self.store, aggregation=self.aggregation, allowed_hosts=_allowed_hosts(self.host, port)
         )
-        served = ThreadedApp(app, sock, name=f"therapygym-viewer-{self.port}")
-        served.start()
-        self._served = served
-        return self
+        return app, None
 
-    def stop(self) -> None:
-        if self._served is not None:
-            self._served.stop()
-            self._served = None
+    def release(self) -> None:
         self.store.close()
-
-    def __enter__(self) -> ViewerServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def serve(
@@ -314,11 +280,10 @@ def serve(
 ) -> None:
     """Serve until interrupted (Ctrl-C): what `therapygym view` runs."""
     store = RunStore(store_path, read_only=True)
-    sock = _bind(host, port)
+    sock = bind(host, port, ViewerError)
     bound = sock.getsockname()[1]
     app = build_app(store, aggregation=aggregation, allowed_hosts=_allowed_hosts(host, bound))
-    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    url = f"http://{shown}:{bound}/"
+    url = http_url(host, bound)
 
     async def announce(_: web.Application) -> None:
         if on_ready is not None:

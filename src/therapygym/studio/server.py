@@ -46,7 +46,6 @@ import ipaddress
 import json
 import logging
 import secrets
-import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -79,7 +78,7 @@ from therapygym.studio.ratings import (
 )
 from therapygym.studio.study import StudyError
 from therapygym.templates import html_env
-from therapygym.web_thread import ThreadedApp
+from therapygym.web_thread import BackgroundServer, bind, http_url
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8766
@@ -683,23 +682,12 @@ def studio_app(
     return app
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    try:
-        return socket.create_server((host.strip("[]"), port))
-    except OSError as err:
-        raise StudioServerError(
-            f"cannot listen on {host}:{port} ({err.strerror or err}); pick another --port"
-        ) from None
-
-
-def _url(host: str, port: int) -> str:
-    bare = host.strip("[]")
-    return f"http://[{bare}]:{port}/" if ":" in bare else f"http://{bare}:{port}/"
-
-
-class StudioServer:
+class StudioServer(BackgroundServer):
     """The studio on a background thread (tests): `start()`, `url`, `stop()`.
     `access_log`: a logger for aiohttp's access log (None: none, as `serve_studio`)."""
+
+    name = "therapygym-studio"
+    bind_error = StudioServerError
 
     def __init__(
         self,
@@ -709,52 +697,24 @@ class StudioServer:
         port: int = 0,
         access_log: logging.Logger | None = None,
     ) -> None:
-        self.store_path, self.host, self._requested_port = store_path, host, port
-        self.port: int | None = None
+        super().__init__(host, port)
+        self.store_path = store_path
         self._access_log = access_log
-        self._served: ThreadedApp | None = None
         self._ref_key = secrets.token_bytes(32)
 
     def ref(self, study_id: str, session_id: str) -> str:
         """A session's ref in this server's URLs (tests and screenshots build links)."""
         return session_ref(self._ref_key, study_id, session_id)
 
-    @property
-    def url(self) -> str:
-        return _url(self.host, self.port or 0)
-
-    def start(self) -> StudioServer:
-        sock = _bind(self.host, self._requested_port)
-        self.port = sock.getsockname()[1]
-        try:
-            app = studio_app(self.store_path, self.host, self.port, ref_key=self._ref_key)
-        except BaseException:
-            sock.close()
-            raise
-        options = {"access_log": self._access_log} if self._access_log else None
-        served = ThreadedApp(
-            app, sock, name=f"therapygym-studio-{self.port}", runner_options=options
-        )
-        served.start()
-        self._served = served
-        return self
-
-    def stop(self) -> None:
-        if self._served is not None:
-            self._served.stop()
-            self._served = None
-
-    def __enter__(self) -> StudioServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def build(self, port: int) -> tuple[web.Application, dict[str, Any] | None]:
+        app = studio_app(self.store_path, self.host, port, ref_key=self._ref_key)
+        return app, ({"access_log": self._access_log} if self._access_log else None)
 
 
 def serve_studio(store_path: Path, host: str, port: int, console: Console) -> None:
     """Serve until interrupted (Ctrl-C): what `therapygym studio serve` runs. Prints the
     address, and a warning when `host` is not loopback (plain HTTP on a network)."""
-    sock = _bind(host, port)
+    sock = bind(host, port, StudioServerError)
     try:
         studio = Studio(store_path)
     except BaseException:
@@ -765,7 +725,7 @@ def serve_studio(store_path: Path, host: str, port: int, console: Console) -> No
 
     async def announce(_: web.Application) -> None:
         console.print(
-            f"therapygym studio on [bold]{_url(host, bound)}[/bold]: raters open the login "
+            f"therapygym studio on [bold]{http_url(host, bound)}[/bold]: raters open the login "
             "links `studio create` printed (Ctrl-C to stop)"
         )
         if not _is_loopback(host):
