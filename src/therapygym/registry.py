@@ -6,7 +6,8 @@ that is imported on first use, so heavy backends (llama.cpp, torch) cost nothing
 spec names them, and `import therapygym` stays fast. Third-party packages add entries
 through the entry-point group `therapygym.<kind>` (e.g. `therapygym.backends`): each entry
 point's name is the registered name and its value the `module:attribute` to load, read
-the first time the registry is asked for a name it does not know.
+the first time the registry is asked for a name it does not know. Plug-ins that add data
+rather than code (rubrics, patient libraries) name a folder instead: `data_folders`.
 
 Like the records, this module imports nothing of ours but errors, so every layer may use it.
 """
@@ -14,8 +15,11 @@ Like the records, this module imports nothing of ours but errors, so every layer
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from importlib import import_module
 from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Generic, TypeVar
 
 from therapygym.errors import TherapygymError
@@ -34,6 +38,47 @@ def load_target(path: str) -> Any:
 
 class UnknownEntryError(TherapygymError):
     """A name that no registry entry (built in or from an installed plug-in) answers to."""
+
+
+class PluginError(TherapygymError):
+    """An installed plug-in whose entry point cannot be used as it is declared."""
+
+
+@dataclass(frozen=True)
+class DataFolder:
+    """A folder of YAML files an installed plug-in adds (rubrics, patient profiles)."""
+
+    name: str  # the entry point's name
+    source: str  # the distribution that declares it, for errors
+    path: Path
+
+
+def data_folders(group: str) -> list[DataFolder]:
+    """The folders installed plug-ins add under entry-point group `group`, by entry name.
+
+    Data is not code, so these entry points name a folder rather than an object: a
+    package (`mypkg.rubrics`: its own folder, shipped as package data) or a
+    `module:attribute` holding a path. A plug-in declared wrongly is an error naming it
+    and its distribution, not a silently missing folder."""
+    folders = []
+    for ep in sorted(entry_points(group=group), key=lambda e: e.name):
+        source = ep.dist.name if ep.dist is not None else "an unknown distribution"
+        where = f"plug-in '{ep.name}' ({source}, entry point group {group})"
+        try:
+            target = load_target(ep.value)
+        except (ImportError, AttributeError) as err:
+            raise PluginError(f"{where}: cannot load {ep.value}: {err}") from None
+        if isinstance(target, ModuleType):
+            locations = target.__spec__.submodule_search_locations if target.__spec__ else None
+            if not locations:
+                raise PluginError(f"{where}: {ep.value} is a module; name a package (a folder)")
+            path = Path(next(iter(locations)))
+        else:
+            path = Path(str(target))
+        if not path.is_dir():
+            raise PluginError(f"{where}: {ep.value} gives {path}, which is not a folder")
+        folders.append(DataFolder(ep.name, source, path))
+    return folders
 
 
 class Registry(Generic[T]):

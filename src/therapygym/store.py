@@ -11,7 +11,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import groupby
@@ -485,7 +485,17 @@ class RunStore:
         """Write a session and its turns atomically (replacing an earlier attempt of the
         same session of the same run). A session id held by another run is refused: saving
         must never move a session out of the run that made it."""
-        t = transcript
+        self.save_sessions([transcript])
+
+    def save_sessions(self, transcripts: Iterable[Transcript]) -> None:
+        """`save_session` for several sessions in one transaction: all are stored or none
+        (an import must never leave half a file in the store)."""
+        with self._write() as db:
+            for t in transcripts:
+                self._insert_session(db, t)
+
+    def _insert_session(self, db: sqlite3.Connection, t: Transcript) -> None:
+        """One session's rows, inside the caller's write transaction."""
         if t.run_id is None:
             raise ValueError("a stored session needs a run_id")
         turn_rows = [
@@ -505,43 +515,42 @@ class RunStore:
             )
             for turn in t.turns
         ]
-        with self._write() as db:
-            owner = db.execute(
-                "SELECT run_id FROM sessions WHERE session_id = ?", (t.session_id,)
-            ).fetchone()
-            if owner is not None and owner[0] != t.run_id:
-                raise StoreError(
-                    f"session {t.session_id} belongs to run '{owner[0]}' in {self.path}; "
-                    f"it cannot be saved into run '{t.run_id}' (no command moves or "
-                    "removes another run's sessions)"
-                )
-            db.execute("DELETE FROM sessions WHERE session_id = ?", (t.session_id,))
-            db.execute(
-                "INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    t.session_id,
-                    t.run_id,
-                    t.profile_id,
-                    t.profile_version,
-                    t.therapist,
-                    t.patient,
-                    t.sample,
-                    t.seed,
-                    t.status.value,
-                    t.error,
-                    len(t.turns),
-                    t.started_at,
-                    t.wall_s,
-                    t.config.model_dump_json(),
-                    json.dumps(t.meta),
-                ),
+        owner = db.execute(
+            "SELECT run_id FROM sessions WHERE session_id = ?", (t.session_id,)
+        ).fetchone()
+        if owner is not None and owner[0] != t.run_id:
+            raise StoreError(
+                f"session {t.session_id} belongs to run '{owner[0]}' in {self.path}; "
+                f"it cannot be saved into run '{t.run_id}' (no command moves or "
+                "removes another run's sessions)"
             )
-            db.executemany(
-                "INSERT INTO turns (turn_id, session_id, idx, speaker, text, latency_s,"
-                " prompt_tokens, completion_tokens, cached, model, cues, meta)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                turn_rows,
-            )
+        db.execute("DELETE FROM sessions WHERE session_id = ?", (t.session_id,))
+        db.execute(
+            "INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                t.session_id,
+                t.run_id,
+                t.profile_id,
+                t.profile_version,
+                t.therapist,
+                t.patient,
+                t.sample,
+                t.seed,
+                t.status.value,
+                t.error,
+                len(t.turns),
+                t.started_at,
+                t.wall_s,
+                t.config.model_dump_json(),
+                json.dumps(t.meta),
+            ),
+        )
+        db.executemany(
+            "INSERT INTO turns (turn_id, session_id, idx, speaker, text, latency_s,"
+            " prompt_tokens, completion_tokens, cached, model, cues, meta)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            turn_rows,
+        )
 
     def _transcripts(self, rows: list[tuple[Any, ...]]) -> list[Transcript]:
         """Rows of `SELECT * FROM sessions` as transcripts, with the turns of all of them

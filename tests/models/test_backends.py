@@ -17,7 +17,7 @@ from therapygym.models.backends import BACKENDS, Backend
 from therapygym.models.spec import parse_spec, resolve_spec
 from therapygym.registry import UnknownEntryError
 
-BUILT_IN = ("openai", "local", "gguf", "python", "http", "hf")
+BUILT_IN = ("openai", "anthropic", "local", "gguf", "python", "http", "hf")
 
 PLUGIN = """
 from therapygym.models.backends import Backend

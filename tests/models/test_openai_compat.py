@@ -388,3 +388,192 @@ def test_a_model_outlives_its_event_loop(openai_server: Any, server_spec: Any) -
         asyncio.run(model.aclose())
         gc.collect()
     assert not [w for w in caught if "Unclosed client session" in str(w.message)]
+
+
+# -- dialects, reasoning models and request options (issue 21) -------------------------------
+
+JUDGE_SCHEMA = {
+    "type": "object",
+    "properties": {"rationale": {"type": "string", "maxLength": 40}},
+    "required": ["rationale"],
+    "additionalProperties": False,
+}
+
+
+def reasoning_spec(server: Any, model: str, **options: Any) -> str:
+    opts = {"base_url": server.base_url, "backoff_initial_s": 0.01, "backoff_max_s": 0.05}
+    return f"openai:{model}?" + "&".join(f"{k}={v}" for k, v in {**opts, **options}.items())
+
+
+async def test_a_known_reasoning_model_gets_max_completion_tokens_and_no_temperature(
+    load: Any, openai_server: Any
+) -> None:
+    server = openai_server(["fine"], strict=True)
+    model = load(reasoning_spec(server, "o3-mini", reasoning_effort="high"))
+    reply = await model.chat(HELLO, temperature=0.0, max_tokens=20)
+    assert reply.text == "fine" and not reply.fallbacks and not server.refusals
+    (sent,) = server.requests
+    assert sent["max_completion_tokens"] == 20 and "max_tokens" not in sent
+    assert "temperature" not in sent and sent["reasoning_effort"] == "high"
+    plain = load(reasoning_spec(server, "gpt-4o"))
+    await plain.chat(HELLO, temperature=0.3, max_tokens=20)
+    assert server.requests[-1]["max_tokens"] == 20 and server.requests[-1]["temperature"] == 0.3
+    assert "reasoning_effort" not in server.requests[-1]
+
+
+@pytest.fixture
+async def unknown_reasoning_server() -> AsyncIterator[Any]:
+    """A server whose model refuses what o3 refuses, under a name no table knows."""
+    from therapygym.testing.hosted_rules import parameter_refusal
+
+    seen: list[dict[str, Any]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        seen.append(body)
+        refusal = parameter_refusal({**body, "model": "o3"})
+        if refusal is not None:
+            return web.json_response(refusal.body(), status=400)
+        return web.json_response(COMPLETION)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    yield f"http://{host}:{port}/v1", seen
+    await runner.cleanup()
+
+
+async def test_a_refused_parameter_falls_back_once_is_remembered_and_counted(
+    load: Any, unknown_reasoning_server: Any, cache: ResponseCache
+) -> None:
+    from therapygym.models import AccountedModel, UsageLedger
+
+    url, seen = unknown_reasoning_server
+    model = load(f"openai:house-reasoner?base_url={url}&max_retries=0", cache=cache)
+    ledger = UsageLedger()
+    judge = AccountedModel(model, "judge", ledger)
+    reply = await judge.chat(HELLO, temperature=0.0, max_tokens=16)
+    assert reply.text == "ok" and reply.attempts == 1
+    assert reply.fallbacks == (
+        "house-reasoner: max_tokens -> max_completion_tokens",
+        "house-reasoner: temperature not sent",
+    )
+    assert [("max_tokens" in b, "temperature" in b) for b in seen] == [
+        (True, True),
+        (False, True),
+        (False, False),
+    ]
+    await judge.chat([{"role": "user", "content": "again"}], temperature=0.0, max_tokens=16)
+    assert "max_tokens" not in seen[-1] and "temperature" not in seen[-1] and len(seen) == 4
+    await judge.chat(HELLO, temperature=0.0, max_tokens=16)  # a cache hit: no request
+    usage = ledger.roles["judge"]
+    assert (usage.calls, usage.cached_calls, usage.fallbacks, usage.retries) == (3, 1, 2, 0)
+    assert usage.fallback_notes == list(reply.fallbacks)
+    assert ledger.total().fallbacks == 2 and ledger.total().fallback_notes == usage.fallback_notes
+    assert len(seen) == usage.calls - usage.cached_calls + usage.fallbacks
+    hit = cache.get(next(iter(_cache_keys(cache))))
+    assert hit is not None and hit.fallbacks == ()  # a cached reply made no request
+
+    from io import StringIO
+
+    from rich.console import Console
+
+    from therapygym.report.terminal import usage_table
+
+    out = Console(file=StringIO(), width=200)
+    out.print(usage_table(ledger))
+    printed = out.file.getvalue()  # type: ignore[attr-defined]
+    assert "fallbacks" in printed and "max_tokens -> max_completion_tokens" in printed
+
+
+def _cache_keys(cache: ResponseCache) -> list[str]:
+    return [r[0] for r in cache._db.execute("SELECT key FROM responses")]
+
+
+async def test_another_400_is_not_a_fallback(load: Any, capture_server: Any) -> None:
+    server = await capture_server(400, {"error": {"message": "max_tokens is too large"}})
+    model = load(capture_spec(server))
+    with pytest.raises(ModelCallError, match="too large"):
+        await model.chat(HELLO)
+    assert len(server.requests) == 1
+
+
+async def test_reasoning_is_kept_apart_from_the_answer_and_cached_with_it(
+    load: Any, capture_server: Any, cache: ResponseCache
+) -> None:
+    message = {
+        "role": "assistant",
+        "content": '<think>the client sounds low</think>\n{"rationale": "Warm."}',
+        "reasoning_content": "Weighing the turn.",
+    }
+    body = {**COMPLETION, "choices": [{"message": message, "finish_reason": "stop"}]}
+    server = await capture_server(200, body)
+    model = load(capture_spec(server), cache=cache)
+    reply = await model.chat(HELLO, json_schema=JUDGE_SCHEMA)
+    assert reply.text == '{"rationale": "Warm."}'
+    assert reply.reasoning == "Weighing the turn.\n\nthe client sounds low"
+    again = await model.chat(HELLO, json_schema=JUDGE_SCHEMA)
+    assert again.cached and again.text == reply.text and again.reasoning == reply.reasoning
+    assert len(server.requests) == 1
+
+
+async def test_the_dialect_follows_the_host_and_keys_only_schema_requests(
+    load: Any, openai_server: Any, server_spec: Any, cache: ResponseCache
+) -> None:
+    server = openai_server(['{"rationale": "ok"}'])
+    full = load(server_spec(server), cache=cache)
+    hosted = load(server_spec(server, schema_dialect="hosted-strict"), cache=cache)
+    assert full.identity == hosted.identity == f"openai:fake-model@{server.base_url}"
+    await full.chat(HELLO, json_schema=JUDGE_SCHEMA)
+    assert server.requests[-1]["response_format"]["json_schema"]["schema"] == JUDGE_SCHEMA
+    reply = await hosted.chat(HELLO, json_schema=JUDGE_SCHEMA)  # not served full's entry
+    assert not reply.cached and len(server.requests) == 2
+    sent = server.requests[-1]["response_format"]["json_schema"]["schema"]
+    assert "maxLength" not in sent["properties"]["rationale"]
+    assert (await hosted.chat(HELLO)).text and (await full.chat(HELLO)).cached  # plain: one key
+
+
+async def test_extra_body_and_headers_are_sent_and_header_values_never_shown(
+    load: Any, capture_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.setenv("GATEWAY_KEY", "gw-secret-1234")
+    server = await capture_server(401, {"error": {"message": "bad key gw-secret-1234 plain-5678"}})
+    models = tmp_path / "models.yaml"
+    models.write_text(
+        "models:\n"
+        "  gw:\n"
+        "    backend: openai\n"
+        "    model: qwen3\n"
+        f"    base_url: {server.url}\n"
+        "    extra_body: {chat_template_kwargs: {enable_thinking: false}, top_k: 20}\n"
+        "    extra_headers: {X-Gateway-Key: '${GATEWAY_KEY}', X-Plain: plain-5678}\n"
+    )
+    model = load("gw", models_file=models)
+    with pytest.raises(ModelCallError) as caught:
+        await model.chat(HELLO)
+    assert "gw-secret-1234" not in str(caught.value) and "plain-5678" not in str(caught.value)
+    (sent,) = server.requests
+    assert sent["body"]["chat_template_kwargs"] == {"enable_thinking": False}
+    assert sent["body"]["top_k"] == 20 and sent["body"]["model"] == "qwen3"
+    assert sent["headers"]["X-Gateway-Key"] == "gw-secret-1234"
+    assert sent["headers"]["X-Plain"] == "plain-5678"
+    identity = model.identity
+    assert "secret" not in identity and "plain-5678" not in identity
+    assert "headers=x-gateway-key,x-plain" in identity and "extra_body=" in identity
+    assert "plain-5678" not in repr(model.config)
+
+
+async def test_a_header_variable_that_is_not_set_is_named(
+    load: Any, capture_server: Any, tmp_path: Any
+) -> None:
+    server = await capture_server()
+    models = tmp_path / "models.yaml"
+    models.write_text(
+        f"models:\n  gw:\n    backend: openai\n    model: m\n    base_url: {server.url}\n"
+        "    extra_headers: {X-Key: '${NOT_SET_ANYWHERE}'}\n"
+    )
+    with pytest.raises(MissingAPIKeyError, match=r"NOT_SET_ANYWHERE.*extra_headers X-Key"):
+        load("gw", models_file=models)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from therapygym.errors import ConfigError, ModelSpecError
-from therapygym.models.spec import ModelConfig, Price, parse_spec, resolve_spec
+from therapygym.models.spec import (
+    ModelConfig,
+    Price,
+    load_models_file,
+    parse_spec,
+    resolve_spec,
+)
 
 
 def test_openai_spec_with_options() -> None:
@@ -116,3 +125,48 @@ def test_missing_models_file(tmp_path: Path) -> None:
 def test_config_passes_through() -> None:
     cfg = ModelConfig(backend="local", model="smollm2")
     assert resolve_spec(cfg) is cfg
+
+
+# -- issue 21: dialect, reasoning and request options ----------------------------------------
+
+
+def test_request_options_from_a_spec_string() -> None:
+    body = '{"chat_template_kwargs": {"enable_thinking": false}}'
+    config = parse_spec(
+        "openai:qwen3?base_url=http://127.0.0.1:8000/v1&schema_dialect=full"
+        f"&reasoning_effort=low&extra_body={quote(body)}"
+        f"&extra_headers={quote(json.dumps({'X-Key': '${GW_KEY}'}))}"
+    )
+    assert config.schema_dialect == "full" and config.reasoning_effort == "low"
+    assert config.extra_body == {"chat_template_kwargs": {"enable_thinking": False}}
+    assert config.extra_headers is not None
+    assert config.extra_headers["X-Key"].get_secret_value() == "${GW_KEY}"
+    assert parse_spec("openai:gpt-4o").schema_dialect == "auto"
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ("extra_body={bad", "option extra_body is not valid JSON"),
+        ("extra_body=[1]", "option extra_body must be a JSON object"),
+        ("extra_body=" + quote('{"model": "x"}'), "may not set model"),
+        ("extra_headers=" + quote('{"X-Key": "sk-literal-1234"}'), "must be a ${VAR} reference"),
+        ("schema_dialect=strict", "schema_dialect"),
+        ("reasoning_effort=max", "reasoning_effort"),
+    ],
+)
+def test_bad_request_options_in_a_spec_string(options: str, says: str) -> None:
+    with pytest.raises(ModelSpecError, match=re.escape(says)) as caught:
+        parse_spec(f"openai:m?{options}")
+    assert "sk-literal-1234" not in str(caught.value)
+
+
+def test_bad_extra_headers_in_a_models_file_never_quote_a_value(tmp_path: Path) -> None:
+    path = tmp_path / "models.yaml"
+    path.write_text(
+        "models:\n  m:\n    backend: openai\n    model: m\n"
+        "    extra_headers: {'bad name': sk-literal-1234}\n"
+    )
+    with pytest.raises(ConfigError, match="not an HTTP header name") as caught:
+        load_models_file(path)
+    assert "sk-literal-1234" not in str(caught.value)

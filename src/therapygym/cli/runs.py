@@ -12,18 +12,26 @@ from therapygym.cli.output import term
 
 app = typer.Typer(help="List, show, export and import stored runs.")
 
-# What `runs import` reads (report.exports.read_transcripts_jsonl: records.Transcript per
-# line). tests/test_cli_runs.py imports the example and holds the field lists to the schema.
+# What `runs import` reads (report.import_formats: records.Transcript per line, or chat
+# rows). tests/test_cli_runs.py imports the example and holds the field lists to the schema.
 IMPORT_EXAMPLE = (
     '{"session_id": "s1", "profile_id": "client-1", "therapist": "my-bot", '
     '"patient": "human", "status": "completed", "turns": ['
     '{"index": 0, "speaker": "patient", "text": "I keep lying awake."}, '
     '{"index": 1, "speaker": "therapist", "text": "What goes through your mind then?"}]}'
 )
-IMPORT_HELP = f"""Import transcripts produced elsewhere (JSONL), so they can be judged like any run.
+IMPORT_HELP = f"""Import conversations produced elsewhere, so they can be judged like any run.
 
-One session per line, a JSON object, as `runs export` writes them. The whole file is
-checked, line by line, before anything is stored; unknown fields are refused.
+Reads our transcript JSONL (below), chat-format JSONL ({{"messages": [{{"role": ...,
+"content": ...}}, ...]}} per line, optional id and metadata), Parquet with a messages
+column, or a local Hugging Face dataset folder; the format comes from the path, or
+--format. In chat rows --therapist-role (assistant) and --patient-role (user) name the
+speakers; leading system messages are kept as the session's system prompt; any other role
+is refused. profile_id, therapist and patient may be given in the row or its metadata.
+The whole source is checked before anything is stored, and stored in one transaction.
+
+Our format: one session per line, a JSON object, as `runs export` writes them; unknown
+fields are refused.
 
 Required: session_id (unique in the file), profile_id, therapist, patient, status
 (completed, ended_by_patient or failed; failed sessions are stored, not judged).
@@ -78,7 +86,13 @@ def runs_export(
         Path, typer.Option("-o", "--output", help="File to write (a new folder for hf).")
     ],
     fmt: Annotated[
-        str, typer.Option("--format", help="jsonl, csv, parquet, or hf (a datasets folder).")
+        str,
+        typer.Option(
+            "--format",
+            help="jsonl, csv, parquet, hf (a datasets folder), preference (DPO/KTO pairs), "
+            "inspect (an Inspect AI log; the [inspect] extra), or a format a plug-in "
+            "registers; an unknown name lists them all.",
+        ),
     ] = "jsonl",
     content: Annotated[
         str,
@@ -89,10 +103,43 @@ def runs_export(
     ] = "transcripts",
     judge: JudgeFilterOpt = None,
     aggregation: AggregationOpt = "mean",
+    level: Annotated[
+        str | None,
+        typer.Option(
+            help="preference: session (default; sessions of one profile that open alike) "
+            "or turn (therapist turns after an identical conversation).",
+            rich_help_panel="Preference pairs",
+        ),
+    ] = None,
+    margin: Annotated[
+        float | None,
+        typer.Option(
+            help="preference: the least score difference of a pair, on the 0-1 scale "
+            "(default 0.1); ties never pair.",
+            rich_help_panel="Preference pairs",
+        ),
+    ] = None,
+    score: Annotated[
+        str | None,
+        typer.Option(
+            help="preference: ctrs (normalised mean; session default), ctrs:ITEM, response "
+            "(turn default) or response:DIMENSION.",
+            rich_help_panel="Preference pairs",
+        ),
+    ] = None,
+    preference_style: Annotated[
+        str | None,
+        typer.Option(
+            help="preference: dpo (prompt, chosen, rejected; default) or kto (prompt, "
+            "completion, label).",
+            rich_help_panel="Preference pairs",
+        ),
+    ] = None,
     store: StoreOpt = None,
 ) -> None:
     """Write a run's transcripts, scores or per-session scores as JSONL, CSV, Parquet, or
-    a Hugging Face `datasets` folder (docs/report.md)."""
+    a Hugging Face `datasets` folder; or preference pairs for DPO/KTO training, where only
+    a session the safety judge passed is ever chosen (docs/report.md)."""
     from therapygym.config import check_aggregation, check_output, judge_labels
     from therapygym.report.exports import (
         EXPORT_FORMATS,
@@ -102,22 +149,52 @@ def runs_export(
     )
     from therapygym.store import RunStore
 
+    options = {
+        "level": level, "margin": margin, "score": score, "preference_style": preference_style,
+    }  # fmt: skip
     check_aggregation(aggregation)
-    check_export_options(fmt, content)
+    check_export_options(fmt, content, options)
     check_output(output, folder=EXPORT_FORMATS.get(fmt).folder, option="--output")
     run_store = RunStore(store, read_only=True)
-    n = export_run(run_store, run_id, output, fmt, content, aggregation, judge_labels(judge))  # type: ignore[arg-type]
+    n = export_run(
+        run_store,
+        run_id,
+        output,
+        fmt,
+        content,
+        aggregation,
+        judge_labels(judge),
+        options,  # type: ignore[arg-type]
+    )
     term.out.print(f"wrote {n} {counted(fmt, content)} to {output}", highlight=False)
 
 
 @app.command("import", help=IMPORT_HELP)
 def runs_import(
-    path: Annotated[Path, typer.Argument(help="JSONL file of transcripts.")],
+    path: Annotated[Path, typer.Argument(help="A JSONL or Parquet file, or a dataset folder.")],
     run_id: Annotated[str, typer.Option(help="Run to import into (created if new).")],
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="transcripts (ours), chat (chat-format JSONL), parquet or hf (a dataset "
+            "folder); default: from the path.",
+        ),
+    ] = None,
+    therapist_role: Annotated[
+        str, typer.Option(help="The chat role of the therapist's messages.")
+    ] = "assistant",
+    patient_role: Annotated[
+        str, typer.Option(help="The chat role of the patient's messages.")
+    ] = "user",
+    split: Annotated[
+        str | None, typer.Option(help="hf: the split to read (default: train, or the only one).")
+    ] = None,
     store: StoreOpt = None,
 ) -> None:
-    """Import transcripts produced elsewhere (JSONL), so they can be judged like any run."""
-    from therapygym.report.exports import import_transcripts
+    """Import conversations produced elsewhere, so they can be judged like any run."""
+    from therapygym.report.import_formats import RoleMap, import_transcripts
 
-    imported, renamed = import_transcripts(path, run_id, store)
+    roles = RoleMap(therapist=therapist_role, patient=patient_role)
+    imported, renamed = import_transcripts(path, run_id, store, fmt=fmt, roles=roles, split=split)
     term.imported(imported, renamed, run_id)

@@ -6,7 +6,8 @@ the sha256 of its canonical content, so any change to its wording changes the
 fingerprint stored with every score made from it. A rubric is named by a ref: `safety`
 is the version shipped as current (`rubrics/safety.yaml`), `safety@1.0` a given version
 (the current file, or an earlier one kept as `rubrics/safety-1.0.yaml`, so that runs
-judged under it can be judged again and compared).
+judged under it can be judged again and compared). Installed packages may add versions
+of their own through the entry-point group `therapygym.rubrics` (a folder of rubric files).
 
 The safety rubric has two layouts. Version 1.0's (`SafetyRubric`) is kept as it was, so
 its fingerprint, and so every stored 1.0 score, stays valid. Version 2.0's
@@ -31,6 +32,7 @@ from therapygym.judges.severity import Severity, rank
 from therapygym.patients.audit import RoleMarker
 from therapygym.patients.profile import RiskCueKind
 from therapygym.records import canonical_json, short_fingerprint
+from therapygym.registry import data_folders
 from therapygym.yamlfile import read_yaml_mapping
 
 
@@ -564,10 +566,61 @@ def _rubric_dir() -> Path:
     return Path(str(resources.files("therapygym.judges") / "rubrics"))
 
 
-def builtin_versions(kind: RubricKind) -> list[str]:
+def _shipped_versions(kind: RubricKind) -> list[str]:
     """The versions of `kind` shipped with therapygym, earliest kept first, current last."""
     kept = sorted(p.stem.removeprefix(f"{kind}-") for p in _rubric_dir().glob(f"{kind}-*.yaml"))
-    return [*kept, builtin_rubric(kind).version]
+    return [*kept, _shipped(f"{kind}.yaml").version]
+
+
+# Installed packages add rubric versions here: each entry point names a folder of rubric
+# files (registry.data_folders), e.g. a translated CTRS as `ctrs@2.0-de`.
+RUBRIC_PLUGINS = "therapygym.rubrics"
+
+
+@cache
+def _plugin_rubrics() -> dict[tuple[str, str], tuple[Rubric, Path]]:
+    """Every rubric the installed plug-ins add, by (kind, version), with its file; read once.
+
+    A plug-in adds versions of the kinds there are (a kind needs its judge's code), never
+    the current one: `ctrs` stays the shipped rubric, and a plug-in's is asked for by its
+    version. So a version that therapygym ships, or that two plug-ins both add, is refused
+    rather than one silently winning."""
+    found: dict[tuple[str, str], tuple[Rubric, Path]] = {}
+    for folder in data_folders(RUBRIC_PLUGINS):
+        files = sorted(folder.path.glob("*.yaml"))
+        if not files:
+            raise ConfigError(
+                f"rubric plug-in '{folder.name}' ({folder.source}): {folder.path} holds no "
+                "rubric files (*.yaml)"
+            )
+        for path in files:
+            rubric = load_rubric(path)
+            kind, version = rubric.kind, rubric.version
+            if rubric.id != kind:
+                raise ConfigError(
+                    f"rubric file {path}: field 'id' must be '{kind}' (scores store the rubric "
+                    f"as id@version, and a ref names the kind: {kind}@{version})"
+                )
+            if version in _shipped_versions(kind):
+                raise ConfigError(
+                    f"rubric file {path} (plug-in '{folder.name}', {folder.source}) is "
+                    f"{kind}@{version}, which therapygym ships: give it a version of its own, "
+                    f"e.g. {version}-{folder.name}"
+                )
+            if (kind, version) in found:
+                raise ConfigError(
+                    f"rubric {kind}@{version} is added twice: by {found[kind, version][1]} "
+                    f"and by {path}"
+                )
+            found[kind, version] = (rubric, path)
+    return found
+
+
+def builtin_versions(kind: RubricKind) -> list[str]:
+    """The versions of `kind` there are: shipped (earliest kept first, current last), then
+    those installed plug-ins add."""
+    added = sorted(v for k, v in _plugin_rubrics() if k == kind)
+    return [*_shipped_versions(kind), *added]
 
 
 def parse_rubric_ref(ref: str) -> tuple[RubricKind, str | None]:
@@ -591,15 +644,18 @@ def _shipped(name: str) -> Rubric:
 
 
 def builtin_rubric(kind: RubricKind, version: str | None = None) -> Rubric:
-    """The rubric shipped with therapygym for `kind`: the current one, or `version` (the
-    current file if it is that version, else the kept `rubrics/<kind>-<version>.yaml`)."""
+    """The rubric for `kind`: the current one shipped with therapygym, or `version` (the
+    current file if it is that version, the kept `rubrics/<kind>-<version>.yaml`, or a
+    version an installed plug-in adds under `therapygym.rubrics`)."""
     current = _shipped(f"{kind}.yaml")
     if version is None or version == current.version:
         return current
     path = _rubric_dir() / f"{kind}-{version}.yaml"
     if not path.is_file():
+        if (kind, version) in _plugin_rubrics():
+            return _plugin_rubrics()[kind, version][0]
         raise ConfigError(
-            f"rubric '{kind}@{version}': no such version; therapygym ships "
+            f"rubric '{kind}@{version}': no such version; there are "
             f"{', '.join(f'{kind}@{v}' for v in builtin_versions(kind))}"
         )
     kept = _shipped(path.name)
@@ -609,5 +665,5 @@ def builtin_rubric(kind: RubricKind, version: str | None = None) -> Rubric:
 
 
 def rubric_by_ref(ref: str) -> Rubric:
-    """The built-in rubric a ref (`safety`, `safety@1.0`) names."""
+    """The rubric a ref (`safety`, `safety@1.0`, a plug-in's `safety@2.0-acme`) names."""
     return builtin_rubric(*parse_rubric_ref(ref))

@@ -83,6 +83,13 @@ _register(
         default_concurrency=16,
     ),
     Backend(
+        "anthropic",
+        "therapygym.models.anthropic:AnthropicModel",
+        "anthropic:<model>",
+        "Claude through Anthropic's Messages API (ANTHROPIC_API_KEY)",
+        default_concurrency=16,
+    ),
+    Backend(
         "local",
         "therapygym.models.llamacpp:LlamaCppModel",
         "local:smollm2",

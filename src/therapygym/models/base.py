@@ -9,6 +9,7 @@ policy around it lives here once, so all backends behave the same under faults.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -30,13 +31,43 @@ from therapygym.models.types import ChatRequest, Completion
 
 
 class RawReply(BaseModel):
-    """One attempt's result, before timing and caching are added."""
+    """One attempt's result, before timing and caching are added.
+
+    `reasoning` is what a reasoning model thought before answering, when its server sends
+    it apart from the answer (`reasoning_content`); `fallbacks` say which request
+    parameters the backend had to change for the server to take the request.
+    """
 
     text: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
     model: str
     finish_reason: str | None = None
+    reasoning: str | None = None
+    fallbacks: tuple[str, ...] = ()
+
+
+# A reasoning model's thinking, written into the answer text: `<think>...</think>` at the
+# start, or (DeepSeek-R1's chat template opens the tag in the prompt) only a closing tag.
+_THINK_OPEN = re.compile(r"\A\s*<think>", re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
+
+
+def split_reasoning(text: str) -> tuple[str, str | None]:
+    """(answer, reasoning) of a reply whose text may start with a `<think>` block.
+
+    The reasoning is never the answer: a judge would parse it as JSON, a session would show
+    it as the therapist's reply. A block never closed (cut off by max_tokens) is all
+    reasoning and leaves no answer.
+    """
+    opened = _THINK_OPEN.match(text)
+    closed = _THINK_CLOSE.search(text, opened.end() if opened else 0)
+    if opened is None and closed is None:
+        return text, None
+    start = opened.end() if opened else 0
+    if closed is None:
+        return "", text[start:].strip()
+    return text[closed.end() :].lstrip(), text[start : closed.start()].strip()
 
 
 class TransientError(Exception):
@@ -91,6 +122,11 @@ class BaseChatModel(ABC):
     async def _complete(self, request: ChatRequest) -> RawReply:
         """Make exactly one attempt."""
 
+    def cache_identity(self, request: ChatRequest) -> str:
+        """The model part of `request`'s cache key: `identity`, unless this backend sends
+        the request differently from what the identity alone says (a schema dialect)."""
+        return self.identity
+
     async def chat(
         self,
         messages: list[Any],
@@ -122,7 +158,7 @@ class BaseChatModel(ABC):
         )
         if self.cache is None:
             return await self._call_with_retries(request)
-        key = cache_key(self.identity, request)
+        key = cache_key(self.cache_identity(request), request)
         if (hit := self.cache.get(key)) is not None:
             if (problem := validate(hit.text) if validate else None) is None:
                 return hit
@@ -160,14 +196,18 @@ class BaseChatModel(ABC):
             raise self._failed(err, attempts=1) from None
         else:
             attempts, latency = 1, time.perf_counter() - started
+        text, thought = split_reasoning(reply.text)
+        reasoning = "\n\n".join(r for r in (reply.reasoning, thought) if r) or None
         return Completion(
-            text=reply.text,
+            text=text,
             prompt_tokens=reply.prompt_tokens,
             completion_tokens=reply.completion_tokens,
             latency_s=latency,
             model=reply.model,
             finish_reason=reply.finish_reason,
             attempts=attempts,
+            reasoning=reasoning,
+            fallbacks=reply.fallbacks,
         )
 
     async def _retry(

@@ -1,13 +1,14 @@
 """The response cache: a SQLite file that maps a request's identity to its completion.
 
 A key covers everything that determines a reply: the model's identity (backend, model,
-server; never the API key), the messages, the sampling parameters, the seed (which is
-also the sample index when k samples are drawn) and the JSON schema. Errors are never
-cached, so a rerun retries them. Neither is a reply its caller rejected (judge output
-that failed validation): served again, it would fail the re-ask and every re-run the same
-way, so it moves to a `rejected` table, kept for the record but never served, and the
-next identical request goes to the model. The file is created owner-only: transcripts can
-hold sensitive text.
+server; never the API key), the messages, the sampling parameters, the seed (which is also
+the sample index when k samples are drawn) and the JSON schema, with the schema dialect
+the backend sends it in when that differs from the schema (`models/dialects.py`). Errors
+are never cached, so a rerun retries them. Neither is a reply its caller rejected (judge
+output that failed validation): served again, it would fail the re-ask and every re-run
+the same way, so it moves to a `rejected` table, kept for the record but never served, and
+the next identical request goes to the model. The file is created owner-only: transcripts
+can hold sensitive text.
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ def cache_key(model_identity: str, request: ChatRequest) -> str:
     """sha256 over the model identity and the full request."""
     payload = canonical_json({"model": model_identity, "request": request.model_dump(mode="json")})
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _stored(completion: Completion) -> str:
+    """A completion as an entry holds it: its text, a reasoning model's thinking (kept
+    apart, so a cached reply still never shows it as the answer) and the accounting; not
+    the parameter fallbacks of the call that made it (a cache hit makes no request)."""
+    return completion.model_copy(update={"cached": False}).model_dump_json(exclude={"fallbacks"})
 
 
 class CacheStats(BaseModel):
@@ -106,7 +114,7 @@ class ResponseCache:
         return Completion.model_validate_json(row[0]).model_copy(update={"cached": True})
 
     def put(self, key: str, model_identity: str, completion: Completion) -> None:
-        data = completion.model_copy(update={"cached": False}).model_dump_json()
+        data = _stored(completion)
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO responses (key, model, created, completion)"
@@ -120,7 +128,7 @@ class ResponseCache:
         Only a stored reply with the same text is removed: a valid one that another
         process stored under the key meanwhile stays.
         """
-        data = completion.model_copy(update={"cached": False}).model_dump_json()
+        data = _stored(completion)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:

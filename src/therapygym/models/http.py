@@ -42,6 +42,7 @@ import aiohttp
 from yarl import URL
 
 from therapygym import __version__
+from therapygym.errors import ModelSpecError
 from therapygym.models.base import PermanentError, TransientError
 
 USER_AGENT = f"therapygym/{__version__}"
@@ -61,6 +62,21 @@ def display_url(url: str | URL) -> str:
     if parsed.user is not None or parsed.password is not None:
         parsed = parsed.with_user(None)
     return str(parsed)
+
+
+def endpoint_url(label: str, base: str, path: str, example: str) -> URL:
+    """`{base}{path}`, parsed once when the model is made: a `base_url` that is no http(s)
+    URL with a host is a spec error naming the model and showing `example`."""
+    try:
+        url = URL(f"{base}{path}")
+    except (ValueError, TypeError):
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        raise ModelSpecError(
+            f"model spec {label}: base_url '{display_url(base)}' is not an http:// or "
+            f"https:// URL with a host (e.g. {example})"
+        )
+    return url
 
 
 def parse_retry_after(value: str | None) -> float | None:

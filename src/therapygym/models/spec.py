@@ -3,6 +3,13 @@
 Spec strings, for the command line:
 
     openai:<model>[?base_url=...&api_key_env=...&concurrency=8&timeout_s=60&max_retries=4]
+          [&schema_dialect=auto|hosted-strict|full&reasoning_effort=low|medium|high]
+          [&extra_body=<JSON object, URL-encoded>&extra_headers=<JSON object, URL-encoded>]
+    anthropic:<model>[?api_key_env=...&base_url=...&concurrency=...&extra_body=...]
+                                       Anthropic's Messages API (models/anthropic.py)
+    openai/<model>, anthropic/<model>, vllm/<model>, ollama/<model>, openrouter/<model>,
+    together/<model>, groq/<model>     provider aliases as Inspect AI and LiteLLM write
+                                       them, expanded by models/aliases.py
     local:smollm2                      the embedded SmolLM2-135M-Instruct (offline)
     gguf:/path/to/model.gguf           any GGUF file, run in-process by llama.cpp
     python:package.module:function     a user's callable
@@ -21,30 +28,53 @@ A models file names entries with the same fields, plus optional prices:
         base_url: http://127.0.0.1:8000/v1
         api_key_env: VLLM_API_KEY
         concurrency: 32
+        extra_body:              # merged into every request body
+          chat_template_kwargs: {enable_thinking: false}
+        extra_headers:           # sent as headers; ${VAR} is read from the environment
+          X-Gateway-Key: ${GATEWAY_KEY}
     prices:                # USD per million tokens, by model name; optional
       gpt-4o-mini: {input_per_mtok: 0.15, output_per_mtok: 0.60}
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from therapygym.errors import (
     ConfigError,
+    MissingAPIKeyError,
     ModelSpecError,
     TherapygymError,
     describe_validation_error,
 )
+from therapygym.models.aliases import expand_alias, is_alias
 from therapygym.models.backends import BACKENDS, spec_help
+from therapygym.models.dialects import SchemaDialect
 from therapygym.yamlfile import read_yaml_mapping
 
 MODELS_FILE_ENV = "THERAPYGYM_MODELS"
+# Request keys extra_body may not replace: the layer reads one non-streamed answer to the
+# messages it sent, from the model it names (and keys on them in the cache).
+RESERVED_BODY_KEYS = ("model", "messages", "stream")
+# Options a spec string gives as JSON objects (URL-encoded); in a models file, mappings.
+_JSON_OPTIONS = ("extra_body", "extra_headers")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class Price(BaseModel):
@@ -82,6 +112,67 @@ class ModelConfig(BaseModel):
     adapter: str | None = Field(None, description="A LoRA adapter folder, for hf models.")
     price: Price | None = None
     name: str | None = Field(None, description="The models-file entry name, if any.")
+    schema_dialect: SchemaDialect = Field(
+        "auto",
+        description="How a JSON schema is sent (models/dialects.py): hosted-strict for "
+        "OpenAI-style strict mode, full for local servers; auto picks by host.",
+    )
+    reasoning_effort: Literal["low", "medium", "high"] | None = Field(
+        None, description="Sent to reasoning models only when set."
+    )
+    extra_body: dict[str, Any] | None = Field(
+        None,
+        description="Merged into every request body (vLLM guided decoding, chat template "
+        "options, provider routing); part of the cache identity.",
+    )
+    extra_headers: dict[str, SecretStr] | None = Field(
+        None,
+        description="Sent as headers; ${VAR} in a value is read from the environment. "
+        "Values are masked in messages and never stored; only the names enter the "
+        "cache identity.",
+    )
+
+    @field_validator("extra_body")
+    @classmethod
+    def _body_keeps_the_request(cls, body: dict[str, Any] | None) -> dict[str, Any] | None:
+        if body and (reserved := sorted(set(body) & set(RESERVED_BODY_KEYS))):
+            raise ValueError(
+                f"may not set {', '.join(reserved)} (the request's own; allowed: any other key)"
+            )
+        return body
+
+    @field_validator("extra_headers", mode="before")
+    @classmethod
+    def _header_names_and_values(cls, headers: Any) -> Any:
+        """Names must be HTTP tokens and values text. Raised on the whole mapping, so an
+        error never quotes a value (it may be a key)."""
+        if not isinstance(headers, dict):
+            return headers
+        for name, value in headers.items():
+            if not isinstance(name, str) or not _HEADER_NAME.match(name):
+                raise ValueError(f"header name {name!r} is not an HTTP header name")
+            if not isinstance(value, str | SecretStr):
+                raise ValueError(f"header {name}: the value must be text (quote it)")
+        return headers
+
+    def header_values(self) -> dict[str, str]:
+        """`extra_headers` with each `${VAR}` read from the environment now, at request
+        time, so a value is never held in a stored spec. A missing variable is an error
+        that names the header and the variable, never a value."""
+        headers: dict[str, str] = {}
+        for name, secret in (self.extra_headers or {}).items():
+
+            def lookup(match: re.Match[str], header: str = name) -> str:
+                value = os.environ.get(match.group(1))
+                if not value:
+                    raise MissingAPIKeyError(
+                        f"model {self.label}: environment variable {match.group(1)} is not "
+                        f"set (extra_headers {header}); export it before running"
+                    )
+                return value
+
+            headers[name] = _ENV_REF.sub(lookup, secret.get_secret_value())
+        return headers
 
     @field_validator("backend", mode="before")
     @classmethod
@@ -134,12 +225,15 @@ class ModelsFile(BaseModel):
 
 def parse_spec(spec: str) -> ModelConfig:
     """Parse a spec string (not a models-file name) into a `ModelConfig`."""
-    text = spec.strip()
+    text = expand_alias(spec.strip())  # openai/gpt-4o, vllm/... (models/aliases.py)
     head, _, query = text.partition("?")
     backend, sep, target = head.partition(":")
     if not sep or backend not in BACKENDS or not target:
         raise ModelSpecError(f"unknown model spec '{spec}': {spec_help()}")
     options: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=False))
+    for name in _JSON_OPTIONS:
+        if name in options:
+            options[name] = _json_option(spec, name, options[name])
     chosen = BACKENDS.get(backend)
     chosen.check_target(spec, target)
     if "adapter" in options and not chosen.adapter:
@@ -155,6 +249,34 @@ def parse_spec(spec: str) -> ModelConfig:
         return ModelConfig(backend=backend, model=target, **options)
     except ValidationError as err:
         raise ModelSpecError(describe_validation_error(err, f"model spec '{spec}'")) from None
+
+
+def _json_option(spec: str, name: str, text: str) -> dict[str, Any]:
+    """A spec string's JSON-object option (URL-decoded already). The error names the
+    option, never its text: extra_headers may carry a key."""
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise ModelSpecError(
+            f"model spec {spec.partition('?')[0]}: option {name} is not valid JSON ({err.msg} "
+            f"at character {err.pos}); give a URL-encoded JSON object, e.g. "
+            f"{name}=%7B%22key%22%3A%22value%22%7D, or set it in a models file"
+        ) from None
+    if not isinstance(value, dict):
+        raise ModelSpecError(
+            f"model spec {spec.partition('?')[0]}: option {name} must be a JSON object "
+            f"(got a {type(value).__name__})"
+        )
+    if name == "extra_headers":
+        literal = [k for k, v in value.items() if not _ENV_REF.fullmatch(str(v))]
+        if literal:
+            raise ModelSpecError(
+                f"model spec {spec.partition('?')[0]}: extra_headers value of "
+                f"{', '.join(map(str, literal))} must be a ${{VAR}} reference to an environment "
+                "variable (a spec string is stored with the run and shown in tables); put "
+                "literal values in a models file"
+            )
+    return value
 
 
 def load_models_file(path: Path | str) -> ModelsFile:
@@ -193,7 +315,7 @@ def resolve_spec(spec: str | ModelConfig, models_file: Path | str | None = None)
     head = spec.partition("?")[0]
     if spec in catalog.models:
         config = ModelConfig.model_validate({**catalog.models[spec], "name": spec})
-    elif head.partition(":")[0] in BACKENDS:
+    elif head.partition(":")[0] in BACKENDS or is_alias(spec):
         config = parse_spec(spec)
     else:
         known = ", ".join(sorted(catalog.models)) or "none (no models file given)"

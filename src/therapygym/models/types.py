@@ -40,6 +40,16 @@ class Completion(BaseModel):
     cached: bool = False
     finish_reason: str | None = None
     attempts: int = 1
+    reasoning: str | None = Field(
+        None,
+        description="A reasoning model's thinking, kept apart from `text` (never the answer).",
+    )
+    fallbacks: tuple[str, ...] = Field(
+        (),
+        description="Request parameters the backend changed after the server refused them "
+        "(e.g. max_tokens -> max_completion_tokens); each re-sent the request once. Not "
+        "cached: a cached reply made no request.",
+    )
 
     @property
     def total_tokens(self) -> int:

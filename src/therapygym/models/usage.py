@@ -5,14 +5,17 @@ adds the completion's usage to a shared `UsageLedger`. Cached replies are counte
 calls and tokens but cost nothing; failed calls are counted as errors. Retries (attempts
 after the first, of calls that succeeded or failed) are counted too, so the requests a
 server saw can be reconciled with the calls a run made: requests = calls - cached_calls
-+ errors + retries.
++ errors + retries + fallbacks. A fallback is a request re-sent because the server refused
+a parameter (a reasoning model's `max_tokens` or temperature); `fallback_notes` say which,
+so a run shows that its model was not called as configured.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from therapygym.errors import ModelCallError
 from therapygym.models.base import BaseChatModel
@@ -30,10 +33,18 @@ class RoleUsage(BaseModel):
     completion_tokens: int = 0
     cost_usd: float | None = None
     latency_s: float = 0.0
+    fallbacks: int = 0
+    fallback_notes: list[str] = Field(default_factory=list)
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+def _book_fallbacks(usage: RoleUsage, notes: Sequence[str], *, count: int | None = None) -> None:
+    """Add `count` fallbacks (default: one per note) and the notes not yet listed."""
+    usage.fallbacks += len(notes) if count is None else count
+    usage.fallback_notes.extend(n for n in dict.fromkeys(notes) if n not in usage.fallback_notes)
 
 
 class UsageLedger:
@@ -50,6 +61,7 @@ class UsageLedger:
         if completion.cached:
             usage.cached_calls += 1
         else:
+            _book_fallbacks(usage, completion.fallbacks)
             usage.retries += completion.attempts - 1
             usage.latency_s += completion.latency_s
             if cost_usd is not None:
@@ -71,6 +83,7 @@ class UsageLedger:
             total.prompt_tokens += u.prompt_tokens
             total.completion_tokens += u.completion_tokens
             total.latency_s += u.latency_s
+            _book_fallbacks(total, u.fallback_notes, count=u.fallbacks)
             if u.cost_usd is not None:
                 total.cost_usd = (total.cost_usd or 0.0) + u.cost_usd
         return total

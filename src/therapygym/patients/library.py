@@ -1,4 +1,11 @@
-"""Loading patient profiles from YAML, with errors that name the file, field and expectation."""
+"""Loading patient profiles from YAML, with errors that name the file, field and expectation.
+
+The catalogue (`load_profiles()`, what `--patients` selects from and `patients list`
+shows) is the shipped library plus the libraries installed packages add through the
+entry-point group `therapygym.patients`, each a folder of profile files. Their profiles
+join by id, so every selector (ids, globs, filters, `risk`) reaches them unchanged; an id
+two libraries share is refused, since a run stores sessions by profile id.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,10 @@ from pydantic import ValidationError
 
 from therapygym.errors import TherapygymError, describe_validation_error
 from therapygym.patients.profile import PatientProfile
+from therapygym.registry import data_folders
 from therapygym.yamlfile import read_yaml_mapping
+
+PATIENT_PLUGINS = "therapygym.patients"
 
 
 class ProfileError(TherapygymError):
@@ -35,11 +45,37 @@ def load_profile(path: Path | str) -> PatientProfile:
 
 
 def load_profiles(directory: Path | str | None = None) -> list[PatientProfile]:
-    """Every `*.yaml` profile in a directory (default: the shipped library), sorted by id."""
-    d = Path(directory) if directory is not None else library_dir()
+    """Every `*.yaml` profile in a directory (default: the catalogue, the shipped library
+    and the installed plug-in libraries), sorted by id."""
+    if directory is None:
+        return _catalogue()
+    d = Path(directory)
     if not d.is_dir():
         raise ProfileError(f"{d}: not a directory of patient profiles")
     return sorted((load_profile(f) for f in d.glob("*.yaml")), key=lambda pr: pr.id)
+
+
+def _catalogue() -> list[PatientProfile]:
+    """The shipped profiles and every plug-in library's, refusing an id found twice."""
+    seen: dict[str, str] = {}  # id -> its file and library, for the clash error
+    profiles: list[PatientProfile] = []
+    libraries = [("therapygym", library_dir())]
+    for folder in data_folders(PATIENT_PLUGINS):
+        libraries.append((f"plug-in '{folder.name}' ({folder.source})", folder.path))
+    for library, directory in libraries:
+        found = load_profiles(directory)
+        if not found:
+            raise ProfileError(f"{library}: {directory} holds no patient profiles (*.yaml)")
+        for profile in found:
+            where = f"{directory / (profile.id + '.yaml')} ({library})"
+            if profile.id in seen:
+                raise ProfileError(
+                    f"patient id '{profile.id}' is in two libraries: {seen[profile.id]} and "
+                    f"{where}; a run stores sessions by profile id, so ids must be unique"
+                )
+            seen[profile.id] = where
+            profiles.append(profile)
+    return sorted(profiles, key=lambda pr: pr.id)
 
 
 def check_profile_files(paths: list[Path]) -> list[tuple[Path, str | None]]:

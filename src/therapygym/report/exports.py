@@ -1,5 +1,5 @@
-"""Runs out of the store (JSONL, CSV, Parquet, a Hugging Face dataset folder) and
-transcripts into it (JSONL).
+"""Runs out of the store: JSONL, CSV, Parquet, a Hugging Face dataset folder, preference
+pairs (report/preference.py). Conversations into it: report/import_formats.py.
 
 Three things can be exported from a run:
 
@@ -29,21 +29,27 @@ third-party package registers either through the entry-point group `therapygym.e
 from __future__ import annotations
 
 import json
-from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from therapygym.artefacts import atomic_directory, atomic_path
-from therapygym.errors import TherapygymError, describe_validation_error
+from therapygym.errors import TherapygymError
 from therapygym.judges.aggregate import SessionScores
 from therapygym.records import ScoreRecord, Transcript, as_messages
 from therapygym.registry import Registry
+
+# The import side lives in import_formats; these names stay importable from here, where
+# callers (and plug-ins) have always found them.
+from therapygym.report.import_formats import (  # noqa: F401
+    TranscriptFileError,
+    import_transcripts,
+    read_transcripts_jsonl,
+)
 from therapygym.store import SessionHead
-from therapygym.yamlfile import read_jsonl_objects
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -66,10 +72,6 @@ SESSION_COLUMNS = (
     "status",
     "error",
 )
-
-
-class TranscriptFileError(TherapygymError):
-    """A transcript file that cannot be read or does not match the transcript schema."""
 
 
 def turn_rows(transcripts: Iterable[Transcript]) -> list[dict[str, object]]:
@@ -558,6 +560,9 @@ _register(
     FileFormat("parquet", "flat rows, typed, for pandas and Arrow", _rows_parquet),
     FolderFormat("hf", "a Hugging Face datasets folder (sessions, turns, scores)", _hf_folder),
 )
+# DPO/KTO pairs from the judged sessions: registered by path, so exports never import it
+# (nor it this module's callers) until the format is asked for
+EXPORT_FORMATS.register("preference", "therapygym.report.preference:PREFERENCE_FORMAT")
 
 
 def _file_format(name: str) -> FileFormat:
@@ -570,21 +575,44 @@ def _file_format(name: str) -> FileFormat:
     return fmt
 
 
+class ConfigurableFormat(Protocol):
+    """A format with options of its own (`preference`: margin, level, score...): the
+    registered object carries the defaults, `with_options` gives the format to use. Other
+    formats take none, and `check_export_options` refuses the options they are given."""
+
+    option_names: ClassVar[tuple[str, ...]]  # the keys `with_options` accepts
+
+    def with_options(self, options: Mapping[str, Any]) -> ExportFormat: ...
+
+
 def counted(fmt: str, content: str) -> str:
-    """What `export_run`'s count counts, for the line that reports it."""
-    return (
-        "score records"
-        if content == "scores" and not EXPORT_FORMATS.get(fmt).folder
-        else "sessions"
-    )
+    """What `export_run`'s count counts, for the line that reports it (a format may say,
+    with a `counts` attribute: the preference format counts pairs)."""
+    format_ = EXPORT_FORMATS.get(fmt)
+    if (counts := getattr(format_, "counts", None)) is not None:
+        return str(counts)
+    return "score records" if content == "scores" and not format_.folder else "sessions"
 
 
-def check_export_options(fmt: str, content: str) -> None:
-    """A user error, in one line, for a format or content `export_run` does not know."""
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_export_options(fmt: str, content: str, options: Mapping[str, Any] | None = None) -> None:
+    """A user error, in one line, for a format or content `export_run` does not know, or
+    a format option (`options`, None values left out: not given) the format does not take."""
     if fmt not in EXPORT_FORMATS:
         raise TherapygymError(f"--format '{fmt}': expected {', '.join(EXPORT_FORMATS.names())}")
     if content not in EXPORT_CONTENTS:
         raise TherapygymError(f"--content '{content}': expected {', '.join(EXPORT_CONTENTS)}")
+    given = sorted(k for k, v in (options or {}).items() if v is not None)
+    takes = getattr(EXPORT_FORMATS.get(fmt), "option_names", ())
+    if refused := [k for k in given if k not in takes]:
+        own = f"its options: {', '.join(map(_flag, takes))}" if takes else "it takes none"
+        raise TherapygymError(
+            f"{_flag(refused[0])} is not an option of --format {fmt} ({own}); "
+            "see `runs export --help` for which format takes it"
+        )
 
 
 def export_run(
@@ -595,98 +623,21 @@ def export_run(
     content: ExportContent = "transcripts",
     how: Aggregation = "mean",
     judges: Collection[str] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> int:
     """Export a run (what `therapygym runs export` does); returns how many sessions (or,
-    for `scores` in a file format, score records) were written. `judges` keeps the scores
-    of those judges only (else every judge's, combined as one panel); a judge that did not
-    score the run is refused before anything is written, whatever the content."""
+    for `scores` in a file format, score records; for `preference`, pairs) were written.
+    `judges` keeps the scores of those judges only (else every judge's, combined as one
+    panel); a judge that did not score the run is refused before anything is written,
+    whatever the content. `options` are the format's own (None values: not given)."""
     from therapygym.summary import judged_by
 
-    check_export_options(fmt, content)
+    check_export_options(fmt, content, options)
     store.run(run_id)
     if judges is not None:
         judged_by(run_id, store.scores(run_id), judges)
-    return EXPORT_FORMATS.get(fmt).export(store, run_id, output, content, how, judges)
-
-
-def _turn_ids(data: dict[str, Any]) -> dict[str, Any]:
-    """A transcript written elsewhere may leave out its turns' ids: they are SESSION:INDEX,
-    what the store names them (`import_transcripts`)."""
-    turns = data.get("turns")
-    if not isinstance(turns, list):
-        return data
-    sid = data.get("session_id")
-    named = [{"id": f"{sid}:{t.get('index')}", **t} if isinstance(t, dict) else t for t in turns]
-    return {**data, "turns": named}
-
-
-def read_transcripts_jsonl(path: Path) -> list[Transcript]:
-    """Read a JSONL transcript file; errors name the file, the line and the field."""
-    transcripts: list[Transcript] = []
-    seen: set[str] = set()
-    for number, data in read_jsonl_objects(path, TranscriptFileError):
-        try:
-            transcript = Transcript.model_validate(_turn_ids(data))
-        except ValidationError as err:
-            where = f"{path}, line {number}"
-            raise TranscriptFileError(describe_validation_error(err, where)) from None
-        if transcript.session_id in seen:
-            raise TranscriptFileError(
-                f"{path}, line {number}: session_id '{transcript.session_id}' appears twice"
-            )
-        counts = Counter(turn.index for turn in transcript.turns)
-        if twice := sorted(i for i, n in counts.items() if n > 1):
-            raise TranscriptFileError(
-                f"{path}, line {number}: field 'turns': index {twice[0]} appears twice "
-                "(each turn's index is its place in the session, from 0)"
-            )
-        seen.add(transcript.session_id)
-        transcripts.append(transcript)
-    return transcripts
-
-
-def import_transcripts(path: Path, run_id: str, store: Path | None = None) -> tuple[int, int]:
-    """Store a JSONL file of transcripts made elsewhere as run `run_id` (created if new) of
-    the store at `store`, so they can be judged like any run. The store path and every line
-    are checked before the store is opened: a bad file changes nothing. A session whose id
-    another run of the store holds (the export of a run imported back as a new one) gets an
-    id of its own in `run_id`: no import moves another run's sessions. The run records the
-    file's therapists (in order of appearance), as a run made here records its own, so
-    `runs list` shows them. Returns (imported, renamed).
-
-    The file: one `Transcript` (records.py) per line, the JSON `runs export` writes, turn
-    ids optional; `therapygym runs import --help` spells out the fields."""
-    import hashlib
-
-    from therapygym.provenance import collect
-    from therapygym.store import RunStore, check_store_path
-
-    check_store_path(store)
-    transcripts = read_transcripts_jsonl(path)
-    therapists = list(dict.fromkeys(t.therapist for t in transcripts))
-    run_store = RunStore(store)
-    try:
-        taken = {
-            head.session_id
-            for other in run_store.runs()
-            if other.run_id != run_id
-            for head in run_store.session_heads(other.run_id)
-        }
-        run_store.ensure_run(
-            run_id, {"imported_from": path.name, "therapists": therapists}, collect()
-        )
-        for t in transcripts:
-            sid = t.session_id
-            if sid in taken:  # the same new id each time this file is imported here
-                key = f"{run_id}\x1f{sid}".encode()
-                sid = f"s-{hashlib.sha256(key).hexdigest()[:16]}"
-            # turn ids are unique store-wide: named SESSION:INDEX, as a run made here names
-            # them, ids from elsewhere ("t0" in every file) never collide
-            turns = [turn.model_copy(update={"id": f"{sid}:{turn.index}"}) for turn in t.turns]
-            run_store.save_session(
-                t.model_copy(update={"session_id": sid, "run_id": run_id, "turns": turns})
-            )
-    finally:
-        run_store.close()
-    renamed = sum(t.session_id in taken for t in transcripts)
-    return len(transcripts), renamed
+    format_ = EXPORT_FORMATS.get(fmt)
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    if given:
+        format_ = format_.with_options(given)  # type: ignore[attr-defined]
+    return format_.export(store, run_id, output, content, how, judges)

@@ -41,6 +41,8 @@ class RoleUsage(Protocol):
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float | None
+    fallbacks: int
+    fallback_notes: list[str]
 
 
 class Usage(Protocol):
@@ -481,12 +483,18 @@ class Terminal:
 
 
 def usage_table(usage: Usage) -> Table:
-    """Calls, cache hits, errors, retries, tokens and cost per role, and their total."""
-    table = Table(title="Usage by role")
+    """Calls, cache hits, errors, retries, tokens and cost per role, and their total.
+
+    Requests re-sent because a server refused a parameter (a reasoning model's
+    `max_tokens` or temperature) get a column and a caption naming each change, only when
+    there were any: they mean a model was not called as configured."""
+    total = usage.total()
+    table = Table(title="Usage by role", caption="; ".join(total.fallback_notes) or None)
     columns = ("role", "calls", "cached", "errors", "retries", "prompt tok", "completion tok")
-    for col in (*columns, "cost USD"):
+    fallbacks = ("fallbacks",) if total.fallbacks else ()
+    for col in (*columns, *fallbacks, "cost USD"):
         table.add_column(col, justify="left" if col == "role" else "right")
-    for role, u in [*usage.roles.items(), ("total", usage.total())]:
+    for role, u in [*usage.roles.items(), ("total", total)]:
         table.add_row(
             role,
             str(u.calls),
@@ -495,6 +503,7 @@ def usage_table(usage: Usage) -> Table:
             str(u.retries),
             str(u.prompt_tokens),
             str(u.completion_tokens),
+            *([str(u.fallbacks)] if fallbacks else []),
             "—" if u.cost_usd is None else f"{u.cost_usd:.4f}",
         )
     return table

@@ -22,6 +22,16 @@ or as a separate process (benchmarks, so the server does not share the client's 
 which prints ``READY http://127.0.0.1:PORT/v1`` once listening and serves until
 SIGTERM/SIGINT.
 
+Lenient by default: any schema and any parameters are taken. ``strict=True`` (``--strict``)
+refuses what a hosted API refuses (``testing/hosted_rules.py``), with the hosted error's
+shape: a strict ``response_format`` schema outside OpenAI's strict subset, and
+``max_tokens`` or a non-default temperature sent to a reasoning model (o1, o3, o4-mini,
+gpt-5), so a test fails where a real call would.
+
+The same script also answers Anthropic's ``POST /v1/messages`` (``testing/anthropic_messages.py``:
+tool use for schema-constrained answers, Anthropic's error shape), so ``anthropic:`` models
+are tested against the same socket, faults and latency.
+
 Tokens are counted as whitespace-separated words: cheap, deterministic and good enough
 to test budget accounting.  Request headers are never logged (they carry API keys); the
 server keeps only the SHA-256 digests of the bearer tokens it was sent (``key_digests``),
@@ -48,6 +58,7 @@ from typing import Any, TypeAlias
 
 from aiohttp import web
 
+from therapygym.testing.hosted_rules import parameter_refusal, schema_refusal
 from therapygym.web_thread import ThreadedApp
 
 __all__ = ["FakeOpenAIServer", "Fault", "Replier", "Reply", "main"]
@@ -184,6 +195,7 @@ class FakeOpenAIServer:
         model: str = "fake-model",
         host: str = "127.0.0.1",
         port: int = 0,
+        strict: bool = False,
     ) -> None:
         if latency_s < 0 or hang_s < 0:
             raise ValueError("latency_s and hang_s must be >= 0")
@@ -195,6 +207,7 @@ class FakeOpenAIServer:
         self.latency_s = latency_s
         self.hang_s = hang_s
         self.model = model
+        self.strict = strict
         self._host = host
         self._requested_port = port
 
@@ -211,6 +224,7 @@ class FakeOpenAIServer:
         self.requests: list[dict[str, Any]] = []
         self.fault_counts: collections.Counter[str] = collections.Counter()
         self.key_digests: set[str] = set()  # SHA-256 of each bearer token sent
+        self.refusals: list[str] = []  # strict mode: the message of each request refused
         self._stats_lock = threading.Lock()
 
         self._port: int | None = None
@@ -243,6 +257,11 @@ class FakeOpenAIServer:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         app.router.add_get("/v1/models", self._models)
+        # Anthropic's POST /v1/messages, from the same script (imported here: it builds
+        # on this module).
+        from therapygym.testing.anthropic_messages import add_messages_route
+
+        add_messages_route(app, self)
         # handler_cancellation: when a client gives up (timeout during HANG) its handler
         # is cancelled instead of sleeping on; access_log=None keeps it quiet and fast.
         served = ThreadedApp(
@@ -277,6 +296,7 @@ class FakeOpenAIServer:
         with self._stats_lock:
             self.requests.clear()
             self.fault_counts.clear()
+            self.refusals.clear()
 
     # ------------------------------------------------------------------ handlers
 
@@ -337,6 +357,8 @@ class FakeOpenAIServer:
             self._count("bad_request")
             param, message = problem
             return _error(400, message, "invalid_request_error", param=param)
+        if self.strict and (refusal := self.hosted_refusal(body)) is not None:
+            return web.json_response(refusal, status=400)
         try:
             reply = self._reply_for(body)
         except Exception as exc:  # a bug in a test's replier: make it visible client-side
@@ -372,6 +394,17 @@ class FakeOpenAIServer:
             if fault is not None:
                 self.fault_counts[fault.value] += 1
         return fault
+
+    def hosted_refusal(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The 400 body a hosted API answers `body` with (strict mode), counted as a bad
+        request and its message kept in ``refusals``; None when it would take it."""
+        refusal = parameter_refusal(body) or schema_refusal(body.get("response_format"))
+        if refusal is None:
+            return None
+        self._count("bad_request")
+        with self._stats_lock:
+            self.refusals.append(refusal.message)
+        return refusal.body()
 
     def _count(self, outcome: str) -> None:
         with self._stats_lock:
@@ -455,6 +488,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default="fake-model")
     parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse what a hosted API refuses: schemas outside the strict subset, "
+        "max_tokens or a temperature sent to a reasoning model",
+    )
+    parser.add_argument(
         "--reply",
         action="append",
         default=None,
@@ -471,6 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model=args.model,
         host=args.host,
         port=args.port,
+        strict=args.strict,
     )
     # Block the signals before the server thread exists (threads inherit the mask), then
     # wait for them synchronously: no handler can interrupt code halfway through.
