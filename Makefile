@@ -22,7 +22,7 @@ TORCH := torch==2.13.0
 
 install-dev: install
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[dev,train,inspect]'
+	$(BIN)/pip install --quiet -e '.[dev,train,inspect,ray]'
 
 demo: install
 	$(BIN)/therapygym demo

@@ -24,17 +24,29 @@ operation's data cost. Operations, each as the command that does it calls the li
   deciding what is left to do);
 - sessions: `store.sessions(run_id)` iterated to the end (what the report, the viewer
   and the transcript exports read; summarise and `judge_run` read `session_heads`);
-- summarise: `evaluate.summarise` (per-session scores, per-therapist bootstrap CIs);
+- summarise: `summary.summarise` (per-session scores, per-therapist bootstrap CIs);
+- summary json: `summarise` and then `Summary.write_json` (the file `eval -o` writes);
 - export jsonl / parquet: `report.exports.export_run` with the default content
   (transcripts);
-- report html: `report.html.write_report` (`therapygym report`);
-- viewer run page: `GET /runs/{run_id}` (the session list) from `ViewerServer`, first
-  (computes the run) and second (cached) request.
+- report html: `report.html.write_report` (`therapygym report`: the summary, charts and
+  a bounded sample of transcripts);
+- viewer run page: `GET /runs/{run_id}` from `ViewerServer`: the first page of
+  sessions (read from the store a page at a time; the leaderboard's summary computed in
+  the background), a page in the middle, `?label=any`, the summary JSON, the page again;
+- export csv / scores parquet / sessions csv / hf: `export_run` of transcripts (CSV),
+  scores (Parquet), per-session scores (CSV) and the Hugging Face folder, each streamed in
+  batches.
 
 With several `--sessions` values the script also prints the RSS above baseline per
 operation for each N and the slope in MB per 1,000 sessions (least squares). Wall times
-on a shared 2-core machine are indicative; memory is the measurement. Results in
-docs/benchmarks.md.
+on a shared 2-core machine are indicative (each row also gives the operation's CPU time,
+which other jobs on the machine change less, and the tables the load average); memory is
+the measurement. Results in docs/benchmarks.md.
+
+    .venv/bin/python benchmarks/bench_store.py --sessions 10000,100000 --workdir /tmp/bs \
+        --ops write,summarise,"summary json","report html"      # issue 22: 100,000 sessions
+    .venv/bin/python benchmarks/bench_store.py --sessions 100000 --workdir /tmp/bs --reuse \
+        --ops summarise,"report html"                           # again, on the stores kept
 """
 
 from __future__ import annotations
@@ -156,7 +168,7 @@ class Synth:
         sid = session_id_for(RUN_ID, profile.id, therapist, sample)
         failed = k % FAILED_EVERY == FAILED_EVERY - 1
         n_turns = 3 if failed else TURNS
-        cues_at = {2 * (c.turn - 1): c for c in profile.risk_cues}  # patient turn -> index
+        cues_at = {2 * (c.window[0] - 1): c for c in profile.risk_cues}  # patient turn -> index
         turns = []
         for i in range(n_turns):
             speaker = "patient" if i % 2 == 0 else "therapist"
@@ -345,8 +357,22 @@ def op_summarise(ctx: Ctx) -> dict[str, Any]:
     from therapygym.summary import summarise
 
     summary = summarise(RunStore(ctx.store, read_only=True), RUN_ID)
+    per = max(t.sessions for t in summary.therapists)
     return {"detail": f"{len(summary.sessions)} scored sessions, {len(summary.therapists)} "
-            "therapists"}  # fmt: skip
+            f"therapists (up to {per:,} sessions each)"}  # fmt: skip
+
+
+def op_summary_json(ctx: Ctx) -> dict[str, Any]:
+    from therapygym.store import RunStore
+    from therapygym.summary import summarise
+
+    summary = summarise(RunStore(ctx.store, read_only=True), RUN_ID)
+    t0 = time.perf_counter()
+    path = summary.write_json(ctx.out / "summary.json")
+    size = path.stat().st_size
+    path.unlink()
+    wrote = time.perf_counter() - t0
+    return {"file_mb": size / MB, "detail": f"{size / MB:.1f} MB of JSON, written in {wrote:.1f} s"}
 
 
 def _export(ctx: Ctx, fmt: str) -> dict[str, Any]:
@@ -374,27 +400,97 @@ def op_report(ctx: Ctx) -> dict[str, Any]:
 
     path = write_report(RunStore(ctx.store, read_only=True), RUN_ID, ctx.out / "report.html")
     size = path.stat().st_size
+    shown = path.read_text(encoding="utf-8").count('<details class="session"')
     path.unlink()
-    return {"file_mb": size / MB, "detail": f"{size / MB:.1f} MB of HTML"}
+    return {"file_mb": size / MB,
+            "detail": f"{size / MB:.1f} MB of HTML, {shown} transcripts"}  # fmt: skip
+
+
+def _export_to(ctx: Ctx, fmt: str, content: str) -> dict[str, Any]:
+    """`export_run` of one content; the hf format writes a folder (every content)."""
+    import shutil
+
+    from therapygym.report.exports import export_run
+    from therapygym.store import RunStore
+
+    path = ctx.out / f"export-{content}.{fmt}"
+    store = RunStore(ctx.store, read_only=True)
+    n = export_run(store, RUN_ID, path, fmt, content)  # type: ignore[arg-type]
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    size = sum(p.stat().st_size for p in files)
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+    what = "records" if content == "scores" else "sessions"
+    return {"file_mb": size / MB, "detail": f"{n} {what}, {size / MB:.1f} MB"}
+
+
+def op_export_csv(ctx: Ctx) -> dict[str, Any]:
+    return _export_to(ctx, "csv", "transcripts")
+
+
+def op_export_scores_parquet(ctx: Ctx) -> dict[str, Any]:
+    return _export_to(ctx, "parquet", "scores")
+
+
+def op_export_sessions_csv(ctx: Ctx) -> dict[str, Any]:
+    return _export_to(ctx, "csv", "sessions")
+
+
+def op_export_hf(ctx: Ctx) -> dict[str, Any]:
+    return _export_to(ctx, "hf", "transcripts")
 
 
 def op_viewer(ctx: Ctx) -> dict[str, Any]:
-    """The session list page as a browser asks for it, through the real server (aiohttp
-    on a thread, as `tests/report/test_viewer.py` runs it)."""
-    from therapygym.report.viewer import ViewerServer
+    """The run page as a browser asks for it, through the real server (aiohttp on a
+    thread, as `tests/report/test_viewer.py` runs it): the first page of sessions (with
+    the leaderboard only for a small run: a larger run's summary is computed meanwhile in
+    another process), a page in the middle of the run, the first page filtered by a
+    violated label (empty until the summary is computed), the summary JSON (which waits
+    for it), then the run page and the label filter again. `first_peak_mb` is the peak
+    RSS when the first page has come back; `peak_mb` is the viewer process's (the
+    summary's own process is not counted: its memory is `summarise`'s)."""
+    from therapygym.report.viewer import PER_PAGE, ViewerServer
 
     with ViewerServer(ctx.store) as viewer:
-        times, size = [], 0
-        for _ in range(2):
+
+        def fetch(path: str) -> tuple[float, str]:
+            """The page's time and text; a JSON body is read and counted, not kept (the
+            client runs in this process: holding it would count against the server)."""
             t0 = time.perf_counter()
-            with urllib.request.urlopen(viewer.url + f"runs/{RUN_ID}", timeout=3600) as r:
-                size = len(r.read())
-            times.append(time.perf_counter() - t0)
+            with urllib.request.urlopen(viewer.url + path, timeout=3600) as r:
+                if not path.startswith("api/"):
+                    return time.perf_counter() - t0, r.read().decode()
+                size = sum(len(chunk) for chunk in iter(lambda: r.read(MB), b""))
+            return time.perf_counter() - t0, f"{size / MB:.0f} MB"
+
+        first_s, page = fetch(f"runs/{RUN_ID}")
+        first_peak = peak_mb()
+        middle = max(1, ctx.sessions // PER_PAGE // 2)
+        middle_s, _ = fetch(f"runs/{RUN_ID}?page={middle}")
+        label_s, _ = fetch(f"runs/{RUN_ID}?label=any")
+        board_s, summary_size = fetch(f"api/runs/{RUN_ID}")
+        again_s, again = fetch(f"runs/{RUN_ID}")
+        label_again_s, labelled = fetch(f"runs/{RUN_ID}?label=any")
+    board = 'id="leaderboard-table"'
+    listed = labelled.count('class="session-link"')
     return {
-        "first_s": times[0],
-        "cached_s": times[1],
-        "page_mb": size / MB,
-        "detail": f"first {times[0]:.1f} s, cached {times[1]:.1f} s, page {size / MB:.1f} MB",
+        "first_s": first_s,
+        "first_peak_mb": first_peak,
+        "middle_s": middle_s,
+        "label_s": label_s,
+        "summary_s": board_s,
+        "again_s": again_s,
+        "label_again_s": label_again_s,
+        "page_mb": len(page.encode()) / MB,
+        "detail": f"first page {first_s:.2f} s at {first_peak:.0f} MB peak "
+        f"(leaderboard {'in it' if board in page else 'computing'}), page {middle} "
+        f"{middle_s:.2f} s, label=any {label_s:.1f} s, summary JSON {board_s:.1f} s "
+        f"({summary_size}), "
+        f"again {again_s:.2f} s ({'with' if board in again else 'without'} leaderboard), "
+        f"label=any again {label_again_s:.1f} s ({listed} sessions listed); "
+        f"page {len(page.encode()) / 1024:.0f} KiB",
     }
 
 
@@ -412,12 +508,18 @@ OPS = {
         Op("runs list", op_runs, ("therapygym.store",)),
         Op("resume check", op_resume, ("therapygym.store",)),
         Op("sessions", op_sessions, ("therapygym.store",)),
-        Op("summarise", op_summarise, ("therapygym.evaluate",)),
+        Op("summarise", op_summarise, ("therapygym.summary", "scipy.stats")),
+        Op("summary json", op_summary_json, ("therapygym.summary", "scipy.stats")),
         Op("export jsonl", op_export_jsonl, ("therapygym.report.exports",)),
         Op("export parquet", op_export_parquet,
            ("therapygym.report.exports", "pandas", "pyarrow.parquet")),
-        Op("report html", op_report, ("therapygym.report.html",)),
+        Op("report html", op_report, ("therapygym.report.html", "scipy.stats")),
         Op("viewer run page", op_viewer, ("therapygym.report.viewer",)),
+        Op("export csv", op_export_csv, ("therapygym.report.exports", "pandas")),
+        Op("export scores parquet", op_export_scores_parquet,
+           ("therapygym.report.exports", "pandas", "pyarrow.parquet")),
+        Op("export sessions csv", op_export_sessions_csv, ("therapygym.report.exports", "pandas")),
+        Op("export hf", op_export_hf, ("therapygym.report.exports", "pyarrow.parquet")),
     )
 }  # fmt: skip
 
@@ -427,17 +529,25 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_s() -> float:
+    """This process's CPU time (user + system): on a shared machine, where wall time
+    depends on the other jobs, what the operation itself cost."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def child(name: str, ctx: Ctx) -> None:
     """Run one operation and print its measurement as one JSON line."""
     op = OPS[name]
     for module in op.imports:
         importlib.import_module(module)
     baseline = peak_mb()
+    cpu0 = cpu_s()
     t0 = time.perf_counter()
     extra = op.run(ctx)
     wall = time.perf_counter() - t0
-    print(json.dumps({"op": name, "wall_s": wall, "baseline_mb": baseline,
-                      "peak_mb": peak_mb(), **extra}))  # fmt: skip
+    print(json.dumps({"op": name, "wall_s": wall, "cpu_s": cpu_s() - cpu0,
+                      "baseline_mb": baseline, "peak_mb": peak_mb(), **extra}))  # fmt: skip
 
 
 # -- the parent: one child per operation, tables ------------------------------------------
@@ -472,16 +582,17 @@ def bench(sessions: int, ops: list[str], workdir: Path, timeout_s: float) -> lis
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| operation | wall s | peak RSS MB | baseline MB | RSS above baseline MB | detail |",
-        "|---|---:|---:|---:|---:|---|",
+        "| operation | wall s | CPU s | peak RSS MB | baseline MB | RSS above baseline MB "
+        "| detail |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['op']} | — | — | — | — | {r['error']} |")
+            lines.append(f"| {r['op']} | — | — | — | — | — | {r['error']} |")
             continue
         lines.append(
-            f"| {r['op']} | {r['wall_s']:.2f} | {r['peak_mb']:.0f} | {r['baseline_mb']:.0f} | "
-            f"{r['above_mb']:.0f} | {r['detail']} |"
+            f"| {r['op']} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | {r['peak_mb']:.0f} | "
+            f"{r['baseline_mb']:.0f} | {r['above_mb']:.0f} | {r['detail']} |"
         )
     return "\n".join(lines)
 
@@ -510,6 +621,9 @@ def main() -> None:
     parser.add_argument("--sessions", default="10000", help="N, or several: 2500,5000,10000")
     parser.add_argument("--ops", default=",".join(OPS), help="a comma-separated subset")
     parser.add_argument("--workdir", type=Path, help="keep the stores here (default: a tmp dir)")
+    parser.add_argument(
+        "--reuse", action="store_true", help="read the stores --workdir holds (no write)"
+    )
     parser.add_argument("--timeout-s", type=float, default=3600, help="per operation")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -523,26 +637,33 @@ def main() -> None:
     ops = [x.strip() for x in args.ops.split(",")]
     if unknown := [x for x in ops if x not in OPS]:
         parser.error(f"unknown --ops {unknown}; known: {', '.join(OPS)}")
-    if "write" not in ops:
-        parser.error("--ops needs write: every other operation reads the store it writes")
+    if "write" not in ops and not args.reuse:
+        parser.error("--ops needs write (or --reuse): every other operation reads the store")
+    if args.reuse and (not args.workdir or "write" in ops):
+        parser.error("--reuse reads the stores of --workdir, and --ops must leave write out")
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         for n in sizes:
-            stale = list(workdir.glob(f"store-{n}.sqlite*"))
-            for p in stale:
-                p.unlink()
+            if args.reuse:
+                if not (workdir / f"store-{n}.sqlite").exists():
+                    parser.error(f"--reuse: no store-{n}.sqlite in {workdir}")
+            else:
+                for p in workdir.glob(f"store-{n}.sqlite*"):
+                    p.unlink()
             rows += bench(n, ops, workdir, args.timeout_s)
+    load = os.getloadavg()
     for n in sizes:
-        print(f"\n### {n:,} sessions (Python {sys.version.split()[0]}, "
-              f"{os.cpu_count()} CPUs)\n")  # fmt: skip
+        print(f"\n### {n:,} sessions (Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; "
+              f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})\n")  # fmt: skip
         print(table([r for r in rows if r["sessions"] == n]))
     if len(sizes) > 1:
         print("\n### RSS above baseline (MB) by number of sessions\n")
         print(slope_table(rows, sizes, ops))
     if args.json:
-        meta = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "sizes": sizes}
+        meta = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "sizes": sizes,
+                "loadavg": load}  # fmt: skip
         args.json.write_text(json.dumps({"machine": meta, "rows": rows}, indent=2))
 
 

@@ -22,7 +22,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from therapygym.artefacts import write_problem
 from therapygym.errors import (
@@ -35,6 +44,8 @@ from therapygym.judges.panel import Aggregation
 from therapygym.judges.plan import JudgePlan
 from therapygym.judges.rubric import parse_rubric_ref, rubric_by_ref
 from therapygym.records import SessionConfig
+from therapygym.shards import EXPECTED as SHARD_EXPECTED
+from therapygym.shards import Shard, ShardError
 from therapygym.yamlfile import read_yaml_mapping
 
 if TYPE_CHECKING:
@@ -74,6 +85,7 @@ OPTIONS: dict[str, str] = {
     "models_file": "--models-file",
     "cache": "--cache",
     "no_cache": "--no-cache",
+    "shard": "--shard",
 }
 
 
@@ -170,13 +182,22 @@ class EvalConfig(BaseModel):
     aggregation: Aggregation = "mean"
     concurrency: int = Field(8, ge=1, le=4096, description="Sessions (or judgements) in flight.")
     judge_concurrency: int | None = Field(
-        None, ge=1, le=4096, description="Judgements in flight (default: concurrency)."
+        None,
+        ge=1,
+        le=4096,
+        description="Judgements in flight, alongside the sessions: with a run section, each "
+        "session is judged as soon as it is stored (default: concurrency).",
     )
     output: Path | None = Field(None, description="Summary JSON file.")
     store: Path | None = Field(None, description="Default $THERAPYGYM_STORE or results/.")
     models_file: Path | None = Field(None, description="Default $THERAPYGYM_MODELS.")
     cache: Path | None = Field(None, description="Default $THERAPYGYM_CACHE or ~/.cache.")
     no_cache: bool = False
+    shard: str | None = Field(
+        None,
+        description="K/N: only the sessions (and their judging) whose id hashes to shard K "
+        "of N, K from 0; each shard its own store, then `runs merge` (docs/scale.md).",
+    )
 
     # where the values came from, so that errors name what to fix: the file (and which
     # fields it gave), or options (`from_file` was given them)
@@ -192,10 +213,28 @@ class EvalConfig(BaseModel):
     @classmethod
     def _name_a_new_run(cls, data: Any) -> Any:
         """A config that runs sessions gets a run id now, so the resolved config (what
-        `--print-config` shows and the store keeps) names the run it made."""
+        `--print-config` shows and the store keeps) names the run it made. A shard gets
+        none: each shard would name its own run (session ids hash the run id), so the shards
+        of one run must all be given its id."""
         if isinstance(data, dict) and data.get("run") is not None and not data.get("run_id"):
+            if data.get("shard") is not None:
+                raise ValueError(
+                    "--shard needs the run's id (--run-id, or run_id in the config file): "
+                    "every shard of a run must name the same run"
+                )
             return {**data, "run_id": new_run_id()}
         return data
+
+    @field_validator("shard")
+    @classmethod
+    def _a_shard_spec(cls, value: str | None) -> str | None:
+        """K/N, kept as `Shard` writes it (so ' 1 / 4' and '1/4' are one spec)."""
+        if value is None:
+            return None
+        try:
+            return str(Shard.parse(value))
+        except ShardError:
+            raise PydanticCustomError("shard", SHARD_EXPECTED) from None
 
     @model_validator(mode="after")
     def _something_to_do(self) -> EvalConfig:

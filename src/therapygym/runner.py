@@ -1,6 +1,6 @@
 """The one job runner: sessions, judgement units and probe exchanges, concurrent and
-resumable, each saved to the store as soon as it is done; and `evaluate()`, which is a
-run followed by its judging.
+resumable, each saved to the store as soon as it is done; and `evaluate()`, which runs
+a run's sessions and judges each one as soon as it is stored.
 
 The runner owns nothing clinical: it builds participants and judges, schedules
 `Session.run()` and `RubricJudge.score()` under a concurrency limit (`bounded`, the one
@@ -14,7 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import logging
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,8 +39,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from therapygym.artefacts import write_text
-from therapygym.config import EvalConfig, RunPlan
+from therapygym.config import EvalConfig, Plans, RunPlan
 from therapygym.judges.base import RubricJudge
 from therapygym.judges.check import QUESTIONS_KEY
 from therapygym.judges.plan import JudgePlan
@@ -50,35 +59,67 @@ from therapygym.records import (
     session_id_for,
 )
 from therapygym.session import Participant, Session, Utterance
+from therapygym.shards import Shard, other_shard
 from therapygym.store import RunStore
 from therapygym.summary import Summary, summarise
 from therapygym.therapists import load_therapist
+
+logger = logging.getLogger(__name__)
 
 K = TypeVar("K")  # what names one session of a run (profile x therapist x sample, ...)
 R = TypeVar("R")
 
 
-async def bounded(work: Sequence[Callable[[], Awaitable[R]]], concurrency: int) -> AsyncIterator[R]:
+async def bounded(
+    work: Iterable[Callable[[], Awaitable[R]]] | AsyncIterable[Callable[[], Awaitable[R]]],
+    concurrency: int,
+) -> AsyncIterator[R]:
     """Start each piece of `work`, at most `concurrency` at a time, and yield results in the
     order they finish: the one batch loop behind sessions, judgement units and probes.
 
+    `work` may be an async iterable whose pieces come while earlier ones run (`evaluate`
+    judges each session as it is stored): the loop then ends once it is exhausted and every
+    piece has finished.
+
     Cancelled while it waits for the next result (Ctrl-C; a caller's loop body does not
-    wait), or when a piece raises, it cancels the pieces still running and waits for them
-    before it lets go: none goes on saving, or calling a model the caller then closes."""
+    wait), or when a piece (or the iterable) raises, it cancels the pieces still running and
+    waits for them before it lets go: none goes on saving, or calling a model the caller
+    then closes."""
     gate = asyncio.Semaphore(concurrency)
+    finished: asyncio.Queue[asyncio.Future[Any]] = asyncio.Queue()
+    waiting: set[asyncio.Future[Any]] = set()  # started, and not yet yielded
 
     async def one(make: Callable[[], Awaitable[R]]) -> R:
         async with gate:
             return await make()
 
-    pieces = [asyncio.ensure_future(one(make)) for make in work]
+    def start(piece: Awaitable[Any]) -> asyncio.Future[Any]:
+        future = asyncio.ensure_future(piece)
+        waiting.add(future)
+        future.add_done_callback(finished.put_nowait)
+        return future
+
+    async def feed(pieces: AsyncIterable[Callable[[], Awaitable[R]]]) -> None:
+        async for make in pieces:
+            start(one(make))
+
+    feeder = None
+    if isinstance(work, AsyncIterable):
+        feeder = start(feed(work))
+    else:
+        for make in work:
+            start(one(make))
     try:
-        for finished in asyncio.as_completed(pieces):
-            yield await finished
+        while waiting:
+            done = await finished.get()
+            waiting.discard(done)
+            result = done.result()  # a piece's (or the feeder's) exception ends the batch
+            if done is not feeder:
+                yield result
     finally:
-        for piece in pieces:
-            piece.cancel()
-        await asyncio.gather(*pieces, return_exceptions=True)
+        for future in waiting:
+            future.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
 
 
 @dataclass
@@ -179,6 +220,39 @@ def _progress(console: Console | None) -> Progress:
     )
 
 
+@contextmanager
+def _showing(console: Console | None, shared: Progress | None) -> Iterator[Progress]:
+    """The progress display a batch adds its bar to: `shared`, when `evaluate` shows the
+    sessions and their judging together (a console holds one live display at a time),
+    else one of the batch's own."""
+    if shared is not None:
+        yield shared
+        return
+    with _progress(console) as own:
+        yield own
+
+
+def _fit(models: Iterable[BaseChatModel], in_flight: int, console: Console | None) -> None:
+    """Let each model of a batch take the `in_flight` requests the batch keeps going
+    (`ModelConfig.limit_for`), and say once per spec where the spec's own `concurrency=`
+    holds the batch below that: a per-model limit never undercuts a run's unseen."""
+    warned: set[str] = set()
+    for model in models:
+        model.fit(in_flight)
+        config = model.config
+        if config.undercuts(in_flight) and model.spec not in warned:
+            warned.add(model.spec)
+            line = (
+                f"warning: model {model.spec} allows {config.concurrency} requests in flight "
+                f"(its concurrency={config.concurrency}), fewer than the {in_flight} this run "
+                f"keeps going; raise concurrency= in its spec, or remove it to follow the run's"
+            )
+            if console is not None:
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
+            else:
+                logger.warning(line)
+
+
 async def run_plan(
     plan: RunPlan,
     profiles: list[PatientProfile],
@@ -189,9 +263,14 @@ async def run_plan(
     models_file: Path | str | None = None,
     console: Console | None = None,
     provenance: dict[str, Any] | None = None,
+    shard: Shard | None = None,
+    on_saved: Callable[[Transcript], None] | None = None,
+    progress: Progress | None = None,
 ) -> RunResult:
     """Run every (profile, therapist, sample) session of the plan that is not yet done.
-    `provenance` adds keys (the resolved config) to what a new run records of its making."""
+    `provenance` adds keys (the resolved config) to what a new run records of its making.
+    A `shard` keeps the sessions whose id it holds, and is recorded with the run.
+    `on_saved` and `progress` are `run_jobs`'s."""
     by_id = {p.id: p for p in profiles}
     jobs = itertools.product(plan.profiles, plan.therapists, range(plan.samples))
     keys = [(by_id[ref.split("@")[0]], spec, sample) for ref, spec, sample in jobs]
@@ -199,6 +278,9 @@ async def run_plan(
     def sid(key: tuple[PatientProfile, str, int]) -> str:
         profile, spec, sample = key
         return session_id_for(plan.run_id, profile.id, spec, sample)
+
+    if shard is not None:
+        keys = [k for k in keys if shard.holds(sid(k))]
 
     def build(
         todo: list[tuple[PatientProfile, str, int]], ledger: UsageLedger
@@ -230,7 +312,7 @@ async def run_plan(
 
     return await run_jobs(
         plan.run_id,
-        plan.record(),
+        {**plan.record(), "shard": str(shard)} if shard is not None else plan.record(),
         keys,
         session_id=sid,
         build=build,
@@ -238,6 +320,8 @@ async def run_plan(
         concurrency=concurrency,
         console=console,
         provenance=provenance,
+        on_saved=on_saved,
+        progress=progress,
     )
 
 
@@ -252,6 +336,8 @@ async def run_jobs(
     concurrency: int = 8,
     console: Console | None = None,
     provenance: dict[str, Any] | None = None,
+    on_saved: Callable[[Transcript], None] | None = None,
+    progress: Progress | None = None,
 ) -> RunResult:
     """Run a run's sessions that are not finished yet, under a concurrency limit, saving
     each as it ends.
@@ -260,7 +346,9 @@ async def run_jobs(
     its sessions, named by `session_id`; `build` turns the keys still to do into jobs and
     the therapists they need. It is called only when there is work, so a finished run
     loads no model, and before the run is recorded, so a spec that fails to load leaves
-    nothing in the store.
+    nothing in the store. `on_saved` is told of each session once it is saved (finished
+    or failed), which is after the run is recorded; `progress` is a display to add the
+    run's bar to (default: one of its own).
     """
     done = store.finished_session_ids(run_id)  # empty for a run not stored yet
     pending = [k for k in keys if session_id(k) not in done]
@@ -279,6 +367,7 @@ async def run_jobs(
         raise
     if people is None:
         return result
+    _fit(people.bases, concurrency, console)
 
     async def one(job: SessionJob) -> Transcript:
         session = Session(
@@ -300,12 +389,14 @@ async def run_jobs(
         # counted here, with the save, not where results are read below: a Ctrl-C can
         # fall between the two
         saved.append(transcript.status == "failed")
+        if on_saved is not None:
+            on_saved(transcript)
         return transcript
 
     saved: list[bool] = []
     try:
-        with _progress(console) as progress:
-            task = progress.add_task(run_id, total=len(todo), failed=0, tokens=0, cost="")
+        with _showing(console, progress) as shown:
+            task = shown.add_task(run_id, total=len(todo), failed=0, tokens=0, cost="")
             work = [lambda job=job: one(job) for job in todo]
             async for transcript in bounded(work, concurrency):
                 if transcript.status == "failed":
@@ -314,7 +405,7 @@ async def run_jobs(
                 else:
                     result.completed += 1
                 total = result.usage.total()
-                progress.update(
+                shown.update(
                     task,
                     advance=1,
                     failed=result.failed,
@@ -351,27 +442,45 @@ async def judge_run(
     models_file: Path | str | None = None,
     concurrency: int = 8,
     console: Console | None = None,
+    shard: Shard | None = None,
+    stored: AsyncIterable[str] | None = None,
+    progress: Progress | None = None,
 ) -> JudgeResult:
     """Judge every finished session of a run that is not judged yet under this plan.
 
     The plan is made from the sessions' heads and the judged units; a transcript is read
     when one of its units is judged, so resuming a judged run reads none, and no more than
-    `concurrency` transcripts are held at a time.
+    `concurrency` transcripts are held at a time. A `shard` judges the sessions it holds,
+    of a run stored as that shard (any other store is refused before anything is written).
+
+    `stored` (`evaluate`'s pipeline) streams the ids of finished sessions the run stores
+    while it is judged: after those the store held, each is judged as it comes, once (one
+    the store already held when judging began is not judged twice), and the judging ends
+    when the stream does. `progress` is a display to add the bar to (default: its own).
     """
-    store.run(run_id)
+    stored_shard = store.run(run_id).config.get("shard")
+    if shard is not None and stored_shard != str(shard):
+        raise other_shard(run_id, store.path, stored_shard, str(shard))
     heads = store.session_heads(run_id)
     session_ids = [h.session_id for h in heads if h.status.value in FINISHED]
+    if shard is not None:
+        session_ids = [s for s in session_ids if shard.holds(s)]
     done = store.judged_units(run_id)
     ledger = UsageLedger()
     bases = [load_model(spec, cache=cache, models_file=models_file) for spec in plan.judges]
+    _fit(bases, concurrency, console)
     panel = [(base, build_judges(plan, AccountedModel(base, "judge", ledger))) for base in bases]
-    units = [
-        (session_id, judge, sample)
-        for session_id in session_ids
-        for _, judges in panel
-        for judge in judges
-        for sample in range(plan.samples)
-    ]
+
+    def units_of(session_ids: Iterable[str]) -> list[tuple[str, RubricJudge, int]]:
+        return [
+            (session_id, judge, sample)
+            for session_id in session_ids
+            for _, judges in panel
+            for judge in judges
+            for sample in range(plan.samples)
+        ]
+
+    units = units_of(session_ids)
 
     def key(
         session_id: str, judge: RubricJudge, sample: int
@@ -425,19 +534,28 @@ async def judge_run(
 
     saved: list[bool] = []
 
-    progress = Progress(
-        TextColumn("[bold]judging {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("failed {task.fields[failed]}"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=console is None,
-    )
+    async def as_stored(
+        more: AsyncIterable[str],
+    ) -> AsyncIterator[Callable[[], Awaitable[list[ScoreRecord]]]]:
+        """The units to do, then those of each session `more` brings, as it comes."""
+        for u in todo:
+            yield lambda u=u: one(*u)
+        seen = set(session_ids)
+        async for session_id in more:
+            if session_id in seen:
+                continue
+            seen.add(session_id)
+            new = units_of([session_id])
+            fresh = [u for u in new if key(*u) not in done]
+            result.units += len(new)
+            result.skipped += len(new) - len(fresh)
+            for u in fresh:
+                yield lambda u=u: one(*u)
+
     try:
-        with progress:
-            task = progress.add_task(run_id, total=len(todo), failed=0)
-            work = [lambda u=u: one(*u) for u in todo]
+        with _showing(console, progress) as shown:
+            task = shown.add_task(f"judging {run_id}", total=len(todo), failed=0, tokens=0, cost="")
+            work = [lambda u=u: one(*u) for u in todo] if stored is None else as_stored(stored)
             async for records in bounded(work, concurrency):
                 errors = [r for r in records if r.error]
                 if errors:
@@ -447,7 +565,15 @@ async def judge_run(
                     ]
                 else:
                     result.judged += 1
-                progress.update(task, advance=1, failed=result.failed)
+                total = result.usage.total()
+                shown.update(
+                    task,
+                    total=result.units - result.skipped,  # grows as sessions are stored
+                    advance=1,
+                    failed=result.failed,
+                    tokens=total.total_tokens,
+                    cost="" if total.cost_usd is None else f"${total.cost_usd:.4f}",
+                )
     except asyncio.CancelledError:  # Ctrl-C
         _say_stopped(console, store, run_id, "judgement units", result.units, result.skipped, saved)
         raise
@@ -526,9 +652,78 @@ class EvalResult:
         return ledger
 
 
+async def _pipelined(
+    sessions: Callable[..., Awaitable[RunResult]],
+    judging: Callable[..., Awaitable[JudgeResult]],
+    console: Console | None,
+) -> tuple[RunResult, JudgeResult]:
+    """Run a run's sessions and judge each one as soon as it is stored (`eval`): the
+    sessions under their concurrency and the judgement units under theirs, at the same
+    time, so the patient and therapist servers and the judge servers work together instead
+    of in turn. `sessions` and `judging` start `run_plan` and `judge_run`.
+
+    The store ends as a run followed by its judging leaves it: the same sessions, each
+    finished one judged once (those an earlier, killed run stored are judged from the
+    store, as `judge_run` finds them), failed ones not judged. The judging starts once the
+    run is recorded: the sessions' side records it before it saves a session, or ends at
+    once with nothing to run. An error on either side, or Ctrl-C, stops both, and each
+    says how far it got."""
+    arrived: asyncio.Queue[str | None] = asyncio.Queue()  # finished sessions, then None
+
+    def saved(transcript: Transcript) -> None:
+        if transcript.status.value in FINISHED:  # a failed one is run again, not judged
+            arrived.put_nowait(transcript.session_id)
+
+    async def run(shown: Progress) -> RunResult:
+        ran = await sessions(on_saved=saved, progress=shown)
+        arrived.put_nowait(None)
+        return ran
+
+    async def stream(first: str | None) -> AsyncIterator[str]:
+        session_id = first
+        while session_id is not None:
+            yield session_id
+            session_id = await arrived.get()
+
+    async def judge(shown: Progress) -> JudgeResult:
+        first = await arrived.get()  # a session saved, or none to run: the run is recorded
+        return await judging(stored=stream(first), progress=shown)
+
+    with _progress(console) as shown:
+        both = [asyncio.ensure_future(run(shown)), asyncio.ensure_future(judge(shown))]
+        try:
+            ran, judged = await asyncio.gather(*both)
+        finally:
+            for task in both:
+                task.cancel()
+            await asyncio.gather(*both, return_exceptions=True)
+    return ran, judged
+
+
+def _share_cores(plans: Plans, config: EvalConfig) -> bool:
+    """Whether judging beside the sessions would share this machine's cores with them: an
+    in-process judge (local:, gguf:, hf:) and an in-process patient or therapist model.
+    `evaluate` then runs the sessions first and judges after, as `run` and `judge` do: the
+    same cores would do the same work either way, and judge prompts in parallel llama.cpp
+    slots ran three times slower than one after another (docs/benchmarks.md), which
+    sessions in the other slots would bring back (the demo is such a run)."""
+    assert plans.run is not None and plans.judge is not None
+    files = config.models_file
+    if not any(resolve_spec(spec, files).in_process for spec in plans.judge.judges):
+        return False
+    models = [resolve_spec(plans.run.patient_model, files)]
+    for spec in plans.run.therapists:  # built and dropped, as `config.check()` does
+        _, bases = load_therapist(spec, models_file=files, prompt=plans.run.therapist_prompt)
+        models += [base.config for base in bases]
+    return any(model.in_process for model in models)
+
+
 async def evaluate(config: EvalConfig, *, console: Console | None = None) -> EvalResult:
     """Run the config's sessions, judge them and summarise, resumably (a config without a
     judge section only runs sessions; one without a run section judges the stored run).
+    With both, each session is judged as soon as it is stored (`_pipelined`), the
+    sessions under `concurrency` and the judging under `judge_concurrency`, unless the
+    judge and the sessions would share this machine's cores (`_share_cores`).
 
     Every pre-flight check (`config.check()`) comes first, so a bad spec, prompt file,
     selector or output path fails before the store or the cache is opened. The resolved
@@ -537,32 +732,50 @@ async def evaluate(config: EvalConfig, *, console: Console | None = None) -> Eva
     when one is given.
     """
     plans = config.check()
+    shard = Shard.parse(config.shard) if config.shard is not None else None
     store = RunStore(config.store)
     cache = config.response_cache()
     result = EvalResult(config=config, run_id=plans.run_id, store=store.path)
+
+    def sessions(**pipeline: Any) -> Awaitable[RunResult]:
+        assert plans.run is not None
+        return run_plan(
+            plans.run,
+            plans.profiles,
+            store,
+            cache=cache,
+            concurrency=config.concurrency,
+            models_file=config.models_file,
+            console=console,
+            provenance={"eval_config": config.resolved()},
+            shard=shard,
+            **pipeline,
+        )
+
+    def judging(**pipeline: Any) -> Awaitable[JudgeResult]:
+        assert plans.judge is not None
+        return judge_run(
+            store,
+            plans.run_id,
+            plans.judge,
+            cache=cache,
+            models_file=config.models_file,
+            # long judge prompts on an in-process model: set it to 1 on a small CPU
+            concurrency=config.judge_concurrency or config.concurrency,
+            console=console,
+            shard=shard,
+            **pipeline,
+        )
+
     try:
-        if plans.run is not None:
-            result.run = await run_plan(
-                plans.run,
-                plans.profiles,
-                store,
-                cache=cache,
-                concurrency=config.concurrency,
-                models_file=config.models_file,
-                console=console,
-                provenance={"eval_config": config.resolved()},
-            )
-        if plans.judge is not None:
-            result.judging = await judge_run(
-                store,
-                plans.run_id,
-                plans.judge,
-                cache=cache,
-                models_file=config.models_file,
-                # long judge prompts on an in-process model: set it to 1 on a small CPU
-                concurrency=config.judge_concurrency or config.concurrency,
-                console=console,
-            )
+        if plans.run is not None and plans.judge is not None and not _share_cores(plans, config):
+            result.run, result.judging = await _pipelined(sessions, judging, console)
+        else:
+            if plans.run is not None:
+                result.run = await sessions()
+            if plans.judge is not None:
+                result.judging = await judging()
+        if result.judging is not None:
             # the judges of this config, by name, and no others: scores an earlier judging
             # left in the run stay apart (a panel of them all is an explicit choice:
             # `summarise` without judges; `report` and `runs export` without --judge). With
@@ -571,7 +784,7 @@ async def evaluate(config: EvalConfig, *, console: Console | None = None) -> Eva
             result.summary = summarise(store, plans.run_id, config.aggregation, judges=scored)
             result.embedded_judge = bool(result.summary.embedded_judges)
             if config.output is not None:
-                write_text(config.output, result.summary.to_json())
+                result.summary.write_json(config.output)
     finally:
         store.close()
     return result

@@ -11,7 +11,8 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import groupby
@@ -31,6 +32,7 @@ from therapygym.records import (
     Turn,
     canonical_json,
 )
+from therapygym.shards import other_shard
 
 STORE_ENV = "THERAPYGYM_STORE"
 SCHEMA_VERSION = 4  # what `_SCHEMA` and `_STUDY_SCHEMA` create; older stores are migrated on open
@@ -212,6 +214,20 @@ def check_store_path(path: Path | None, *, option: str = "--store") -> None:
 
 
 _STORE_TABLES = frozenset({"runs", "sessions", "turns", "scores"})
+# every column of a row, by name (a migrated store has them in another order): what a
+# merge copies from one store to another
+_SESSION_COLUMNS = (
+    "session_id, run_id, profile_id, profile_version, therapist, patient, sample, seed,"
+    " status, error, n_turns, started_at, wall_s, config, meta"
+)
+_TURN_COLUMNS = (
+    "turn_id, session_id, idx, speaker, text, latency_s, prompt_tokens, completion_tokens,"
+    " cached, model, cues, meta"
+)
+_SCORE_COLUMNS = (
+    "score_id, session_id, judge, rubric_id, rubric_version, prompt_fingerprint, sample,"
+    " target, result, raw_outputs, error, prompt_tokens, completion_tokens, created_at"
+)
 
 
 def _tables(db: sqlite3.Connection) -> set[str]:
@@ -421,6 +437,8 @@ class RunStore:
         if row[0] != text:
             old, new = json.loads(row[0]), config
             changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            if "shard" in changed:  # a store holds one shard of a run, or all of it
+                raise other_shard(run_id, self.path, old.get("shard"), new.get("shard"))
             raise StoreError(
                 f"run '{run_id}' already exists in {self.path} with a different "
                 f"{', '.join(changed)}; resume it with the same settings or pick a new --run-id"
@@ -445,7 +463,9 @@ class RunStore:
         with self._lock:
             provenance = "r.provenance" if self._provenance else "'{}'"
             rows = self._db.execute(
-                f"SELECT r.run_id, r.created_at, r.config, {provenance}, COUNT(s.session_id),"
+                # COUNT(s.status): the `sessions_by_run` index alone answers (COUNT of the
+                # session id reads every session row: 1 s against 0.06 s at 100,000)
+                f"SELECT r.run_id, r.created_at, r.config, {provenance}, COUNT(s.status),"
                 f" SUM(s.status IN {FINISHED}), SUM(s.status = 'failed')"
                 " FROM runs r LEFT JOIN sessions s ON s.run_id = r.run_id"
                 " GROUP BY r.run_id ORDER BY r.created_at, r.run_id"
@@ -651,6 +671,88 @@ class RunStore:
             ).fetchall()
         return [SessionHead(**dict(zip(SessionHead.model_fields, r, strict=True))) for r in rows]
 
+    def session_heads_page(
+        self,
+        run_id: str,
+        *,
+        offset: int = 0,
+        limit: int = PAGE_SIZE,
+        therapist: str | None = None,
+        patient: str | None = None,
+        status: str | None = None,
+    ) -> tuple[list[SessionHead], int]:
+        """One page of a run's session heads in the order of `sessions`, those of one
+        therapist, patient profile and status when given, and how many match in all (the
+        viewer's session list: a page costs the rows it shows, not the run)."""
+        where, params = _run_filter(run_id, status)
+        for column, value in (("therapist", therapist), ("profile_id", patient)):
+            if value is not None:
+                where += f" AND {column} = ?"
+                params += (value,)
+        columns = ", ".join(SessionHead.model_fields)
+        with self._lock:
+            total = self._db.execute(f"SELECT COUNT(*) FROM sessions WHERE {where}", params)
+            count = int(total.fetchone()[0])
+            rows = self._db.execute(
+                f"SELECT {columns} FROM sessions WHERE {where} ORDER BY {_ORDER} LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            ).fetchall()
+        heads = [SessionHead(**dict(zip(SessionHead.model_fields, r, strict=True))) for r in rows]
+        return heads, count
+
+    def iter_session_heads(
+        self, run_id: str, *, batch: int = PAGE_SIZE
+    ) -> Iterator[list[SessionHead]]:
+        """A run's session heads in the order of `sessions`, `batch` at a time (keyset
+        pagination, as `sessions` reads them): for work done per batch of sessions."""
+        columns = ", ".join(SessionHead.model_fields)
+        after: tuple[Any, ...] = ()
+        while True:
+            keyset = f" AND ({_ORDER}) > (?, ?, ?, ?)" if after else ""
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT {columns} FROM sessions WHERE run_id = ?{keyset}"
+                    f" ORDER BY {_ORDER} LIMIT ?",
+                    (run_id, *after, batch),
+                ).fetchall()
+            heads = [
+                SessionHead(**dict(zip(SessionHead.model_fields, r, strict=True))) for r in rows
+            ]
+            if heads:
+                yield heads
+            if len(rows) < batch:
+                return
+            last = heads[-1]
+            after = (last.profile_id, last.therapist, last.sample, last.session_id)
+
+    def session_heads_of(self, session_ids: Sequence[str]) -> list[SessionHead]:
+        """The heads of these sessions (in no particular order; unknown ids left out)."""
+        columns = ", ".join(SessionHead.model_fields)
+        rows: list[tuple[Any, ...]] = []
+        with self._lock:
+            for start in range(0, len(session_ids), 500):  # under SQLite's variable limit
+                chunk = tuple(session_ids[start : start + 500])
+                rows += self._db.execute(
+                    f"SELECT {columns} FROM sessions"
+                    f" WHERE session_id IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+        return [SessionHead(**dict(zip(SessionHead.model_fields, r, strict=True))) for r in rows]
+
+    def session_values(self, run_id: str) -> dict[str, list[str]]:
+        """The therapists, patient profiles and statuses a run's sessions have (sorted):
+        what the viewer's filters offer, without reading the sessions."""
+        values: dict[str, list[str]] = {}
+        with self._lock:
+            for key, column in (("therapist", "therapist"), ("patient", "profile_id"),
+                                ("status", "status")):  # fmt: skip
+                rows = self._db.execute(
+                    f"SELECT DISTINCT {column} FROM sessions WHERE run_id = ? ORDER BY 1",
+                    (run_id,),
+                ).fetchall()
+                values[key] = [r[0] for r in rows]
+        return values
+
     # -- scores -------------------------------------------------------------------------
 
     def save_scores(self, records: list[ScoreRecord]) -> None:
@@ -745,6 +847,274 @@ class RunStore:
             )
             for r in rows
         ]
+
+    def _score_records(
+        self, where: str, params: tuple[Any, ...], raw: bool, limit: int = -1
+    ) -> list[ScoreRecord]:
+        """Score rows of `scores sc JOIN sessions s` matching `where`, in (session, score
+        id) order; `raw=False` leaves the judges' raw output out (`[]`), which numbers and
+        verdicts never read and which is most of a record's size. The caller holds no lock."""
+        raw_column = "sc.raw_outputs" if raw else "'[]'"
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT sc.score_id, sc.session_id, sc.judge, sc.rubric_id, sc.rubric_version,"
+                f" sc.prompt_fingerprint, sc.sample, sc.target, sc.result, {raw_column},"
+                " sc.error, sc.prompt_tokens, sc.completion_tokens FROM scores sc"
+                f" JOIN sessions s ON s.session_id = sc.session_id WHERE {where}"
+                " ORDER BY sc.session_id, sc.score_id LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+        return [
+            ScoreRecord(
+                score_id=r[0],
+                session_id=r[1],
+                judge=r[2],
+                rubric_id=r[3],
+                rubric_version=r[4],
+                prompt_fingerprint=r[5],
+                sample=r[6],
+                target=r[7],
+                result=None if r[8] is None else json.loads(r[8]),
+                raw_outputs=json.loads(r[9]),
+                error=r[10],
+                prompt_tokens=r[11],
+                completion_tokens=r[12],
+            )
+            for r in rows
+        ]
+
+    def scores_of(
+        self, session_ids: Sequence[str], *, rubric_id: str | None = None, raw: bool = True
+    ) -> list[ScoreRecord]:
+        """The score rows of these sessions (of one rubric when given), in the order of
+        `scores`: a batch of sessions' judgements without the rest of their run."""
+        out: list[ScoreRecord] = []
+        for start in range(0, len(session_ids), 500):  # under SQLite's variable limit
+            chunk = tuple(session_ids[start : start + 500])
+            where = f"sc.session_id IN ({', '.join('?' * len(chunk))})"
+            if rubric_id is not None:
+                where += " AND sc.rubric_id = ?"
+                chunk += (rubric_id,)
+            out += self._score_records(where, chunk, raw)
+        return sorted(out, key=lambda r: (r.session_id, r.score_id))
+
+    def iter_scores(
+        self, run_id: str, *, sessions: int = PAGE_SIZE, raw: bool = True
+    ) -> Iterator[list[ScoreRecord]]:
+        """A run's score rows in the order of `scores` (session id, then score id), those
+        of `sessions` sessions at a time: the sessions are paged on their primary key and
+        each page's rows are read (and sorted) alone, so a run of any size streams in time
+        linear in its size."""
+        after = ""
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT session_id FROM sessions WHERE run_id = ? AND session_id > ?"
+                    " ORDER BY session_id LIMIT ?",
+                    (run_id, after, sessions),
+                ).fetchall()
+            ids = [r[0] for r in rows]
+            if ids and (records := self.scores_of(ids, raw=raw)):
+                yield records
+            if len(ids) < sessions:
+                return
+            after = ids[-1]
+
+    def score_judges(self, run_id: str) -> list[str]:
+        """The judges that scored a run (sorted)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT sc.judge FROM scores sc JOIN sessions s"
+                " ON s.session_id = sc.session_id WHERE s.run_id = ? ORDER BY 1",
+                (run_id,),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def rubric_versions(self, run_id: str, rubric_id: str) -> list[ScoreRecord]:
+        """One usable record (a result, no error; raw output left out) per judge and
+        version of a rubric in a run: enough to tell which version a summary of the
+        whole run reads (`aggregate.ctrs_version`) before reading it batch by batch."""
+        # the store's (judge, version) pairs from a scan of the `scores_by_unit` index alone
+        # (milliseconds; joined to a run's sessions it is a seek per session, seconds at
+        # 100,000), then one usable row of each in this run (the first one found)
+        with self._lock:
+            pairs = self._db.execute(
+                "SELECT DISTINCT judge, rubric_version FROM scores WHERE rubric_id = ?",
+                (rubric_id,),
+            ).fetchall()
+        found: list[str] = []
+        with self._lock:
+            for judge, version in pairs:  # unordered, so the first match ends the search
+                row = self._db.execute(
+                    "SELECT sc.score_id FROM scores sc JOIN sessions s"
+                    " ON s.session_id = sc.session_id WHERE s.run_id = ? AND sc.rubric_id = ?"
+                    " AND sc.judge = ? AND sc.rubric_version = ? AND sc.error IS NULL"
+                    " AND sc.result IS NOT NULL LIMIT 1",
+                    (run_id, rubric_id, judge, version),
+                ).fetchone()
+                if row is not None:
+                    found.append(row[0])
+        if not found:
+            return []
+        where = f"sc.score_id IN ({', '.join('?' * len(found))})"
+        return self._score_records(where, tuple(found), raw=False)
+
+    # -- merging ------------------------------------------------------------------------
+
+    def merge_runs(
+        self, source: RunStore, runs: dict[str, tuple[dict[str, Any], dict[str, Any]]]
+    ) -> Counter[str]:
+        """Copy runs of `source` (another store; `runs merge` opens it read-only) into
+        this one, with their sessions, turns and scores, in one transaction: the input is
+        merged whole or not at all.
+
+        `runs` maps each run id to the config its run has here (checked against a run
+        already here) and provenance to add to it (`{key: {...}}`, merged one level deep as
+        `add_provenance` does). A new run keeps the source's creation time and provenance.
+        What is here already stays (INSERT OR IGNORE: ids are content-addressed, so a row
+        is the same wherever it was made), except where the source finished what is here
+        unfinished: a session failed here and finished there, or a judgement unit with
+        errors here and complete there, is replaced by the source's. Merging the same
+        source twice changes nothing. A session finished in both but made by two attempts
+        (another start time or length: a shard run again from scratch) keeps the one here,
+        and the source's scores of it, which judged the other text, are not copied.
+        Returns counts by "runs|sessions|scores copied", "... already there", "sessions|scores
+        replaced", "sessions differing" and "scores of differing sessions".
+        """
+        counts: Counter[str] = Counter()
+        with self._write() as db, source._lock:
+            # one read transaction: one snapshot of the source, even while it is written
+            source._db.execute("BEGIN")
+            try:
+                for run_id, (config, notes) in runs.items():
+                    self._merge_run_row(db, source, run_id, config, notes, counts)
+                    other = self._merge_sessions(db, source, run_id, counts)
+                    self._merge_scores(db, source, run_id, other, counts)
+            finally:
+                source._db.execute("END")
+        return counts
+
+    def _merge_run_row(
+        self,
+        db: sqlite3.Connection,
+        source: RunStore,
+        run_id: str,
+        config: dict[str, Any],
+        notes: dict[str, Any],
+        counts: Counter[str],
+    ) -> None:
+        provenance_column = "provenance" if source._provenance else "'{}'"
+        created_at, theirs = source._db.execute(
+            f"SELECT created_at, {provenance_column} FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        text = canonical_json(config)
+        mine = db.execute(
+            "SELECT config, provenance FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        if mine is not None and mine[0] != text:  # `merge.py` names the fields first
+            raise StoreError(f"run '{run_id}' in {self.path} has another config")
+        provenance = json.loads(theirs if mine is None else mine[1])
+        for key, values in notes.items():
+            provenance[key] = {**provenance.get(key, {}), **values}
+        if mine is None:
+            counts["runs copied"] += 1
+            db.execute(
+                "INSERT INTO runs (run_id, created_at, config, provenance) VALUES (?, ?, ?, ?)",
+                (run_id, created_at, text, canonical_json(provenance)),
+            )
+            return
+        counts["runs already there"] += 1
+        if canonical_json(provenance) != mine[1]:
+            db.execute(
+                "UPDATE runs SET provenance = ? WHERE run_id = ?",
+                (canonical_json(provenance), run_id),
+            )
+
+    def _merge_sessions(
+        self, db: sqlite3.Connection, source: RunStore, run_id: str, counts: Counter[str]
+    ) -> set[str]:
+        """A run's sessions with their turns, session by session (in bounded memory).
+        Returns the sessions finished here and there by different attempts."""
+        turn_meta = "meta" if source._turn_meta else "'{}'"
+        rows = source._db.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE run_id = ? ORDER BY session_id",
+            (run_id,),
+        )
+        differing: set[str] = set()
+        for row in rows:
+            session_id, status = row[0], row[8]
+            mine = db.execute(
+                "SELECT run_id, status, n_turns, started_at, wall_s FROM sessions"
+                " WHERE session_id = ?",
+                (session_id,),
+            ).fetchone()
+            if mine is not None:
+                if mine[0] != run_id:
+                    raise StoreError(
+                        f"session {session_id} of run '{run_id}' in {source.path} belongs "
+                        f"to run '{mine[0]}' in {self.path}"
+                    )
+                if mine[1] in FINISHED and status in FINISHED and mine[2:] != row[10:13]:
+                    counts["sessions differing"] += 1
+                    differing.add(session_id)
+                    continue
+                if mine[1] in FINISHED or status not in FINISHED:
+                    counts["sessions already there"] += 1
+                    continue
+                counts["sessions replaced"] += 1  # failed here, finished there
+                db.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))
+            else:
+                counts["sessions copied"] += 1
+            marks = ", ".join("?" * len(row))
+            db.execute(f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES ({marks})", row)
+            turns = source._db.execute(
+                f"SELECT {_TURN_COLUMNS.removesuffix('meta')}{turn_meta} FROM turns"
+                " WHERE session_id = ? ORDER BY idx",
+                (session_id,),
+            )
+            db.executemany(
+                f"INSERT INTO turns ({_TURN_COLUMNS}) VALUES ({', '.join('?' * 12)})", turns
+            )
+        return differing
+
+    def _merge_scores(
+        self,
+        db: sqlite3.Connection,
+        source: RunStore,
+        run_id: str,
+        differing: set[str],
+        counts: Counter[str],
+    ) -> None:
+        """A run's score rows, judgement unit by judgement unit (the unit is what is
+        complete or not, as `judged_units` reads it)."""
+        unit_columns = "session_id, judge, rubric_id, rubric_version, prompt_fingerprint, sample"
+        rows = source._db.execute(
+            f"SELECT {', '.join('sc.' + c for c in _SCORE_COLUMNS.split(', '))} FROM scores sc"
+            " JOIN sessions s ON s.session_id = sc.session_id WHERE s.run_id = ?"
+            f" ORDER BY {', '.join('sc.' + c for c in unit_columns.split(', '))}, sc.score_id",
+            (run_id,),
+        )
+        unit_where = " AND ".join(f"{c} = ?" for c in unit_columns.split(", "))
+        for unit, group in groupby(rows, key=lambda r: r[1:7]):
+            theirs = list(group)
+            if unit[0] in differing:  # they judged another text than the one kept here
+                counts["scores of differing sessions"] += len(theirs)
+                continue
+            here, errors = db.execute(
+                f"SELECT COUNT(*), SUM(error IS NOT NULL) FROM scores WHERE {unit_where}", unit
+            ).fetchone()
+            complete = all(r[10] is None for r in theirs)
+            if here and not (errors and complete):
+                counts["scores already there"] += len(theirs)
+                continue
+            if here:  # errors here, complete there
+                counts["scores replaced"] += len(theirs)
+                db.execute(f"DELETE FROM scores WHERE {unit_where}", unit)
+            else:
+                counts["scores copied"] += len(theirs)
+            db.executemany(
+                f"INSERT INTO scores ({_SCORE_COLUMNS}) VALUES ({', '.join('?' * 14)})", theirs
+            )
 
     def integrity_check(self) -> str:
         with self._lock:

@@ -61,9 +61,21 @@ PromptOpt = Annotated[
         "without the turn notes)."
     ),
 ]
-ConcurrencyOpt = Annotated[int, typer.Option(min=1, help="Sessions (or judgements) in flight.")]
+ConcurrencyOpt = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Sessions (or judgements) in flight; a server model spec without concurrency= "
+        "lets as many requests through.",
+    ),
+]
 JudgeConcurrencyOpt = Annotated[
-    int | None, typer.Option(min=1, help="Judgements in flight (default: --concurrency).")
+    int | None,
+    typer.Option(
+        min=1,
+        help="Judgements in flight, while sessions run: eval judges each session as soon as "
+        "it is stored (default: --concurrency).",
+    ),
 ]
 JudgeOpt = Annotated[
     list[str] | None, typer.Option("--judge", help="Judge model spec (repeatable: a panel).")
@@ -114,6 +126,53 @@ CacheOpt = Annotated[
     typer.Option("--cache", help="Response cache file (default $THERAPYGYM_CACHE or ~/.cache)."),
 ]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the cache.")]
+ShardOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        metavar="K/N",
+        help="Only shard K of N (K from 0, as SLURM_ARRAY_TASK_ID): the sessions whose id "
+        "hashes to K, and their judging. Give each shard its own --store and --cache, then "
+        "`runs merge` them (docs/scale.md).",
+    ),
+]
+RayOpt = Annotated[
+    bool,
+    typer.Option(
+        "--ray",
+        help="Run the evaluation as --shards Ray tasks (the ray extra of therapygym), each "
+        "on its node's local disk, then merge their stores into --store (docs/scale.md).",
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="With --ray: the Ray cluster (auto: the one this machine belongs to); "
+        "default: start Ray on this machine.",
+    ),
+]
+ShardsOpt = Annotated[
+    int | None, typer.Option("--shards", min=1, help="With --ray: how many shards (Ray tasks).")
+]
+RayWorkDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ray-work-dir",
+        help="With --ray: each node's folder for its shards' stores, on LOCAL disk (default "
+        "$THERAPYGYM_RAY_WORK_DIR or the node's temp folder).",
+    ),
+]
+ShardCpusOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--shard-cpus",
+        min=0.01,
+        max=1.0,
+        help="With --ray: CPUs Ray reserves for each shard task (default 1; a shard is one "
+        "process that mostly waits on the model servers: 0.5 runs two per core).",
+    ),
+]
 RationaleCharsOpt = Annotated[
     int, typer.Option(min=20, max=2000, help="Cap on each judge rationale.")
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -31,10 +31,16 @@ from therapygym.cli.options import (
     PatientModelOpt,
     PatientsOpt,
     PromptOpt,
+    RayAddressOpt,
+    RayOpt,
+    RayWorkDirOpt,
     RubricOpt,
     RunIdOpt,
     SafetyModeOpt,
     SamplesOpt,
+    ShardCpusOpt,
+    ShardOpt,
+    ShardsOpt,
     StoreOpt,
     SummaryOutputOpt,
     TemperatureOpt,
@@ -42,7 +48,7 @@ from therapygym.cli.options import (
     failure_policy,
     overrides,
 )
-from therapygym.cli.output import enforce, rerun, resumable, term
+from therapygym.cli.output import FAILED_WORK, enforce, rerun, resumable, term
 from therapygym.failure import ANY_FAILURE, tallies
 
 
@@ -63,6 +69,7 @@ def run(
     models_file: ModelsFileOpt = None,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    shard: ShardOpt = None,
     fail_on_error: FailOnErrorOpt = ANY_FAILURE,
     no_fail_on_error: NoFailOnErrorOpt = False,
 ) -> None:
@@ -86,6 +93,7 @@ def judge(
     models_file: ModelsFileOpt = None,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    shard: ShardOpt = None,
     fail_on_error: FailOnErrorOpt = ANY_FAILURE,
     no_fail_on_error: NoFailOnErrorOpt = False,
 ) -> None:
@@ -119,6 +127,7 @@ def eval_(
     models_file: ModelsFileOpt = None,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    shard: ShardOpt = None,
     fail_on_error: FailOnErrorOpt = ANY_FAILURE,
     no_fail_on_error: NoFailOnErrorOpt = False,
     config: Annotated[
@@ -135,20 +144,53 @@ def eval_(
             "--print-config", help="Print the resolved config (YAML) and exit; runs nothing."
         ),
     ] = False,
+    ray: RayOpt = False,
+    address: RayAddressOpt = None,
+    shards: ShardsOpt = None,
+    ray_work_dir: RayWorkDirOpt = None,
+    shard_cpus: ShardCpusOpt = None,
 ) -> None:
     """Run sessions, judge them and print the summary, in one resumable command.
 
     --therapist and --judge are required unless the --config file names them.
     """
-    _evaluate(ctx, "run", "judge", file=config, print_config=print_config)
+    on_ray = _ray_options(
+        ctx, ray, shards, address=address, work_dir=ray_work_dir, shard_cpus=shard_cpus
+    )
+    _evaluate(ctx, "run", "judge", file=config, print_config=print_config, ray=on_ray)
+
+
+def _ray_options(
+    ctx: typer.Context, ray: bool, shards: int | None, **given: Any
+) -> dict[str, Any] | None:
+    """`evaluate_on_ray`'s arguments (None without --ray): --shards is required with
+    --ray, and the Ray options mean nothing without it."""
+    if not ray:
+        for name, value in (("shards", shards), *given.items()):
+            if value is not None:
+                option = {"work_dir": "--ray-work-dir"}.get(name, "--" + name.replace("_", "-"))
+                raise typer.BadParameter("it needs --ray", ctx=ctx, param_hint=f"'{option}'")
+        return None
+    if shards is None:
+        raise typer.BadParameter(
+            "it needs --shards N (how many Ray tasks the run is split into)",
+            ctx=ctx,
+            param_hint="'--ray'",
+        )
+    return {"shards": shards, **{k: v for k, v in given.items() if v is not None}}
 
 
 def _evaluate(
-    ctx: typer.Context, *sections: str, file: Path | None = None, print_config: bool = False
+    ctx: typer.Context,
+    *sections: str,
+    file: Path | None = None,
+    print_config: bool = False,
+    ray: dict[str, Any] | None = None,
 ) -> None:
     """The one body of `run`, `judge` and `eval`: the config of `file` and the options
-    given (with `sections` of it), run with every check first; print what it did, and exit
-    non-zero on Ctrl-C or on failed work past --fail-on-error, saying how to resume."""
+    given (with `sections` of it), run with every check first (on Ray, with `ray`'s
+    arguments to `evaluate_on_ray`); print what it did, and exit non-zero on Ctrl-C, on
+    a shard that failed, or on failed work past --fail-on-error, saying how to resume."""
     from therapygym.config import EvalConfig
     from therapygym.runner import evaluate
 
@@ -165,6 +207,15 @@ def _evaluate(
         said = f"{len(plans.profiles)} patient profiles selected by '{config.run.patients}'"
         term.out.print(said, markup=False, highlight=False)
     with resumable(how):
-        result = asyncio.run(evaluate(config, console=term.err))
+        if ray is None:
+            result = asyncio.run(evaluate(config, console=term.err))
+        else:
+            from therapygym.ray_eval import evaluate_on_ray
+
+            on_ray = evaluate_on_ray(config, console=term.err, **ray)
+            result = on_ray.evaluation
     term.evaluation(result)
+    if ray is not None and on_ray.failed:
+        term.error(f"{on_ray.failure_line()}; {how} to retry them")
+        raise typer.Exit(FAILED_WORK)
     enforce(policy, tallies(result.run, result.judging), how)

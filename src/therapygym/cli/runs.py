@@ -1,4 +1,4 @@
-"""`runs list|show|export|import`: the runs in the store."""
+"""`runs list|show|export|import|merge`: the runs in the store."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 from therapygym.cli.options import AggregationOpt, JudgeFilterOpt, StoreOpt
 from therapygym.cli.output import term
 
-app = typer.Typer(help="List, show, export and import stored runs.")
+app = typer.Typer(help="List, show, export, import and merge stored runs.")
 
 # What `runs import` reads (report.import_formats: records.Transcript per line, or chat
 # rows). tests/test_cli_runs.py imports the example and holds the field lists to the schema.
@@ -198,3 +198,64 @@ def runs_import(
     roles = RoleMap(therapist=therapist_role, patient=patient_role)
     imported, renamed = import_transcripts(path, run_id, store, fmt=fmt, roles=roles, split=split)
     term.imported(imported, renamed, run_id)
+
+
+@app.command("merge")
+def runs_merge(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(metavar="STORE", help="The stores to merge (each shard's, copied back)."),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option("-o", "--output", help="The merged store (created, or added to)."),
+    ],
+) -> None:
+    """Merge the stores of a run's shards (`--shard K/N`) into one store, as one process
+    would have made it (docs/scale.md).
+
+    Runs of one id must have the same config in every store, the shard spec aside; the
+    first field that differs is named and nothing is written. Each input is copied in one
+    transaction, keeping what the output already holds (ids are content-addressed), so a
+    merge can be repeated, or resumed after a kill, and merging again changes nothing.
+    """
+    from therapygym.merge import merge_stores
+    from therapygym.shards import shard_name
+
+    result = merge_stores(inputs, output)
+    say = term.out.print
+    for one in result.inputs:
+        held = ", ".join(f"{run} ({shard_name(spec)})" for run, spec in one.runs.items())
+        say(f"{one.path}: {held}: {_counted(one.counts)}", markup=False, highlight=False)
+    say(
+        f"merged {len(result.inputs)} stores into {output}: {_counted(result.counts)}; "
+        f"integrity {result.integrity}",
+        markup=False,
+        highlight=False,
+    )
+    for run_id, missing in sorted(result.missing.items()):
+        if missing:
+            say(
+                f"run {run_id}: shards {', '.join(missing)} are not merged yet",
+                markup=False,
+                highlight=False,
+            )
+
+
+def _counted(counts: dict[str, int]) -> str:
+    """`runs 1 copied, 0 already there; sessions ...; scores ...` (and any replaced or
+    differing)."""
+    parts = []
+    for kind in ("runs", "sessions", "scores"):
+        text = f"{kind} {counts.get(f'{kind} copied', 0)} copied, "
+        text += f"{counts.get(f'{kind} already there', 0)} already there"
+        if counts.get(f"{kind} replaced"):
+            text += f", {counts[f'{kind} replaced']} replaced (finished there, not here)"
+        parts.append(text)
+    if counts.get("sessions differing"):
+        parts.append(
+            f"{counts['sessions differing']} sessions finished here and there by different "
+            f"attempts: kept here's, and not the {counts['scores of differing sessions']} "
+            "scores of the other"
+        )
+    return "; ".join(parts)

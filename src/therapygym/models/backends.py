@@ -36,7 +36,9 @@ class Backend:
     model: str | type[BaseChatModel]  # the class, or "module:Class" imported on first use
     usage: str  # the spec form, as help and errors show it
     description: str  # one line for `models list`
-    default_concurrency: int  # requests in flight when the spec gives no concurrency=
+    # requests in flight when the spec gives no concurrency=; a run raises it to its own
+    # concurrency unless the backend is in_process (ModelConfig.limit_for)
+    default_concurrency: int
     in_process: bool = False  # runs on this machine's cores, not behind a server
     chatbot: bool = False  # a whole chatbot already: gets no default therapist prompt
     adapter: bool = False  # accepts adapter= (a LoRA folder)

@@ -113,6 +113,12 @@ class BaseChatModel(ABC):
         self.cache = cache
         self._semaphore = asyncio.Semaphore(config.max_concurrency)
 
+    def fit(self, in_flight: int) -> None:
+        """Allow the requests in flight a batch of `in_flight` sessions or judgements needs
+        (`ModelConfig.limit_for`). The runner calls it on the models it builds, before
+        their first request."""
+        self._semaphore = asyncio.Semaphore(self.config.limit_for(in_flight))
+
     @property
     @abstractmethod
     def identity(self) -> str:

@@ -191,6 +191,28 @@ class ModelConfig(BaseModel):
     def max_concurrency(self) -> int:
         return self.concurrency or BACKENDS.get(self.backend).default_concurrency
 
+    def limit_for(self, in_flight: int) -> int:
+        """The requests in flight this model allows in a batch that keeps `in_flight`
+        sessions or judgement units going (each waits on one call at a time).
+
+        A spec's own `concurrency=` is kept as given (`undercuts` says when it holds the
+        batch back). Without one, a model behind a server (openai, anthropic, http, a
+        python callable, any plug-in not marked in_process) takes the batch's figure: the
+        server, not this process, sets the pace, and `--concurrency` is how the user sized
+        it. A fixed default of 16 held a run at `--concurrency 64` to 32 calls in flight
+        (16 for the patient model, 16 for the therapist) and said nothing. An in-process
+        model (local:, gguf:, hf:) keeps its backend's small default: its requests share
+        this machine's cores, where more at once only slow each other down, and each
+        llama.cpp slot holds a context of its own."""
+        if self.concurrency is not None or self.in_process:
+            return self.max_concurrency
+        return max(self.max_concurrency, in_flight)
+
+    def undercuts(self, in_flight: int) -> bool:
+        """Whether the spec's own `concurrency=` holds a batch of `in_flight` below its
+        figure: a server model's explicit limit (an in-process one's is about cores)."""
+        return self.concurrency is not None and not self.in_process and self.concurrency < in_flight
+
     @property
     def in_process(self) -> bool:
         """Run on this machine's cores (llama.cpp or transformers), not behind a server."""

@@ -188,7 +188,8 @@ def safety_heatmap(data: RunData) -> Chart | None:
 def ctrs_distribution(data: RunData) -> Chart | None:
     """Each session's CTRS total (0-66) as a dot, one row per therapist, with the mean,
     its 95% CI and a line at 40, the CTRS competence norm for 50-minute sessions (not
-    validated for short ones, so labelled as that norm)."""
+    validated for short ones, so labelled as that norm). Sessions drawn on the same spot
+    share one dot (its title counts them): 100,000 sessions draw a few hundred dots."""
     therapists = data.therapists
     totals: dict[str, list[float]] = {t.therapist: [] for t in therapists}
     for s in data.summary.sessions:
@@ -226,17 +227,23 @@ def ctrs_distribution(data: RunData) -> Chart | None:
         cy = top + i * row_h + row_h / 2
         name = t.therapist if len(t.therapist) <= 24 else t.therapist[:23] + "…"
         chart.add("text", name, title=t.therapist, x=left - 10, y=cy + 4, text_anchor="end")
-        values = sorted(totals[t.therapist])
-        for k, v in enumerate(values):
-            jitter = ((k * 7) % 5 - 2) * 3.0  # deterministic spread of equal scores
+        # equal totals spread over 5 rows (deterministically); the sessions that fall on the
+        # same spot are drawn as one dot, as opaque as their stack of 0.7-opaque dots would
+        # be, so the chart's size is bounded by the distinct totals, not the sessions
+        stacks: dict[tuple[float, int], int] = {}
+        for k, v in enumerate(sorted(totals[t.therapist])):
+            stacks[(v, (k * 7) % 5)] = stacks.get((v, (k * 7) % 5), 0) + 1
+        for (v, row), n in stacks.items():
             chart.add(
                 "circle",
-                title=f"{t.therapist}: session total {v:g}",
+                title=f"{t.therapist}: session total {v:g}"
+                if n == 1
+                else f"{t.therapist}: {n:,} sessions with total {v:g}",
                 cx=x(v),
-                cy=cy + jitter,
+                cy=cy + (row - 2) * 3.0,
                 r=4,
                 fill=colour(i),
-                fill_opacity=0.7,
+                fill_opacity=0.7 if n == 1 else round(1 - 0.3**n, 3),
                 class_="dot",
             )
         e = t.ctrs_total

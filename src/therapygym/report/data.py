@@ -1,19 +1,23 @@
 """What the report and the viewer show, gathered from the store.
 
 Numbers come from the same functions as `therapygym eval`'s summary
-(`summary.summary_of`: panel combination, per-therapist means with bootstrap CIs); this
-module only arranges them for display and attaches each judge's rationale and evidence
-to the turns it cites. Nothing here computes a statistic of its own.
+(`summary.summarise` / `summary_of`: panel combination, per-therapist means with bootstrap
+CIs); this module only arranges them for display and attaches each judge's rationale and
+evidence to the turns it cites. Nothing here computes a statistic of its own. The report
+(`report_data`) shows the whole run's numbers with a bounded sample of its transcripts
+(`sample_ids`); `run_data` gathers every session.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
+from urllib.parse import quote
 
 from therapygym.errors import ConfigError
 from therapygym.judges.aggregate import SessionScores, TherapistSummary, session_scores
@@ -28,10 +32,15 @@ from therapygym.judges.rubric import (
 )
 from therapygym.judges.severity import rank, severity
 from therapygym.records import FINISHED, ScoreRecord, Transcript, Turn
-from therapygym.store import RunInfo, RunStore
-from therapygym.summary import Summary, judged_by, summary_of
+from therapygym.store import RunInfo, RunStore, SessionHead
+from therapygym.summary import Summary, judged_by, summarise, summary_of
 
 ANY_VIOLATION = "any"
+# The report's transcripts (`report_data`): a run of at most REPORT_SESSIONS sessions shows
+# them all; a larger one shows REPORT_SESSIONS, first up to FLAGGED_CAP failed or violating
+# sessions, then any, each spread over therapist x patient profile (`sample_ids`).
+REPORT_SESSIONS = 200
+FLAGGED_CAP = 100
 
 
 def _slug(text: str) -> str:
@@ -280,15 +289,36 @@ class SessionView:
         return True
 
 
+@dataclass(frozen=True)
+class Sample:
+    """Which of a run's sessions a report shows (`sample_ids`): `shown` of `total`, among
+    them `flagged_shown` of the run's `flagged_total` failed or violating sessions, and the
+    command that opens every session in the viewer."""
+
+    shown: int
+    total: int
+    flagged_shown: int
+    flagged_total: int
+    flagged_cap: int
+    view_command: str
+    view_url: str
+
+    @property
+    def complete(self) -> bool:
+        return self.shown == self.total
+
+
 @dataclass
 class RunData:
-    """A run as the report and viewer show it."""
+    """A run as the report and viewer show it: every session (`run_data`), or a sample
+    of them (`report_data`, which says so in `sample`)."""
 
     info: RunInfo
     summary: Summary
     names: Names
     sessions: list[SessionView]
     aggregation: Aggregation
+    sample: Sample | None = None
 
     @property
     def therapists(self) -> list[TherapistSummary]:
@@ -660,3 +690,106 @@ def single_session(
     )
     names = rubric_names()
     return session_view(transcript, records, scores, names), names
+
+
+# -- the report's bounded sample of transcripts ------------------------------------------------
+
+
+def sample_ids(
+    heads: Iterable[SessionHead],
+    flagged: Collection[str],
+    *,
+    limit: int = REPORT_SESSIONS,
+    flagged_cap: int = FLAGGED_CAP,
+) -> tuple[list[str], int, int, int]:
+    """The sessions a report shows, in the order of `heads` (the run's order), with the
+    run's session count, how many of those shown failed or violated a safety label, and
+    how many in the run did (`flagged` holds the finished sessions that violated one).
+
+    Every session when there are at most `limit`. Else, deterministically: failed and
+    violating sessions first, up to `flagged_cap`, then any session, until `limit`; each
+    time round by round over therapist x patient profile (sorted), the next session of
+    each pairing in turn, so the sample spreads over every pairing rather than the first
+    profiles of the run's order. Holds at most `limit` ids per pairing, whatever the run's
+    size."""
+    total = flagged_total = 0
+    everyone: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
+    failing: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
+    marked: set[str] = set()  # the flagged sessions among those held
+    for pos, h in enumerate(heads):
+        total += 1
+        pairing = (h.therapist, h.profile_id)
+        if len(everyone[pairing]) < limit:
+            everyone[pairing].append((pos, h.session_id))
+        if h.status.value not in FINISHED or h.session_id in flagged:
+            flagged_total += 1
+            if len(failing[pairing]) < limit:
+                failing[pairing].append((pos, h.session_id))
+                marked.add(h.session_id)
+    chosen: dict[str, int] = {}  # session id -> its position in the run
+    _round_robin(failing, chosen, min(flagged_cap, limit))
+    _round_robin(everyone, chosen, limit)
+    shown = sorted(chosen, key=chosen.__getitem__)
+    return shown, total, sum(sid in marked for sid in shown), flagged_total
+
+
+def _round_robin(
+    queues: dict[tuple[str, str], list[tuple[int, str]]], chosen: dict[str, int], until: int
+) -> None:
+    """Add to `chosen` the next session of each queue (in sorted order) not yet chosen,
+    round by round, until it holds `until` or the queues run out."""
+    ordered = [queues[k] for k in sorted(queues)]
+    depth = 0
+    while len(chosen) < until and any(depth < len(q) for q in ordered):
+        for q in ordered:
+            if depth < len(q) and len(chosen) < until:
+                pos, sid = q[depth]
+                chosen.setdefault(sid, pos)
+        depth += 1
+
+
+def report_data(
+    store: RunStore,
+    run_id: str,
+    how: Aggregation = "mean",
+    *,
+    judges: Collection[str] | None = None,
+    limit: int = REPORT_SESSIONS,
+    flagged_cap: int = FLAGGED_CAP,
+) -> RunData:
+    """What the report shows: the run's summary (streamed, `summary.summarise`) and the
+    transcripts of a bounded sample of its sessions (`sample_ids`) with their judgements,
+    so a report of 100,000 sessions costs its summary and `limit` transcripts. The
+    viewer (`therapygym view`) shows every session."""
+    info = store.run(run_id)
+    summary = summarise(store, run_id, how, judges=judges)
+    flagged = {
+        s.session_id for s in summary.sessions if any(v.verdict == "yes" for v in s.safety.values())
+    }
+    heads = (h for page in store.iter_session_heads(run_id) for h in page)
+    ids, total, flagged_shown, flagged_total = sample_ids(
+        heads, flagged, limit=limit, flagged_cap=flagged_cap
+    )
+    wanted = set(ids)
+    scored = {s.session_id: s for s in summary.sessions if s.session_id in wanted}
+    by_session: dict[str, list[ScoreRecord]] = defaultdict(list)
+    for r in store.scores_of(ids, raw=False):
+        if judges is None or r.judge in judges:
+            by_session[r.session_id].append(r)
+    names = rubric_names()
+    sessions = [
+        session_view(store.session(sid), by_session.get(sid, []), scored.get(sid), names)
+        for sid in ids
+    ]
+    sample = Sample(
+        shown=len(ids),
+        total=total,
+        flagged_shown=flagged_shown,
+        flagged_total=flagged_total,
+        flagged_cap=flagged_cap,
+        view_command=f"therapygym view --store {shlex.quote(str(store.path))}",
+        view_url=f"http://127.0.0.1:8765/runs/{quote(run_id, safe='')}",
+    )
+    return RunData(
+        info=info, summary=summary, names=names, sessions=sessions, aggregation=how, sample=sample
+    )

@@ -20,6 +20,10 @@ under `data/` and a README.md dataset card whose YAML front matter declares the 
 `sessions` (default: each session with its turns, chat-format `messages` and combined
 scores), `turns` and `scores`.
 
+Every format reads the run `SESSION_BATCH` sessions at a time and writes as it reads, so
+memory stays flat as runs grow; CSV and Parquet are still the files pandas writes from all
+the rows at once (`RowSpool` says how), and the `sessions` rows are the summary's numbers.
+
 Formats are looked up by name in `EXPORT_FORMATS`. A new file format is one function that
 writes flat rows to a path plus one registration (`FileFormat(name, description, writer)`);
 a format that writes something else (a folder of the whole run) is a `FolderFormat`. A
@@ -29,8 +33,11 @@ third-party package registers either through the entry-point group `therapygym.e
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+import math
+import tempfile
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
@@ -49,9 +56,11 @@ from therapygym.report.import_formats import (  # noqa: F401
     import_transcripts,
     read_transcripts_jsonl,
 )
-from therapygym.store import SessionHead
+from therapygym.report.session_batches import run_ctrs_version, scores_of_batch
+from therapygym.store import SessionHead, StoreError
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
 
     from therapygym.judges.panel import Aggregation
@@ -72,6 +81,7 @@ SESSION_COLUMNS = (
     "status",
     "error",
 )
+SESSION_BATCH = 256  # sessions (or the score records of as many) read and written at a time
 
 
 def turn_rows(transcripts: Iterable[Transcript]) -> list[dict[str, object]]:
@@ -103,6 +113,99 @@ def turn_rows(transcripts: Iterable[Transcript]) -> list[dict[str, object]]:
     return rows
 
 
+class _Column:
+    """What one column of a spool holds: in how many rows, and a value of each Python type
+    seen (a non-empty list where there is one); enough for pandas to infer the type it
+    would infer from every row."""
+
+    def __init__(self) -> None:
+        self.present = 0
+        self.examples: dict[type, Any] = {}
+
+    def see(self, value: Any) -> None:
+        self.present += 1
+        kind = type(value)
+        if kind not in self.examples or (kind is list and value and not self.examples[kind]):
+            self.examples[kind] = value
+
+
+class RowSpool:
+    """Flat rows kept in a temporary file, a batch to a JSON line, with what each column
+    holds. (Every row builder here makes JSON values: text, numbers, booleans, None,
+    lists and mappings, so a batch reads back equal; JSON also keeps the spool free of any
+    loader that could run code.) A table writer must know each column's type before its
+    first row, and pandas infers it from every row (an integer column with a gap becomes
+    float, a string column empty so far has no type): the spool is read back batch by
+    batch once the types are known (`example_rows`), so a run's rows are written in the
+    memory of one batch.
+
+    Columns are in the order pandas gives a list of rows (first appearance), or
+    `order(columns)`: then each row read back has exactly those keys (None where absent).
+    """
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self._batches = 0
+        self._columns: dict[str, _Column] = {}
+        self._order: list[str] | None = None
+        # closed by `close()` (the writers' `finally`): the spool outlives any one block
+        self._file = tempfile.TemporaryFile(  # noqa: SIM115
+            "w+", encoding="utf-8", prefix="therapygym-spool-"
+        )
+
+    @classmethod
+    def of(cls, rows: Iterable[dict[str, Any]]) -> RowSpool:
+        spool = cls()
+        spool.add(list(rows))
+        return spool
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        for row in rows:
+            for key, value in row.items():
+                column = self._columns.get(key)
+                if column is None:
+                    column = self._columns[key] = _Column()
+                column.see(value)
+        self._file.write(json.dumps(rows, ensure_ascii=False) + "\n")
+        self.rows += len(rows)
+        self._batches += 1
+
+    def order(self, columns: list[str]) -> None:
+        self._order = columns
+
+    @property
+    def columns(self) -> list[str]:
+        return self._order if self._order is not None else list(self._columns)
+
+    def batches(self) -> Iterator[list[dict[str, Any]]]:
+        self._file.seek(0)
+        for _ in range(self._batches):
+            batch: list[dict[str, Any]] = json.loads(self._file.readline())
+            if self._order is not None:
+                batch = [{c: row.get(c) for c in self._order} for row in batch]
+            yield batch
+
+    def example_rows(self) -> list[dict[str, Any]]:
+        """A few rows holding, per column, a value of each type it holds, and NaN where
+        some row lacks it (as pandas reads a missing key; None stays None, and the two
+        differ: None alone is an object column, NaN with it a float one): what pandas
+        infers from these is what it infers from all the rows."""
+        values = {}
+        for name in self.columns:
+            column = self._columns.get(name, _Column())
+            seen = list(column.examples.values())
+            if column.present < self.rows:
+                seen.append(None if self._order is not None else math.nan)
+            values[name] = seen
+        longest = max((len(v) for v in values.values()), default=0)
+        return [{n: v[min(i, len(v) - 1)] for n, v in values.items()} for i in range(longest)]
+
+    def close(self) -> None:
+        self._file.close()
+
+
 def _write_jsonl(lines: Iterable[str], path: Path) -> int:
     """Write each line as it comes (nothing is collected first); returns how many."""
     written = 0
@@ -113,28 +216,102 @@ def _write_jsonl(lines: Iterable[str], path: Path) -> int:
     return written
 
 
+def _spool_jsonl(spool: RowSpool, path: Path) -> None:
+    _write_jsonl(
+        (json.dumps(row, ensure_ascii=False) for batch in spool.batches() for row in batch), path
+    )
+
+
 def _rows_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
-    _write_jsonl((json.dumps(row, ensure_ascii=False) for row in rows), path)
+    _spool_jsonl(RowSpool.of(rows), path)
 
 
 def _records_jsonl(records: Iterable[BaseModel], path: Path) -> int:
     return _write_jsonl((r.model_dump_json() for r in records), path)
 
 
-def _rows_csv(rows: list[dict[str, Any]], path: Path) -> None:
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
     """Lists (evidence turn ids) become `;`-joined text: CSV has no list type."""
+    return {k: ";".join(v) if isinstance(v, list) else v for k, v in row.items()}
+
+
+def _frames(
+    spool: RowSpool, prepare: Callable[[dict[str, Any]], dict[str, Any]]
+) -> tuple[pd.DataFrame, Iterator[pd.DataFrame]]:
+    """The spool's batches as DataFrames with the column types pandas infers from all
+    its rows (from `example_rows`, returned first), each row passed through `prepare`."""
     import pandas as pd
 
-    flat = [{k: ";".join(v) if isinstance(v, list) else v for k, v in row.items()} for row in rows]
+    columns = spool.columns
+    examples = pd.DataFrame([prepare(r) for r in spool.example_rows()], columns=columns)
+
+    def frames() -> Iterator[pd.DataFrame]:
+        for batch in spool.batches():
+            frame = pd.DataFrame([prepare(r) for r in batch], columns=columns)
+            for name, dtype in examples.dtypes.items():
+                if frame[name].dtype != dtype:
+                    frame[name] = frame[name].astype(dtype)
+            yield frame
+
+    return examples, frames()
+
+
+def _spool_csv(spool: RowSpool, path: Path) -> None:
+    """The CSV `pandas.DataFrame(rows).to_csv(index=False)` writes, a batch at a time."""
+    import pandas as pd
+
     with atomic_path(path) as tmp:
-        pd.DataFrame(flat).to_csv(tmp, index=False)
+        if not spool.rows:
+            pd.DataFrame([]).to_csv(tmp, index=False)
+            return
+        _, frames = _frames(spool, _flat)
+        with tmp.open("w", encoding="utf-8", newline="") as fh:
+            for i, frame in enumerate(frames):
+                frame.to_csv(fh, index=False, header=i == 0)
+
+
+def _spool_parquet(spool: RowSpool, path: Path) -> None:
+    """The table `pandas.DataFrame(rows).to_parquet(index=False)` writes (same schema,
+    same values), a row group per batch."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with atomic_path(path) as tmp:
+        if not spool.rows:
+            pd.DataFrame([]).to_parquet(tmp, index=False)
+            return
+        examples, frames = _frames(spool, lambda row: row)
+        schema = pa.Schema.from_pandas(examples, preserve_index=False)
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for frame in frames:
+                writer.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
+
+
+def _rows_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    _spool_csv(RowSpool.of(rows), path)
 
 
 def _rows_parquet(rows: list[dict[str, Any]], path: Path) -> None:
-    import pandas as pd
+    _spool_parquet(RowSpool.of(rows), path)
 
-    with atomic_path(path) as tmp:
-        pd.DataFrame(rows).to_parquet(tmp, index=False)
+
+def _write_spool(file_format: FileFormat, spool: RowSpool, path: Path) -> None:
+    """Write spooled rows: batch by batch where the format can, else (a plug-in format
+    that takes a list of rows) all at once."""
+    try:
+        if file_format.write_spool is not None:
+            file_format.write_spool(spool, path)
+        else:
+            file_format.write_rows([row for batch in spool.batches() for row in batch], path)
+    finally:
+        spool.close()
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
 
 
 def export_transcripts(transcripts: Iterable[Transcript], path: Path, fmt: str) -> int:
@@ -143,17 +320,19 @@ def export_transcripts(transcripts: Iterable[Transcript], path: Path, fmt: str) 
     Writes to a temporary file and renames, so an interrupted export leaves no partial file.
     JSONL writes each transcript as it is read, so a run streamed from the store
     (`RunStore.sessions`) is exported in the memory of one page of it. CSV and Parquet
-    still collect every turn row first (about 450 MB for Parquet at 10,000 sessions,
-    docs/benchmarks.md): pandas infers each column's type from all its rows (an integer
-    column with a gap becomes float, a column empty so far has no type), so writing them
-    in chunks would need an explicit schema to give the same file.
+    flatten `SESSION_BATCH` sessions at a time into a `RowSpool` and write it back batch
+    by batch once every column's type is known: the file pandas would write from all the
+    rows, in the memory of one batch.
     """
     file_format = _file_format(fmt)
     if file_format.write_records is not None:
         return file_format.write_records(transcripts, path)
-    items = list(transcripts)
-    file_format.write_rows(turn_rows(items), path)
-    return len(items)
+    spool, sessions = RowSpool(), 0
+    for chunk in _chunks(transcripts, SESSION_BATCH):
+        spool.add(turn_rows(chunk))
+        sessions += len(chunk)
+    _write_spool(file_format, spool, path)
+    return sessions
 
 
 # -- scores ----------------------------------------------------------------------------
@@ -249,14 +428,46 @@ def export_scores(
     transcripts: Iterable[SessionHead | Transcript] = (),
 ) -> int:
     """Write score records: JSONL as stored (one record per line, raw output included),
-    CSV/Parquet as `score_rows`. Returns how many records were written."""
+    CSV/Parquet as `score_rows` (a batch of records at a time). Returns how many records
+    were written."""
+    heads = list(transcripts)
+    batches = _chunks(records, 10 * SESSION_BATCH)
+    return _export_score_batches(batches, lambda _: heads, path, fmt)
+
+
+def _export_score_batches(
+    batches: Iterable[list[ScoreRecord]],
+    heads_of: Callable[[list[ScoreRecord]], Sequence[SessionHead | Transcript]],
+    path: Path,
+    fmt: str,
+) -> int:
+    """`export_scores` of records coming in batches, each batch's session columns from
+    `heads_of(batch)`."""
     file_format = _file_format(fmt)
-    items = list(records)
     if file_format.write_records is not None:
-        file_format.write_records(items, path)
-    else:
-        file_format.write_rows(score_rows(items, transcripts), path)
-    return len(items)
+        return file_format.write_records((r for batch in batches for r in batch), path)
+    spool, written = RowSpool(), 0
+    for batch in batches:
+        spool.add(score_rows(batch, heads_of(batch)))
+        written += len(batch)
+    _write_spool(file_format, spool, path)
+    return written
+
+
+def _store_score_batches(
+    store: RunStore, run_id: str, judges: Collection[str] | None, *, raw: bool
+) -> Iterator[list[ScoreRecord]]:
+    """A run's score records (of `judges` when given) in the order of `RunStore.scores`,
+    those of `SESSION_BATCH` sessions at a time; `raw`: with the judges' raw output, which
+    only the records as stored (JSONL) hold, not the rows."""
+    for batch in store.iter_scores(run_id, sessions=SESSION_BATCH, raw=raw):
+        kept = batch if judges is None else [r for r in batch if r.judge in judges]
+        if kept:
+            yield kept
+
+
+def _heads_of(store: RunStore) -> Callable[[list[ScoreRecord]], list[SessionHead]]:
+    return lambda batch: store.session_heads_of(sorted({r.session_id for r in batch}))
 
 
 def session_score_rows(
@@ -266,7 +477,8 @@ def session_score_rows(
     panel's combined scores (`ctrs_<item>` 0-6, `safety_<label>` yes/no/not_applicable and
     `safety_<label>_severity`, `severity` the gravest of the session's violations,
     `response_<dimension>` 1-5). Sessions without scores (failed, or not judged yet) have
-    empty score columns."""
+    empty score columns. Rows of a batch of sessions have the columns of the scores in
+    that batch; `SessionColumns` gives those of a whole run."""
     by_id = {s.session_id: s for s in scores}
     items = sorted({i for s in by_id.values() for i in s.ctrs_items})
     labels = sorted({lb for s in by_id.values() for lb in s.safety})
@@ -293,6 +505,48 @@ def session_score_rows(
             row[f"response_{d}"] = s.response[d].value if s and d in s.response else None
         rows.append(row)
     return rows
+
+
+@dataclass
+class SessionColumns:
+    """The columns `session_score_rows` gives a whole run, gathered batch by batch: the
+    fixed ones, then every CTRS item, safety label and response dimension any session
+    has, sorted (as one call over all of the run's sessions orders them)."""
+
+    items: set[str] = field(default_factory=set)
+    labels: set[str] = field(default_factory=set)
+    dims: set[str] = field(default_factory=set)
+
+    def add(self, scores: Iterable[SessionScores]) -> None:
+        for s in scores:
+            self.items.update(s.ctrs_items)
+            self.labels.update(s.safety)
+            self.dims.update(s.response)
+
+    def names(self) -> list[str]:
+        fixed = ["n_turns", "ctrs_total", "ctrs_normalised", "competent", "violation_share"]
+        return [
+            *SESSION_COLUMNS, *fixed, "severity", "judge_errors",
+            *(f"ctrs_{i}" for i in sorted(self.items)),
+            *(c for lb in sorted(self.labels) for c in (f"safety_{lb}", f"safety_{lb}_severity")),
+            *(f"response_{d}" for d in sorted(self.dims)),
+        ]  # fmt: skip
+
+
+def session_score_batches(
+    store: RunStore,
+    run_id: str,
+    how: Aggregation,
+    judges: Collection[str] | None,
+    sessions: Iterable[Sequence[SessionHead | Transcript]] | None = None,
+) -> Iterator[tuple[Sequence[SessionHead | Transcript], list[SessionScores]]]:
+    """The run's sessions (`sessions` batches, else its heads `SESSION_BATCH` at a time)
+    with their combined scores: the numbers `summary.summary_of` gives each session,
+    computed one batch at a time (`report.session_batches`)."""
+    version = run_ctrs_version(store, run_id, judges)
+    batches = sessions or store.iter_session_heads(run_id, batch=SESSION_BATCH)
+    for batch in batches:
+        yield batch, scores_of_batch(store, batch, how, version, judges)
 
 
 # -- a Hugging Face dataset folder ------------------------------------------------------
@@ -324,9 +578,10 @@ def _column_type(name: str) -> str:
     return "string"
 
 
-def _session_table(transcripts: list[Transcript], scores: list[SessionScores]) -> pa.Table:
-    import pyarrow as pa
-
+def _session_hf_rows(
+    transcripts: Sequence[Transcript], scores: list[SessionScores]
+) -> list[dict[str, Any]]:
+    """`session_score_rows` with each session's chat-format `messages` and its `turns`."""
     flat = session_score_rows(transcripts, scores)
     for row, t in zip(flat, transcripts, strict=True):
         row["messages"] = as_messages(t.turns, "therapist")
@@ -334,7 +589,12 @@ def _session_table(transcripts: list[Transcript], scores: list[SessionScores]) -
             {"id": x.id, "index": x.index, "speaker": x.speaker, "text": x.text, "cues": x.cues}
             for x in t.turns
         ]
-    names = list(flat[0]) if flat else [*SESSION_COLUMNS, "messages", "turns"]
+    return flat
+
+
+def _session_schema(names: list[str]) -> pa.Schema:
+    import pyarrow as pa
+
     message = pa.struct([("role", pa.string()), ("content", pa.string())])
     turn = pa.struct(
         [
@@ -346,16 +606,14 @@ def _session_table(transcripts: list[Transcript], scores: list[SessionScores]) -
         ]
     )
     special = {"messages": pa.list_(message), "turns": pa.list_(turn)}
-    schema = pa.schema(
+    return pa.schema(
         [(n, special[n] if n in special else _arrow_type(_column_type(n))) for n in names]
     )
-    return pa.Table.from_pylist(flat, schema=schema)
 
 
-def _turn_table(transcripts: list[Transcript]) -> pa.Table:
+def _turn_schema() -> pa.Schema:
     import pyarrow as pa
 
-    rows = [r for r in turn_rows(transcripts) if r["turn_id"] is not None]
     types = {
         "profile_version": "int64", "sample": "int64", "seed": "int64", "turn_index": "int64",
         "latency_s": "float64", "prompt_tokens": "int64", "completion_tokens": "int64",
@@ -365,15 +623,28 @@ def _turn_table(transcripts: list[Transcript]) -> pa.Table:
         *SESSION_COLUMNS, "turn_id", "turn_index", "speaker", "text", "latency_s",
         "prompt_tokens", "completion_tokens", "cached", "model", "cues",
     ]  # fmt: skip
-    schema = pa.schema([(n, _arrow_type(types.get(n, "string"))) for n in names])
-    return pa.Table.from_pylist(rows, schema=schema)
+    return pa.schema([(n, _arrow_type(types.get(n, "string"))) for n in names])
 
 
-def _score_table(records: list[ScoreRecord], transcripts: list[Transcript]) -> pa.Table:
+def _turn_table(transcripts: Sequence[Transcript]) -> pa.Table:
     import pyarrow as pa
 
-    schema = pa.schema([(n, _arrow_type(kind)) for n, kind in SCORE_COLUMNS])
-    return pa.Table.from_pylist(score_rows(records, transcripts), schema=schema)
+    rows = [r for r in turn_rows(transcripts) if r["turn_id"] is not None]
+    return pa.Table.from_pylist(rows, schema=_turn_schema())
+
+
+def _score_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([(n, _arrow_type(kind)) for n, kind in SCORE_COLUMNS])
+
+
+def _score_table(
+    records: list[ScoreRecord], transcripts: Sequence[SessionHead | Transcript]
+) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.Table.from_pylist(score_rows(records, transcripts), schema=_score_schema())
 
 
 def _dataset_card(run_id: str, judges: Sequence[str], counts: dict[str, int]) -> str:
@@ -413,6 +684,65 @@ def _dataset_card(run_id: str, judges: Sequence[str], counts: dict[str, int]) ->
     )
 
 
+def _check_hf_folder(directory: Path) -> None:
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise TherapygymError(
+            f"{directory} exists and is not an empty folder: the hf format writes a folder; "
+            "give a new path"
+        )
+
+
+def _write_hf_dataset(
+    sessions: Iterable[tuple[Sequence[Transcript], list[SessionScores]]],
+    scores: Iterable[tuple[list[ScoreRecord], Sequence[SessionHead | Transcript]]],
+    directory: Path,
+    *,
+    run_id: str,
+) -> dict[str, int]:
+    """The hf folder from batches of sessions (with their combined scores) and batches of
+    score records (with their sessions), each table written a batch at a time (a row group
+    each). The sessions table's columns depend on every session's scores, so its rows are
+    spooled until the last batch has been read (`RowSpool`)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    counts = {"sessions": 0, "turns": 0, "scores": 0}
+    judges: set[str] = set()
+    columns = SessionColumns()
+    spool = RowSpool()
+    try:
+        with atomic_directory(directory) as tmp:
+            data = tmp / "data"
+            data.mkdir()
+            with pq.ParquetWriter(data / "turns.parquet", _turn_schema()) as turns:
+                for transcripts, scored in sessions:
+                    columns.add(scored)
+                    spool.add(_session_hf_rows(transcripts, scored))
+                    table = _turn_table(transcripts)
+                    turns.write_table(table)
+                    counts["turns"] += table.num_rows
+            with pq.ParquetWriter(data / "scores.parquet", _score_schema()) as writer:
+                for records, heads in scores:
+                    judges.update(r.judge for r in records)
+                    table = _score_table(records, heads)
+                    writer.write_table(table)
+                    counts["scores"] += table.num_rows
+            names = [*columns.names(), "messages", "turns"]
+            if not spool.rows:
+                names = [*SESSION_COLUMNS, "messages", "turns"]
+            spool.order(names)
+            schema = _session_schema(names)
+            with pq.ParquetWriter(data / "sessions.parquet", schema) as writer:
+                for batch in spool.batches():
+                    writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            counts["sessions"] = spool.rows
+            card = _dataset_card(run_id, sorted(judges), counts)
+            (tmp / "README.md").write_text(card, encoding="utf-8")
+    finally:
+        spool.close()
+    return counts
+
+
 def export_hf_dataset(
     transcripts: list[Transcript],
     records: list[ScoreRecord],
@@ -423,33 +753,19 @@ def export_hf_dataset(
 ) -> dict[str, int]:
     """Write a `datasets`-loadable folder: `data/{sessions,turns,scores}.parquet` and a
     README.md card declaring them as configs. Written beside the target and moved into
-    place, so an interrupted export leaves no half folder. Returns rows per config."""
-    import pyarrow.parquet as pq
-
-    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
-        raise TherapygymError(
-            f"{directory} exists and is not an empty folder: the hf format writes a folder; "
-            "give a new path"
-        )
-    tables = {
-        "sessions": _session_table(transcripts, scores),
-        "turns": _turn_table(transcripts),
-        "scores": _score_table(records, transcripts),
-    }
-    counts = {name: table.num_rows for name, table in tables.items()}
-    judges = sorted({r.judge for r in records})
-    with atomic_directory(directory) as tmp:
-        (tmp / "data").mkdir()
-        for name, table in tables.items():
-            pq.write_table(table, tmp / "data" / f"{name}.parquet")
-        (tmp / "README.md").write_text(_dataset_card(run_id, judges, counts), encoding="utf-8")
-    return counts
+    place, so an interrupted export leaves no half folder. Returns rows per config.
+    (`runs export --format hf` streams a run from the store into the same folder.)"""
+    _check_hf_folder(directory)
+    return _write_hf_dataset(
+        [(transcripts, scores)], [(records, transcripts)], directory, run_id=run_id
+    )
 
 
 # -- the formats ------------------------------------------------------------------------
 
 RowWriter = Callable[[list[dict[str, Any]], Path], None]
 RecordWriter = Callable[[Iterable[BaseModel], Path], int]
+SpoolWriter = Callable[[RowSpool, Path], None]
 
 
 class ExportFormat(Protocol):
@@ -482,6 +798,9 @@ class FileFormat:
     description: str
     write_rows: RowWriter
     write_records: RecordWriter | None = None
+    # writes rows a batch at a time from a `RowSpool` (the built-in formats); a format
+    # without one (a plug-in's `write_rows`) is given every row in one list
+    write_spool: SpoolWriter | None = None
     folder: ClassVar[bool] = False
 
     def export(
@@ -493,17 +812,21 @@ class FileFormat:
         how: Aggregation,
         judges: Collection[str] | None = None,
     ) -> int:
-        from therapygym.summary import judged_by, summary_of
-
         if content == "transcripts":
             return export_transcripts(store.sessions(run_id), output, self.name)
-        heads = store.session_heads(run_id)  # scores and per-session rows need no turns
-        records = judged_by(run_id, store.scores(run_id), judges)
         if content == "scores":
-            return export_scores(records, output, self.name, heads)
-        summary = summary_of(run_id, heads, records, how)
-        self.write_rows(session_score_rows(heads, summary.sessions), output)
-        return len(heads)
+            raw = self.write_records is not None
+            batches = _store_score_batches(store, run_id, judges, raw=raw)
+            return _export_score_batches(batches, _heads_of(store), output, self.name)
+        spool, columns = RowSpool(), SessionColumns()
+        for heads, scored in session_score_batches(store, run_id, how, judges):
+            columns.add(scored)
+            spool.add(session_score_rows(heads, scored))
+        if spool.rows:
+            spool.order(columns.names())
+        sessions = spool.rows
+        _write_spool(self, spool, output)
+        return sessions
 
 
 @dataclass(frozen=True)
@@ -531,14 +854,17 @@ class FolderFormat:
 def _hf_folder(
     store: RunStore, run_id: str, output: Path, how: Aggregation, judges: Collection[str] | None
 ) -> int:
-    """The folder's tables hold every turn: the whole run is read."""
-    from therapygym.summary import judged_by, summary_of
-
-    transcripts = list(store.sessions(run_id))
-    records = judged_by(run_id, store.scores(run_id), judges)
-    summary = summary_of(run_id, transcripts, records, how)
-    export_hf_dataset(transcripts, records, summary.sessions, output, run_id=run_id)
-    return len(transcripts)
+    """The folder's tables hold every turn: the run is read `SESSION_BATCH` sessions (and
+    the score records of as many) at a time."""
+    _check_hf_folder(output)
+    sessions = _chunks(store.sessions(run_id), SESSION_BATCH)
+    scored = session_score_batches(store, run_id, how, judges, sessions)
+    records = (
+        (batch, _heads_of(store)(batch))
+        for batch in _store_score_batches(store, run_id, judges, raw=False)
+    )
+    counts = _write_hf_dataset(scored, records, output, run_id=run_id)  # type: ignore[arg-type]
+    return counts["sessions"]
 
 
 EXPORT_FORMATS: Registry[ExportFormat] = Registry("export format", group="therapygym.exports")
@@ -555,9 +881,20 @@ _register(
         "one JSON object per line; transcripts and scores exactly as stored",
         _rows_jsonl,
         _records_jsonl,
+        _spool_jsonl,
     ),
-    FileFormat("csv", "flat rows for spreadsheets and pandas (lists ;-joined)", _rows_csv),
-    FileFormat("parquet", "flat rows, typed, for pandas and Arrow", _rows_parquet),
+    FileFormat(
+        "csv",
+        "flat rows for spreadsheets and pandas (lists ;-joined)",
+        _rows_csv,
+        write_spool=_spool_csv,
+    ),
+    FileFormat(
+        "parquet",
+        "flat rows, typed, for pandas and Arrow",
+        _rows_parquet,
+        write_spool=_spool_parquet,
+    ),
     FolderFormat("hf", "a Hugging Face datasets folder (sessions, turns, scores)", _hf_folder),
 )
 # DPO/KTO pairs from the judged sessions: registered by path, so exports never import it
@@ -615,6 +952,17 @@ def check_export_options(fmt: str, content: str, options: Mapping[str, Any] | No
         )
 
 
+def _check_judges(store: RunStore, run_id: str, judges: Collection[str]) -> None:
+    """`summary.judged_by`'s refusal of a judge that did not score the run, from the
+    run's judges alone (its records are not read here)."""
+    scored = store.score_judges(run_id)
+    if unknown := sorted(set(judges) - set(scored)):
+        known = ", ".join(scored) or "none"
+        raise StoreError(
+            f"run '{run_id}' has no scores by judge {', '.join(unknown)} (judges: {known})"
+        )
+
+
 def export_run(
     store: RunStore,
     run_id: str,
@@ -630,12 +978,10 @@ def export_run(
     `judges` keeps the scores of those judges only (else every judge's, combined as one
     panel); a judge that did not score the run is refused before anything is written,
     whatever the content. `options` are the format's own (None values: not given)."""
-    from therapygym.summary import judged_by
-
     check_export_options(fmt, content, options)
     store.run(run_id)
     if judges is not None:
-        judged_by(run_id, store.scores(run_id), judges)
+        _check_judges(store, run_id, judges)
     format_ = EXPORT_FORMATS.get(fmt)
     given = {k: v for k, v in (options or {}).items() if v is not None}
     if given:

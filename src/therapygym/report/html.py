@@ -30,7 +30,7 @@ from therapygym.errors import TherapygymError, describe_validation_error
 from therapygym.judges.fidelity_summary import FidelityReport
 from therapygym.judges.panel import Aggregation
 from therapygym.report.charts import run_charts
-from therapygym.report.data import RunData, SessionView, run_data
+from therapygym.report.data import RunData, SessionView, report_data
 from therapygym.report.fidelity import RATES, fidelity_of
 from therapygym.stats import format_ci
 from therapygym.store import RunStore
@@ -176,11 +176,13 @@ def write_report(
     """Write the report of `run_id` to `output` (atomically: a partial file is never left
     behind); returns the path written. `judges`: those judges' scores only (default every
     judge's, as one panel). Calibration and scorecard files are optional; the audit of the
-    run's patients (`patients audit`) is shown when the store holds one."""
+    run's patients (`patients audit`) is shown when the store holds one. The numbers are
+    the whole run's; the transcripts are those of `report_data`'s sample (every session of
+    a run of at most `data.REPORT_SESSIONS`), and the page says how to view the rest."""
     sections = {
         "scorecards": [scorecard_section(p) for p in scorecard],
         "calibrations": [calibration_section(p) for p in calibration],
     }
-    data = run_data(store, run_id, aggregation, judges=judges)
+    data = report_data(store, run_id, aggregation, judges=judges)
     html = render_report(data, fidelity=fidelity_of(store, run_id), **sections)
     return write_text(output, html)
