@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +30,12 @@ import aiohttp
 import openai
 
 from therapygym.models import ResponseCache, load_model
+from therapygym.testing.openai_server import server_process
 
 
-@contextmanager
-def server_process(latency_ms: float) -> Iterator[str]:
-    """Start the local OpenAI-compatible server in its own process; yield its base URL."""
-    proc = subprocess.Popen(
+def local_server(latency_ms: float) -> contextlib.AbstractContextManager[str]:
+    """The local OpenAI-compatible server in its own process; its base URL."""
+    return server_process(
         [
             sys.executable,
             "-m",
@@ -45,19 +44,8 @@ def server_process(latency_ms: float) -> Iterator[str]:
             str(latency_ms),
             "--reply",
             "A short scripted reply of about ten words for the benchmark.",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+        ]
     )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        if not line.startswith("READY "):
-            raise RuntimeError(f"server did not start: {line!r}")
-        yield line.removeprefix("READY ")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def messages(i: int) -> list[dict[str, str]]:
@@ -200,9 +188,9 @@ def main() -> None:
             "platform": platform.platform(),
         },
     }
-    with server_process(0) as url:
+    with local_server(0) as url:
         results["overhead_0ms"] = asyncio.run(overhead(url, n))
-    with server_process(100) as url:
+    with local_server(100) as url:
         results["throughput_100ms"] = asyncio.run(throughput(url, 0.1, levels, rounds))
     if not args.no_embedded:
         results["embedded_tokens_per_s"] = asyncio.run(embedded(128, repeats))

@@ -29,7 +29,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,23 +44,9 @@ from therapygym.records import SessionConfig
 from therapygym.runner import EvalResult, evaluate
 from therapygym.store import RunStore
 from therapygym.summary import summarise
+from therapygym.testing.openai_server import server_process
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@contextmanager
-def server(*command: str) -> Iterator[str]:
-    """Start a server process that prints `READY <base_url>`; yield the URL."""
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        if not line.startswith("READY "):
-            raise RuntimeError(f"server did not start: {line!r}")
-        yield line.removeprefix("READY ")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def serve_judge(latency_ms: float) -> None:
@@ -204,13 +189,19 @@ def main() -> None:
     if args.serve_judge:
         serve_judge(args.judge_latency_ms)
         return
-    session_server = server(
+    session_server = server_process([
         sys.executable, "-m", "therapygym.testing.openai_server",
         "--latency-ms", str(args.session_latency_ms),
         "--reply", "A short scripted reply of about ten words for the benchmark.",
-    )  # fmt: skip
-    judge_server = server(
-        sys.executable, __file__, "--serve-judge", "--judge-latency-ms", str(args.judge_latency_ms)
+    ])  # fmt: skip
+    judge_server = server_process(
+        [
+            sys.executable,
+            __file__,
+            "--serve-judge",
+            "--judge-latency-ms",
+            str(args.judge_latency_ms),
+        ]
     )
     with session_server as talk_url, judge_server as judge_url:
         talk = f"openai:fake-model?base_url={talk_url}"

@@ -28,12 +28,9 @@ import argparse
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +40,7 @@ from therapygym.patients.library import load_profiles
 from therapygym.records import SessionConfig
 from therapygym.runner import EvalResult, evaluate
 from therapygym.store import RunStore
+from therapygym.testing.openai_server import server_process
 
 RUN_ID = "bench-ray"
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "judges"))
@@ -59,24 +57,6 @@ def serve(latency_ms: float) -> None:
     with FakeOpenAIServer(conversation_replier(), latency_s=latency_ms / 1000) as server:
         print(f"READY {server.base_url}", flush=True)
         signal.sigwait(stop)
-
-
-@contextmanager
-def server_process(latency_ms: float) -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", "--latency-ms", str(latency_ms)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        if not line.startswith("READY "):
-            raise RuntimeError(f"server did not start: {line!r}")
-        yield line.removeprefix("READY ")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def config(models: Path, args: argparse.Namespace, **kw: Any) -> EvalConfig:
@@ -144,7 +124,12 @@ def main() -> None:
 
     print(f"load before: {load()}")
     rows: list[tuple[str, float, str]] = []
-    with server_process(args.latency_ms) as base_url, tempfile.TemporaryDirectory() as tmp:
+    with (
+        server_process(
+            [sys.executable, __file__, "--serve", "--latency-ms", str(args.latency_ms)]
+        ) as base_url,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         folder = Path(tmp)
         models = folder / "models.yaml"
         models.write_text(

@@ -19,11 +19,12 @@ import argparse
 import asyncio
 import json
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from therapygym.testing.openai_server import server_process
 
 
 def serve(latency_ms: float) -> None:
@@ -71,22 +72,9 @@ def main() -> None:
     if args.serve:
         serve(args.latency_ms)
         return
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", "--latency-ms", str(args.latency_ms)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        if not line.startswith("READY "):
-            raise SystemExit(f"server did not start: {line!r}")
-        found = asyncio.run(
-            measure(line.removeprefix("READY "), args.n, args.concurrency, args.latency_ms / 1000)
-        )
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    command = [sys.executable, __file__, "--serve", "--latency-ms", str(args.latency_ms)]
+    with server_process(command) as url:
+        found = asyncio.run(measure(url, args.n, args.concurrency, args.latency_ms / 1000))
     print(json.dumps({"latency_ms": args.latency_ms, **found}))
 
 

@@ -812,45 +812,17 @@ class RunStore:
         self, run_id: str, rubric_id: str | None = None, *, session_id: str | None = None
     ) -> list[ScoreRecord]:
         """A run's score rows (optionally one rubric's, or one session's)."""
-        query = (
-            "SELECT sc.score_id, sc.session_id, sc.judge, sc.rubric_id, sc.rubric_version,"
-            " sc.prompt_fingerprint, sc.sample, sc.target, sc.result, sc.raw_outputs, sc.error,"
-            " sc.prompt_tokens, sc.completion_tokens FROM scores sc"
-            " JOIN sessions s ON s.session_id = sc.session_id WHERE s.run_id = ?"
-        )
+        where = "s.run_id = ?"
         params: tuple[Any, ...] = (run_id,)
         if session_id is not None:
-            query += " AND sc.session_id = ?"
+            where += " AND sc.session_id = ?"
             params += (session_id,)
         if rubric_id is not None:
-            query += " AND sc.rubric_id = ?"
+            where += " AND sc.rubric_id = ?"
             params += (rubric_id,)
-        with self._lock:
-            rows = self._db.execute(
-                query + " ORDER BY sc.session_id, sc.score_id", params
-            ).fetchall()
-        return [
-            ScoreRecord(
-                score_id=r[0],
-                session_id=r[1],
-                judge=r[2],
-                rubric_id=r[3],
-                rubric_version=r[4],
-                prompt_fingerprint=r[5],
-                sample=r[6],
-                target=r[7],
-                result=None if r[8] is None else json.loads(r[8]),
-                raw_outputs=json.loads(r[9]),
-                error=r[10],
-                prompt_tokens=r[11],
-                completion_tokens=r[12],
-            )
-            for r in rows
-        ]
+        return self._score_records(where, params, raw=True)
 
-    def _score_records(
-        self, where: str, params: tuple[Any, ...], raw: bool, limit: int = -1
-    ) -> list[ScoreRecord]:
+    def _score_records(self, where: str, params: tuple[Any, ...], raw: bool) -> list[ScoreRecord]:
         """Score rows of `scores sc JOIN sessions s` matching `where`, in (session, score
         id) order; `raw=False` leaves the judges' raw output out (`[]`), which numbers and
         verdicts never read and which is most of a record's size. The caller holds no lock."""
@@ -861,8 +833,8 @@ class RunStore:
                 f" sc.prompt_fingerprint, sc.sample, sc.target, sc.result, {raw_column},"
                 " sc.error, sc.prompt_tokens, sc.completion_tokens FROM scores sc"
                 f" JOIN sessions s ON s.session_id = sc.session_id WHERE {where}"
-                " ORDER BY sc.session_id, sc.score_id LIMIT ?",
-                (*params, limit),
+                " ORDER BY sc.session_id, sc.score_id",
+                params,
             ).fetchall()
         return [
             ScoreRecord(

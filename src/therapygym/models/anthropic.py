@@ -243,13 +243,7 @@ class AnthropicModel(BaseChatModel):
         if self.config.extra_body:
             body.update(self.config.extra_body)
         reply = await self._http.request("POST", self._url, body)
-        try:
-            data = json.loads(reply.body)
-        except ValueError as err:
-            raise TransientError(
-                f"malformed response body from {self._where} ({type(err).__name__}: "
-                f"{self._http.excerpt(reply.body, 80) or 'empty body'})"
-            ) from None
+        data = self._http.json_body(reply)
         return self._reply(data, structured=request.json_schema is not None, wrapped=wrapped)
 
     def _server_message(self, body: bytes) -> str:

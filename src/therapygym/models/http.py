@@ -172,6 +172,17 @@ class JsonHttpClient:
         text = self.redact(" ".join(text.split()))
         return text[:limit] + ("…" if len(text) > limit else "")
 
+    def json_body(self, reply: HttpReply) -> Any:
+        """A 2xx reply's body parsed as JSON; a body that is not JSON is a transient error
+        (a proxy's error page, a cut connection), quoted in part and retried."""
+        try:
+            return json.loads(reply.body)
+        except ValueError as err:
+            raise TransientError(
+                f"malformed response body from {self.where} ({type(err).__name__}: "
+                f"{self.excerpt(reply.body, 80) or 'empty body'})"
+            ) from None
+
     async def _client(self) -> aiohttp.ClientSession:
         """One session per instance, made in (and for) the running loop."""
         loop = asyncio.get_running_loop()

@@ -271,13 +271,7 @@ class OpenAICompatModel(BaseChatModel):
                 if change is None or change in fallbacks:  # extra_body may force it back
                     raise
                 fallbacks.append(change)
-        try:
-            data = json.loads(reply.body)
-        except ValueError as err:
-            raise TransientError(
-                f"malformed response body from {self._where} ({type(err).__name__}: "
-                f"{self._http.excerpt(reply.body, 80) or 'empty body'})"
-            ) from None
+        data = self._http.json_body(reply)
         raw = self._reply(data)
         if wire is not None:
             raw.text = wire.restore(raw.text)

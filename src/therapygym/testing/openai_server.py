@@ -50,10 +50,12 @@ import logging
 import random
 import signal
 import socket
+import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeAlias
 
 from aiohttp import web
@@ -61,7 +63,7 @@ from aiohttp import web
 from therapygym.testing.hosted_rules import parameter_refusal, schema_refusal
 from therapygym.web_thread import ThreadedApp
 
-__all__ = ["FakeOpenAIServer", "Fault", "Replier", "Reply", "main"]
+__all__ = ["FakeOpenAIServer", "Fault", "Replier", "Reply", "main", "server_process"]
 
 logger = logging.getLogger(__name__)
 
@@ -454,6 +456,23 @@ class FakeOpenAIServer:
 
 
 # ----------------------------------------------------------------------- command line
+
+
+@contextmanager
+def server_process(command: Sequence[str]) -> Iterator[str]:
+    """Run `command`, a server that prints ``READY <base_url>`` once listening (this
+    module's ``main``, or a script's own scripted server), as a separate process, so that
+    it does not share the measured client's CPU; yield the URL, and stop it on exit."""
+    proc = subprocess.Popen(list(command), stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        if not line.startswith("READY "):
+            raise RuntimeError(f"server did not start: {line!r}")
+        yield line.removeprefix("READY ")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def _fault_rate(text: str) -> tuple[Fault, float]:
