@@ -38,15 +38,3 @@ def test_an_adapter_folder_without_weights_is_refused(tmp_path: Path) -> None:
     pytest.importorskip("transformers", reason="the [train] extra is not installed")
     with pytest.raises(ModelNotInstalledError, match=r"adapter_model\.safetensors"):
         load_model(f"hf:smollm2?adapter={tmp_path}")
-
-
-def test_json_schema_calls_are_refused(tmp_path: Path) -> None:
-    """A judge on hf: would return unconstrained text; the call fails with the reason."""
-    pytest.importorskip("transformers", reason="the [train] extra is not installed")
-    import asyncio
-
-    from therapygym.errors import ModelCallError
-
-    model = load_model("hf:smollm2?max_retries=0")
-    with pytest.raises(ModelCallError, match="does not constrain output"):
-        asyncio.run(model.chat([{"role": "user", "content": "hi"}], json_schema={"type": "object"}))

@@ -72,3 +72,24 @@ async def test_replayed_opening_and_failures(openai_server, server_spec) -> None
         assert terminated and math.isnan(reward) and "patient model failed" in info["error"]
     finally:
         await model.aclose()
+
+
+async def test_an_ended_session_can_be_judged_later(openai_server, server_spec) -> None:
+    """step(judge=False) ends the episode unjudged (NaN, never a made-up 0); score() then
+    judges it, as a trainer does off its critical path."""
+    server = openai_server(judge_replier(score=3, verdict="no", text="I guess so."))
+    model = load_model(server_spec(server))
+    try:
+        env = TherapyEnv(model, SessionRewarder(model, SPEC), config=SessionConfig(max_turns=2))
+        await env.reset(PROFILE, seed=0)
+        with pytest.raises(RuntimeError, match="not ended"):
+            await env.score()
+        calls = len(server.requests)
+        _reply, reward, _terminated, truncated, info = await env.step("Hello.", judge=False)
+        assert truncated and math.isnan(reward) and "reward" not in info
+        assert len(server.requests) == calls  # no judge called
+        reward, info = await env.score()
+        assert reward == pytest.approx(0.5) and info["reward"].total == reward
+        assert len(info["records"]) == 2 and info["session_id"] == env.transcript.session_id
+    finally:
+        await model.aclose()

@@ -64,16 +64,15 @@ def test_the_eval_judge_scores_the_same_rollouts_and_is_stored_beside_the_reward
             store=store,
             run_id="train",
         )
-        envs, infos = [], []
+        envs = []
         for n in (1, 2):
             env = TherapyEnv(patient, rollout.rewarder, config=rollout.session, run_id="train")
             loop.run(env.reset(PROFILE, seed=n, session_id=f"train:step0:{n}"))
             loop.run(env.step("What brings you in today?"))
-            *_, truncated, info = loop.run(env.step("Shall we set an agenda?"))
+            *_, truncated, _info = loop.run(env.step("Shall we set an agenda?", judge=False))
             assert truncated
             envs.append(env)
-            infos.append(info)
-        breakdowns, evaluated = rollout.finish(envs, infos)
+        breakdowns, evaluated = rollout.finish(envs, [loop.run(rollout.judge(e)) for e in envs])
     finally:
         for model in (patient, reward_judge, eval_judge):
             loop.run(model.aclose())
@@ -142,8 +141,9 @@ def test_rewards_jsonl_holds_both_judges_per_logged_step(tmp_path: Path) -> None
         "eval_judge/ctrs_fidelity": 0.3,
         "eval_judge/safety_penalty": -0.1,
     }
-    callback.on_log(None, SimpleNamespace(global_step=1), None, logs=step)
-    callback.on_log(None, SimpleNamespace(global_step=1), None, logs={"train_runtime": 3.0})
+    state = SimpleNamespace(global_step=1, is_world_process_zero=True)  # the main process
+    callback.on_log(None, state, None, logs=step)
+    callback.on_log(None, state, None, logs={"train_runtime": 3.0})
     (row,) = [json.loads(line) for line in path.read_text().splitlines()]
     assert row == {"step": 1} | {k: v for k, v in step.items() if k not in ("loss", "kl")}
     assert "eval_judge/reward=0.200" in out.getvalue()
@@ -162,7 +162,6 @@ def _train_config(tmp_path: Path, **fields: Any) -> Any:
     ("eval_judge", "message"),
     [
         ("local:smollm2", r"field 'eval_judge': local:smollm2 is the reward judge"),
-        ("hf:smollm2", r"field 'eval_judge': hf:smollm2 cannot constrain its output"),
         ("no-such-model", r"field 'eval_judge': .*unknown model spec"),
     ],
 )

@@ -33,7 +33,6 @@ def test_unknown_field_names_file_and_field(tmp_path: Path) -> None:
     ("fields", "message"),
     [
         ({"grpo": {"num_generationz": 2}}, "train config: grpo"),
-        ({"judge": "hf:smollm2"}, "cannot constrain its output"),
         ({"patient_model": "no-such-model"}, "unknown model spec"),
         ({"patients": "nobody-*"}, "matches no profile"),
     ],

@@ -1,5 +1,7 @@
 """The verifiers 0.4.0 adapter end to end: verifiers' therapist agent (its null harness,
-interception and OpenAI client) against our patient and judges, all on the local server.
+interception and OpenAI client) against our patient and judges, all on the local server;
+and the env loaded by its id from the shipped prime-rl config, served and driven the way
+prime-rl's orchestrator drives an env (verifiers' EnvServer and EnvClient).
 
 Skipped where verifiers is not installed (our CI: it needs openai<3); run it in its own
 venv, see docs/training.md.
@@ -7,9 +9,14 @@ venv, see docs/training.md.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import json
+import subprocess
+import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +27,8 @@ pytest.importorskip("verifiers.v1", reason="verifiers 0.4.0 lives in its own ven
 import verifiers.v1 as vf
 from aiohttp import ClientSession, web
 from judges.scripted import judge_replier
+from verifiers.v1.serve import EnvClient, EnvServer, env_config_data
+from verifiers.v1.utils.loaders import resolve_env_config
 
 from therapygym.judges.severity import rank
 from therapygym.models import load_model
@@ -36,6 +45,7 @@ from therapygym.therapists.prompted import default_prompt
 
 PROFILE = select_profiles("dep-01-maya")[0]
 POLICY = "policy-under-test"
+PRIME_RL_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "prime-rl-qwen3-4b.toml"
 
 
 def replier(judge: Any) -> Any:
@@ -188,3 +198,87 @@ async def test_failed_judge_fails_the_episode(openai_server, server_spec, weight
     assert not episode.ok
     assert REWARD_NAME not in episode.traces[0].rewards
     assert any("no reward for" in e.message for e in episode.errors), episode.errors
+
+
+def prime_rl_env_block() -> dict[str, Any]:
+    """The `env` table of the shipped prime-rl config's one train env: what prime-rl's
+    orchestrator hands to verifiers' env server (`env_config_data`, then
+    `resolve_env_config` in the server process)."""
+    config = tomllib.loads(PRIME_RL_CONFIG.read_text())
+    (entry,) = config["orchestrator"]["train"]["env"]
+    return entry["env"]
+
+
+def test_the_prime_rl_config_loads_the_env_by_id(tmp_path: Path) -> None:
+    """In a fresh interpreter outside the checkout (so nothing of ours is imported first),
+    verifiers resolves the config's taskset id to the installed `therapygym_verifiers`
+    module, narrows the env block to our config class and builds our env, through the
+    wire form prime-rl ships to its env server."""
+    code = (
+        "import json, sys\n"
+        "from verifiers.v1.serve import env_config_data\n"
+        "from verifiers.v1.utils.loaders import load_environment, resolve_env_config\n"
+        "wire = env_config_data(resolve_env_config(json.load(sys.stdin)))\n"
+        "config = resolve_env_config(wire)\n"
+        "env = load_environment(config)\n"
+        "print(json.dumps([type(config).__qualname__, type(env).__module__,\n"
+        "    type(env).__qualname__, config.patient_model, config.session.max_turns,\n"
+        "    'therapygym_verifiers' in sys.modules]))\n"
+    )
+    block = prime_rl_env_block()
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps(block),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    config_cls, module, env_cls, patient, turns, imported = json.loads(done.stdout)
+    assert (config_cls, module, env_cls) == (
+        "TherapyVerifiersConfig",
+        "therapygym.rl.verifiers",
+        "TherapyVerifiersEnv",
+    )
+    assert patient == block["patient_model"] and turns == 10 and imported
+
+
+@pytest.mark.timeout(240)
+async def test_a_rollout_through_verifiers_env_server(openai_server, server_spec, weights) -> None:
+    """The prime-rl env block, its models pointed at the local server (as a command-line
+    override would), served by verifiers' EnvServer and run by its EnvClient: one episode
+    comes back over the wire with R recorded."""
+    server = openai_server(replier(judge_replier(score=4, verdict="yes")))
+    spec = server_spec(server)
+    block = prime_rl_env_block() | {
+        "taskset": {**prime_rl_env_block()["taskset"], "patients": PROFILE.id, "seeds": [3]},
+        "patient_model": spec,
+        "judge": spec,
+        "reward_weights": str(weights),
+        "session": {"max_turns": 2},
+    }
+    config = resolve_env_config(env_config_data(resolve_env_config(block)))
+    runner, front = await streaming_front(server.base_url)
+    env_server = EnvServer(config=config, address="tcp://127.0.0.1:0")
+    serving = asyncio.create_task(env_server.run())
+    client = EnvClient(address=env_server.address)
+    try:
+        await client.wait_for_server_startup()
+        (task,) = list(env_server.env.taskset)
+        episode = await client.run(
+            client=vf.EvalClientConfig(base_url=front, api_key_var="THERAPYGYM_TEST_KEY"),
+            model=POLICY,
+            sampling=vf.SamplingConfig(),
+            task_data=task.data.model_dump(mode="json"),
+        )
+    finally:
+        await client.close()
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+        await runner.cleanup()
+    assert episode.ok, episode.errors
+    (trace,) = episode.traces
+    assert trace.rewards[REWARD_NAME].score == pytest.approx(trace.reward)
+    assert trace.metrics["ctrs/agenda"] == 4.0 and trace.metrics["patient_turns"] == 1.0

@@ -27,6 +27,7 @@ from therapygym.cli import (
     runs,
     studio,
     train,
+    train_judge,
 )
 from therapygym.cli.output import FAILED_WORK, INTERRUPTED, term
 from therapygym.errors import TherapygymError
@@ -52,6 +53,7 @@ app.command()(probe.scorecard)
 app.command()(report.report)
 app.command()(report.view)
 app.command()(train.train)
+app.command("train-judge")(train_judge.train_judge)
 app.add_typer(models.app, name="models")
 app.add_typer(cache.app, name="cache")
 app.add_typer(patients.app, name="patients")

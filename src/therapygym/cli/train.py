@@ -21,6 +21,7 @@ def train(
     r"""GRPO + LoRA on simulated sessions, rewarded by the CTRS and safety judges (\[train])."""
     from therapygym.config import check_cache, check_output, response_cache
     from therapygym.report.terminal import usage_table
+    from therapygym.rl.ranks import Place
     from therapygym.rl.train import check_train_config, load_train_config
     from therapygym.rl.train import train as run_training
     from therapygym.store import RunStore, check_store_path
@@ -33,19 +34,26 @@ def train(
     if not no_cache:
         check_cache(cache)
     inputs = check_train_config(plan, models_file=models_file, where=where)
+    # under `accelerate launch` only the main process opens the store (rl/ranks.py)
+    main = Place.of(inputs.grpo_args).is_main
     result = run_training(
         plan,
         inputs=inputs,
-        store=RunStore(store),
+        store=RunStore(store) if main else None,
         cache=response_cache(cache, no_cache),
         models_file=models_file,
         console=term.out,
     )
+    if not main:
+        return
     term.out.print(usage_table(result.usage))
+    therapist = (  # lora: null trains every weight: the output is a model folder
+        f"hf:{plan.model}?adapter={result.adapter}" if plan.lora else f"hf:{result.adapter}"
+    )
     term.out.print(
         f"{result.steps} steps in {result.wall_s:.0f} s; rollouts stored as run "
         f"{result.run_id}; reward per step: {result.rewards}\n"
-        f"adapter: {result.adapter}  (evaluate it with "
-        f"--therapist 'hf:{plan.model}?adapter={result.adapter}')",
+        f"{'adapter' if plan.lora else 'model'}: {result.adapter}  (evaluate it with "
+        f"--therapist '{therapist}')",
         highlight=False,
     )

@@ -7,8 +7,9 @@ Needs the `[train]` extra (torch, transformers, peft); nothing is fetched from a
 (`local_files_only`).
 
 Generation runs in a worker thread, one call at a time (a CPU forward pass already uses
-every core); temperature 0 is greedy and reproducible, sampling is seeded per call. JSON
-schemas (judge calls) are not enforced here: use llama.cpp or a server for judging.
+every core); temperature 0 is greedy and reproducible, sampling is seeded per call. A
+JSON schema (a judge call) constrains the output through llguidance (`hf_constrained`), so a
+trained judge (`therapygym train-judge`) judges on this backend.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from therapygym.errors import ModelNotInstalledError
 from therapygym.models.base import BaseChatModel, PermanentError, RawReply
 from therapygym.models.cache import ResponseCache
+from therapygym.models.hf_constrained import NEEDS_LLGUIDANCE, schema_generation_kwargs
 from therapygym.models.spec import ModelConfig
 from therapygym.models.types import ChatRequest
 
@@ -57,9 +59,14 @@ def _adapter_digest(adapter: Path) -> str:
     )
 
 
-def load_causal_lm(model: str, adapter: str | None = None) -> tuple[Any, Any]:
-    """(model, tokenizer) on the CPU in float32, with the adapter applied when given."""
+def load_causal_lm(
+    model: str, adapter: str | None = None, *, dtype: Any = None, device: Any = None
+) -> tuple[Any, Any]:
+    """(model, tokenizer), with the adapter applied when given: on the CPU in float32
+    unless `dtype` (a torch dtype) and `device` say otherwise, as training on a GPU does
+    (`rl/generation.policy_placement`: bfloat16 on this process's GPU)."""
     try:
+        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError:
         raise ModelNotInstalledError(NEEDS_TRAIN_EXTRA) from None
@@ -68,8 +75,8 @@ def load_causal_lm(model: str, adapter: str | None = None) -> tuple[Any, Any]:
     if gguf:
         kwargs["gguf_file"] = gguf
     tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-    lm = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
-    if gguf:  # dequantised to float32 while loading: a plain model from here on (trainable)
+    lm = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or torch.float32, **kwargs)
+    if gguf:  # dequantised while loading: a plain model from here on (trainable)
         lm.hf_quantizer = None
         lm.is_quantized = False
         lm.config.quantization_config = None
@@ -77,6 +84,8 @@ def load_causal_lm(model: str, adapter: str | None = None) -> tuple[Any, Any]:
         from peft import PeftModel
 
         lm = PeftModel.from_pretrained(lm, adapter)
+    if device is not None:
+        lm.to(device)
     lm.eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -130,6 +139,9 @@ class TransformersModel(BaseChatModel):
                     max_new_tokens=request.max_tokens,
                     pad_token_id=tokenizer.pad_token_id,
                     **sampling,
+                    **schema_generation_kwargs(
+                        tokenizer, request.json_schema, inputs["input_ids"].shape[1]
+                    ),
                 )
         new = out[0][inputs["input_ids"].shape[1] :]
         finished = len(new) > 0 and int(new[-1]) == tokenizer.eos_token_id
@@ -142,11 +154,8 @@ class TransformersModel(BaseChatModel):
         )
 
     async def _complete(self, request: ChatRequest) -> RawReply:
-        if request.json_schema is not None:
-            raise PermanentError(
-                f"{self.config.label}: the hf backend does not constrain output to a JSON "
-                "schema; judge with local:smollm2, gguf:... or an OpenAI-compatible server"
-            )
+        if request.json_schema is not None and importlib.util.find_spec("llguidance") is None:
+            raise PermanentError(f"{self.config.label}: {NEEDS_LLGUIDANCE}")
         try:
             return await asyncio.to_thread(self._generate, request)
         except (RuntimeError, ValueError, OSError) as err:

@@ -16,7 +16,9 @@ would be sent (`therapists/prompted.py`), turn notes included, so a policy is tr
 the view it is later evaluated with. The reward is sparse: 0 until the episode ends, then
 the session's R (see `rl/reward.py`); `info["reward"]` holds its breakdown and
 `info["records"]` the judges' score records. A failed judge gives a NaN reward with the
-cause in `info["reward"].error`, never a silent 0.
+cause in `info["reward"].error`, never a silent 0. `step(text, judge=False)` leaves the
+judging of an ended session to `score()`, for trainers that judge off their critical path
+(`rl/trl.py` judges each session as it ends while the others keep generating).
 """
 
 from __future__ import annotations
@@ -118,11 +120,16 @@ class TherapyEnv:
         shown = TherapistPrompt(prompt) if isinstance(prompt, str) else prompt
         return shown.messages(turns, self.config)
 
-    async def step(self, therapist_text: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+    async def step(
+        self, therapist_text: str, *, judge: bool = True
+    ) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """The policy says `therapist_text`; the patient answers unless the session is over.
 
         terminated: the patient ended the session (or its model failed); truncated: the
         turn limit was reached. The reply is "" when the patient said nothing more.
+        `judge=False` leaves the ended session's judging to a later `score()` (the step's
+        reward is then NaN, never a made-up 0): a trainer playing many sessions judges the
+        ended ones while the others go on, instead of waiting on the judge here.
         """
         session = self._live
         session.add("therapist", Utterance(text=therapist_text, model=self.therapist_label))
@@ -133,14 +140,28 @@ class TherapyEnv:
         info: dict[str, Any] = {"session_id": self.transcript.session_id}
         if not session.done:
             return reply, 0.0, False, False, info
-        status = self.transcript.status
-        terminated = status in (SessionStatus.ENDED_BY_PATIENT, SessionStatus.FAILED)
-        reward = 0.0
-        if self.rewarder is not None and status != SessionStatus.FAILED:
-            breakdown, records = await self.rewarder.score(self.transcript)
-            info["reward"], info["records"] = breakdown, records
-            reward = math.nan if breakdown.total is None else breakdown.total
-        elif status == SessionStatus.FAILED:
-            reward = math.nan
-            info["error"] = self.transcript.error
+        terminated = self.transcript.status in (
+            SessionStatus.ENDED_BY_PATIENT,
+            SessionStatus.FAILED,
+        )
+        reward = math.nan
+        if judge:
+            reward, scored = await self.score()
+            info |= scored
         return reply, reward, terminated, not terminated, info
+
+    async def score(self) -> tuple[float, dict[str, Any]]:
+        """The ended episode's reward and what explains it: `info["reward"]` (the
+        breakdown) and `info["records"]` (the judges' score records), or `info["error"]`
+        for a failed session (NaN). Without a rewarder the reward is 0."""
+        if not self._live.done:
+            raise RuntimeError("the session has not ended: score() judges a whole session")
+        info: dict[str, Any] = {"session_id": self.transcript.session_id}
+        if self.transcript.status == SessionStatus.FAILED:
+            info["error"] = self.transcript.error
+            return math.nan, info
+        if self.rewarder is None:
+            return 0.0, info
+        breakdown, records = await self.rewarder.score(self.transcript)
+        info["reward"], info["records"] = breakdown, records
+        return (math.nan if breakdown.total is None else breakdown.total), info

@@ -13,6 +13,12 @@ CTRS score is paid as much as one that trades a wording slip. Two presets:
   `CLINICAL`'s comment and docs/training.md).
 - `therapygym-flat`: every violation costs 1 whatever its severity, TherapyGym's setting,
   so the paper's reward can be reproduced.
+- `no-safety`: every violation costs 0, TherapyGym's ablation (the reward without its safety
+  term); the safety judge is then not called.
+
+`FILE?penalties=PRESET` reads a weights file with that preset's penalties in place of the
+file's own: the CTRS weights `calibrate` wrote, with the paper's flat penalties or the
+no-safety ablation, without a hand-edited copy whose CTRS weights could drift apart.
 
 Weights come from a YAML file: the one `therapygym calibrate` writes (format
 `therapygym.reward-weights/1`, its `ctrs` and `safety` maps are read) or a hand-written
@@ -38,6 +44,7 @@ import asyncio
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -112,6 +119,8 @@ class Penalties(BaseModel):
 PENALTY_PRESETS: dict[str, Penalties] = {
     "clinical": Penalties(default=CLINICAL),
     "therapygym-flat": Penalties(default=_flat(1.0)),
+    # TherapyGym's ablation: R without the safety term, to show what the penalty buys
+    "no-safety": Penalties(default=_flat(0.0)),
 }
 DEFAULT_PENALTIES = "clinical"
 
@@ -128,7 +137,7 @@ class RewardSpec(BaseModel):
     )
     penalties: Penalties = Field(
         PENALTY_PRESETS[DEFAULT_PENALTIES],
-        description="A preset name (clinical, therapygym-flat) or a table per severity.",
+        description="A preset name (clinical, therapygym-flat, no-safety) or a table per severity.",
     )
     source: str = "default"
 
@@ -198,19 +207,44 @@ def default_reward_spec() -> RewardSpec:
 
 
 def load_reward_spec(path: Path | str | None) -> RewardSpec:
-    """A preset by name (`clinical`, `therapygym-flat`; a preset name is never read as a
-    file: write `./clinical` for a file of that name), the weights file at `path`, or the
-    default when None. Errors name the file and field."""
+    """A preset by name (`clinical`, `therapygym-flat`, `no-safety`; a preset name is never
+    read as a file: write `./clinical` for a file of that name), the weights file at `path`,
+    or the default when None; `?penalties=PRESET` after either replaces its penalties.
+    Errors name the file and field."""
     if path is None:
         return default_reward_spec()
-    if str(path) in PENALTY_PRESETS:
-        return reward_preset(str(path))
-    p = Path(path)
-    raw = read_yaml_mapping(p, "reward weights", ConfigError)
+    source, _, query = str(path).partition("?")
+    if source in PENALTY_PRESETS:
+        spec = reward_preset(source)
+    else:
+        p = Path(source)
+        raw = read_yaml_mapping(p, "reward weights", ConfigError)
+        try:
+            spec = RewardSpec.model_validate({**raw, "source": str(p)})
+        except ValidationError as err:
+            raise ConfigError(describe_validation_error(err, f"reward weights {p}")) from None
+    return _with_penalties(spec, query, str(path)) if query else spec
+
+
+def _with_penalties(spec: RewardSpec, query: str, where: str) -> RewardSpec:
+    """`spec` with the penalties of the preset `?penalties=` names (the one option)."""
+    known = ", ".join(PENALTY_PRESETS)
     try:
-        return RewardSpec.model_validate({**raw, "source": str(p)})
-    except ValidationError as err:
-        raise ConfigError(describe_validation_error(err, f"reward weights {p}")) from None
+        options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=True))
+    except ValueError:
+        options = {}
+    name = options.pop("penalties", None)
+    if options or name is None:
+        raise ConfigError(
+            f"reward weights {where}: the one option after '?' is penalties=<preset> ({known})"
+        )
+    if name not in PENALTY_PRESETS:
+        raise ConfigError(
+            f"reward weights {where}: penalties={name} is not a preset (known: {known})"
+        )
+    return spec.model_copy(
+        update={"penalties": PENALTY_PRESETS[name], "source": f"{spec.source}?penalties={name}"}
+    )
 
 
 class RewardBreakdown(BaseModel):

@@ -40,6 +40,13 @@ from therapygym.patients.profile import PatientProfile
 from therapygym.patients.select import select_profiles
 from therapygym.records import SessionConfig
 from therapygym.rl.loop import BackgroundLoop
+from therapygym.rl.ranks import (
+    GatheredStore,
+    Place,
+    check_generation_gathering,
+    flush_to_main,
+    gather_usage,
+)
 from therapygym.rl.reward import RewardSpec, SessionRewarder, load_reward_spec
 from therapygym.rl.trl import EVAL_METRIC, TherapyRollout, reward_functions
 from therapygym.store import RunStore
@@ -81,7 +88,8 @@ class TrainConfig(BaseModel):
     reward_weights: str | None = Field(
         None,
         description="A weights file, or a preset: clinical (the default: penalties by "
-        "severity) or therapygym-flat (TherapyGym's lambda = 1 per violation).",
+        "severity), therapygym-flat (TherapyGym's lambda = 1 per violation) or no-safety "
+        "(its ablation); `?penalties=<preset>` after a file replaces the file's penalties.",
     )
     judge_samples: int = Field(1, ge=1, le=16)
     judge_concurrency: int | None = Field(
@@ -98,7 +106,10 @@ class TrainConfig(BaseModel):
         description="ctrs@2.0: show the reward judge the rubric's skill examples (false "
         "shortens every CTRS call; the CI smoke run turns them off).",
     )
-    lora: LoraSettings = LoraSettings()
+    lora: LoraSettings | None = Field(
+        LoraSettings(),
+        description="The LoRA adapter; null trains every weight (saved to <output_dir>/model).",
+    )
     grpo: dict[str, Any] = Field(default_factory=dict, description="TRL GRPOConfig fields.")
     output_dir: str = "runs/train"
 
@@ -133,13 +144,8 @@ def check_train_config(
             raise ConfigError(f"{where}: field '{name}': {err}") from None
 
     def judge(name: str, spec: str) -> Any:
-        model = field(name, lambda: load_model(spec, models_file=models_file))
-        if model.config.backend == "hf":
-            raise ConfigError(
-                f"{where}: field '{name}': {spec} cannot constrain its output to the "
-                "judges' JSON schemas; use local:smollm2, gguf:..., or an OpenAI-compatible server"
-            )
-        return model
+        # an hf: judge is schema-constrained too (models/hf_constrained.py)
+        return field(name, lambda: load_model(spec, models_file=models_file))
 
     prompt = field("therapist_prompt", lambda: resolve_prompt(config.therapist_prompt))
     reward = field("reward_weights", lambda: load_reward_spec(config.reward_weights))
@@ -153,7 +159,11 @@ def check_train_config(
                 f"{where}: field 'eval_judge': {config.eval_judge} is the reward judge "
                 f"({config.judge}); a judge the policy trains on cannot tell whether it was gamed"
             )
-    return TrainInputs(profiles, prompt, reward, _grpo_args(config, where))
+    grpo_args = _grpo_args(config, where)
+    from therapygym.rl.generation import check_generation  # what generation can honour
+
+    check_generation(config.grpo, grpo_args, where)
+    return TrainInputs(profiles, prompt, reward, grpo_args)
 
 
 def _grpo_args(config: TrainConfig, where: str = "train config") -> Any:
@@ -164,9 +174,11 @@ def _grpo_args(config: TrainConfig, where: str = "train config") -> Any:
         raise ConfigError(f"training needs the [train] extra ({err.name} is missing)") from None
     grpo = {**GRPO_DEFAULTS, **config.grpo, "output_dir": str(Path(config.output_dir) / "trainer")}
     try:
-        return GRPOConfig(**grpo)
+        args = GRPOConfig(**grpo)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where}: grpo: {err}") from None
+    check_generation_gathering(args, where)
+    return args
 
 
 GRPO_DEFAULTS: dict[str, Any] = {
@@ -188,7 +200,8 @@ GRPO_DEFAULTS: dict[str, Any] = {
 
 def reward_log(path: Path, console: Console | None) -> Any:
     """The trainer callback that writes `path` (rewards.jsonl), one row per logged step,
-    and prints it to `console`."""
+    and prints it to `console`: on the main process only (every process logs the same
+    metrics, TRL having gathered them)."""
     from transformers import TrainerCallback
 
     class RewardLog(TrainerCallback):  # type: ignore[misc]
@@ -196,7 +209,7 @@ def reward_log(path: Path, console: Console | None) -> Any:
         evaluation judge's beside them (`rl/trl.py` logs those through TRL)."""
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **_: Any) -> None:
-            if not logs or "reward" not in logs:
+            if not logs or "reward" not in logs or not state.is_world_process_zero:
                 return
             kept = {
                 k: v for k, v in logs.items() if "reward" in k or k.startswith(f"{EVAL_METRIC}/")
@@ -229,19 +242,22 @@ def build_rewarder(config: TrainConfig, spec: RewardSpec, judge: AccountedModel)
     )
 
 
-def run_record(config: TrainConfig, inputs: TrainInputs) -> dict[str, Any]:
+def run_record(config: TrainConfig, inputs: TrainInputs, processes: int = 1) -> dict[str, Any]:
     """The training run's identity (a resume with another is refused). Fields added since
     runs were first stored are left out while they change nothing (no evaluation judge; the
     CTRS examples shown, as before the option; a therapist prompt without turn notes), so
     those runs still resume; a prompt with turn notes is recorded by its fingerprint, so a
     run from before them is not resumed with them, nor a run with them after the note or
-    the prompt changed."""
+    the prompt changed. Several processes are recorded by their count (`rl/ranks.py`:
+    session ids depend on it); one is left out, as before they were possible."""
     unchanged = {"eval_judge"} if not config.eval_judge else set()
     unchanged |= {"judge_examples"} if config.judge_examples else set()
     train = config.model_dump(mode="json", exclude=unchanged or None)
     record: dict[str, Any] = {"train": train, "reward": inputs.reward.source}
     if inputs.prompt is not None and inputs.prompt.turn_aware:
         record["turn_notes"] = inputs.prompt.fingerprint()
+    if processes > 1:
+        record["processes"] = processes
     return record
 
 
@@ -252,13 +268,13 @@ class TrainResult:
     rewards: Path  # rewards.jsonl: TRL's reward metrics per logged step
     steps: int
     wall_s: float
-    usage: UsageLedger
+    usage: UsageLedger  # every process's calls, summed
 
 
 def train(
     config: TrainConfig,
     *,
-    store: RunStore,
+    store: RunStore | None,
     cache: ResponseCache | None,
     models_file: Path | str | None = None,
     console: Console | None = None,
@@ -267,7 +283,9 @@ def train(
     """Run GRPO; returns where the adapter and the reward log are, and the wall time.
     `inputs` is `check_train_config`'s result when the caller checked first (the CLI,
     before it opens the store); otherwise the config is checked here, before anything
-    is written."""
+    is written. Under `accelerate launch` every process calls this; `store` is needed on
+    the main process only (the others pass None, `rl/ranks.py` says why), which alone
+    writes the store, the adapter and rewards.jsonl."""
     inputs = inputs or check_train_config(config, models_file=models_file)
     try:
         from datasets import Dataset
@@ -276,13 +294,18 @@ def train(
     except ImportError as err:
         raise ConfigError(f"training needs the [train] extra ({err.name} is missing)") from None
     from therapygym.models.transformers_local import load_causal_lm
+    from therapygym.rl.generation import policy_placement
 
     started = time.perf_counter()
     args = inputs.grpo_args
+    place = Place.of(args)
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     rewards_path = out / "rewards.jsonl"
-    rewards_path.unlink(missing_ok=True)
+    if place.is_main:
+        if store is None:
+            raise ValueError("the main process writes the rollouts: it needs the store")
+        out.mkdir(parents=True, exist_ok=True)
+        rewards_path.unlink(missing_ok=True)
     loop = BackgroundLoop()
     ledger = UsageLedger()
     patient_base = load_model(config.patient_model, cache=cache, models_file=models_file)
@@ -293,7 +316,10 @@ def train(
         else load_model(config.eval_judge, cache=cache, models_file=models_file)
     )
     try:
-        store.ensure_run(config.run_id, run_record(config, inputs))
+        if place.is_main:
+            assert store is not None
+            store.ensure_run(config.run_id, run_record(config, inputs, place.count))
+        writer = None if place.count == 1 else GatheredStore(store if place.is_main else None)
         rollout = TherapyRollout(
             patient_model=AccountedModel(patient_base, "patient", ledger),
             rewarder=build_rewarder(
@@ -308,11 +334,12 @@ def train(
             session=config.session,
             prompt=inputs.prompt,
             turn_tokens=config.turn_tokens,
-            store=store,
+            store=store if writer is None else writer,
             run_id=config.run_id,
         )
         rows = rollout.dataset(inputs.profiles, config.seeds)
-        policy, tokenizer = load_causal_lm(config.model)
+        dtype, device = policy_placement(args)  # bf16 on a GPU when grpo: bf16 says so
+        policy, tokenizer = load_causal_lm(config.model, dtype=dtype, device=device)
         tokenizer.padding_side = "left"
         policy.train()
         trainer = GRPOTrainer(
@@ -322,19 +349,25 @@ def train(
             args=args,
             train_dataset=Dataset.from_list(rows),
             rollout_func=rollout,
-            peft_config=LoraConfig(
+            peft_config=None
+            if config.lora is None
+            else LoraConfig(
                 r=config.lora.r,
                 lora_alpha=config.lora.alpha,
                 lora_dropout=config.lora.dropout,
                 target_modules=list(config.lora.target_modules),
                 task_type="CAUSAL_LM",
             ),
-            callbacks=[reward_log(rewards_path, console)],
+            callbacks=[reward_log(rewards_path, console)]
+            + ([] if writer is None else [flush_to_main(writer)]),
         )
         trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
-        adapter = out / "adapter"
-        trainer.model.save_pretrained(adapter)
-        tokenizer.save_pretrained(adapter)
+        adapter = out / ("adapter" if config.lora else "model")  # full weights: a model folder
+        # every process calls it (ZeRO-3 gathers the adapter's shards); the main one writes
+        # the adapter and the tokenizer
+        trainer.save_model(str(adapter))
+        trainer.accelerator.wait_for_everyone()
+        usage = ledger if place.count == 1 else gather_usage(ledger)
     finally:
         for model in (patient_base, judge_base, eval_base):
             if model is not None:
@@ -346,5 +379,5 @@ def train(
         rewards=rewards_path,
         steps=trainer.state.global_step,
         wall_s=time.perf_counter() - started,
-        usage=ledger,
+        usage=usage,
     )

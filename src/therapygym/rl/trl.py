@@ -15,8 +15,10 @@ and the judges run once per sample for both. They work two ways:
 therapist, a frozen chat model (any spec) plays the patient through `rl/env.py`. The
 completion is every token after the prompt; the patient's turns (rendered with the
 policy's chat template) are in it for context but carry `env_mask` 0, so only the
-therapist's tokens are in the loss. A failed judge gives None (TRL skips that sample) and
-the cause is logged, never a made-up 0.
+therapist's tokens are in the loss. Each turn comes from `rl/generation.py` (transformers,
+or TRL's vLLM engine) with the logprobs it was sampled with, which TRL's importance-sampling
+correction reads. Each session is judged as it ends, while the others keep generating. A
+failed judge gives None (TRL skips that sample) and the cause is logged, never a made-up 0.
 
 An evaluation judge (`eval_rewarder`) scores the same finished sessions and never enters the
 loss: its R travels in the `therapygym_eval_reward` column and `ctrs_fidelity` logs its
@@ -32,11 +34,13 @@ so the episode stays one token sequence.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +48,9 @@ from therapygym.models import ChatModel
 from therapygym.patients.profile import PatientProfile
 from therapygym.records import ScoreRecord, SessionConfig, SessionStatus, Transcript, turns_of
 from therapygym.rl.env import TherapyEnv
+from therapygym.rl.generation import Generator, rollout_generator
 from therapygym.rl.loop import BackgroundLoop
+from therapygym.rl.ranks import GatheredStore, Place, session_id
 from therapygym.rl.reward import RewardBreakdown, SessionRewarder
 from therapygym.store import RunStore
 from therapygym.therapists.prompted import TherapistPrompt
@@ -184,8 +190,18 @@ def _failed(cause: str | None) -> RewardBreakdown:
 
 
 def _reward_of(env: TherapyEnv, info: dict[str, Any]) -> RewardBreakdown:
-    """The breakdown `TherapyEnv.step` judged at the episode's end, or why there is none."""
+    """The breakdown `TherapyEnv.score` judged at the episode's end, or why there is none."""
     return info.get("reward") or _failed(info.get("error") or env.transcript.error)
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One ended session's judging: the reward judge's breakdown, the evaluation judge's
+    (None without one), and the score records of both."""
+
+    reward: RewardBreakdown
+    evaluated: RewardBreakdown | None
+    records: list[ScoreRecord]
 
 
 @dataclass(frozen=True)
@@ -209,7 +225,7 @@ class TherapyRollout:
         session: SessionConfig,
         prompt: TherapistPrompt | None,
         turn_tokens: int = 128,
-        store: RunStore | None = None,
+        store: RunStore | GatheredStore | None = None,  # GatheredStore: several processes
         run_id: str = "train",
         eval_rewarder: SessionRewarder | None = None,
     ) -> None:
@@ -244,8 +260,21 @@ class TherapyRollout:
         return rows
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
+        from trl.models.utils import unwrap_model_for_generation
+
+        # TRL's unwrapping, once for the whole batch: under ZeRO-3 it gathers the weights
+        # (a collective), so each rank then generates its sessions' turns alone, however
+        # many turns each takes; unwrapping per turn would leave ranks waiting on each other
+        with unwrap_model_for_generation(
+            trainer.model_wrapped,
+            trainer.accelerator,
+            gather_deepspeed3_params=trainer.args.ds3_gather_for_generation,
+            gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs,
+        ) as model:
+            return self._rollout(prompts, trainer, model)
+
+    def _rollout(self, prompts: list[Any], trainer: Any, model: Any) -> dict[str, Any]:
         tokenizer = trainer.processing_class
-        model = trainer.accelerator.unwrap_model(trainer.model)
         step = trainer.state.global_step
         envs = [self._env() for _ in prompts]
         ids = []
@@ -256,45 +285,78 @@ class TherapyRollout:
                     "a prompt the rollout did not make: build the dataset with .dataset()"
                 )
             self._per_step[step] += 1
-            ids.append(f"{self.run_id}:step{step}:{self._per_step[step]}")
+            place = Place.of(trainer.args)  # ids unique across processes (rl/ranks.py)
+            ids.append(session_id(self.run_id, step, self._per_step[step], place))
             self.loop.run(
                 env.reset(
                     episode.profile, episode.seed, session_id=ids[-1], opening=episode.opening
                 )
             )
+        return self.play(envs, ids, rollout_generator(trainer, model, self.turn_tokens), tokenizer)
+
+    def play(
+        self, envs: list[TherapyEnv], ids: list[str], generator: Generator, tokenizer: Any
+    ) -> dict[str, Any]:
+        """Play the reset sessions to their ends and return TRL's rollout output.
+
+        Each turn, every session still going gets one policy turn from `generator` (with
+        the logprob each token was sampled with) and the patient's answer. A session is
+        judged as it ends, on the background loop, while the others keep generating; the
+        batch waits for its judges only at the end. The completion's tokens that the
+        policy did not sample (the patient's turns, an end-of-turn token closing a cut-off
+        turn) carry env_mask 0 and logprob 0.0, as TRL's own tool loop fills them: TRL
+        masks them out of the loss and of its importance-sampling correction.
+        """
+        eos = tokenizer.eos_token_id
         prompt_ids = [self._encode(tokenizer, env.messages(self.prompt)) for env in envs]
         completion_ids: list[list[int]] = [[] for _ in envs]
         env_mask: list[list[int]] = [[] for _ in envs]
-        infos: list[dict[str, Any]] = [{} for _ in envs]
+        logprobs: list[list[float]] = [[] for _ in envs]
+
+        def extend(i: int, tokens: list[int], sampled: list[float] | None) -> None:
+            completion_ids[i] += tokens
+            env_mask[i] += [0 if sampled is None else 1] * len(tokens)
+            logprobs[i] += [0.0] * len(tokens) if sampled is None else sampled
+
+        judging: dict[int, Future[Judged]] = {}
         active = list(range(len(envs)))
-        while active:
-            replies = self._generate(
-                trainer, model, tokenizer, [prompt_ids[i] + completion_ids[i] for i in active]
-            )
-            for i, (tokens, _) in zip(active, replies, strict=True):
-                completion_ids[i] += tokens
-                env_mask[i] += [1] * len(tokens)
-                if not tokens or tokens[-1] != tokenizer.eos_token_id:  # cut off: close the turn
-                    completion_ids[i].append(tokenizer.eos_token_id)
-                    env_mask[i].append(0)
-            steps = self.loop.gather(
-                envs[i].step(text) for i, (_, text) in zip(active, replies, strict=True)
-            )
-            still = []
-            for i, (_, _, terminated, truncated, info) in zip(active, steps, strict=True):
-                if terminated or truncated:
-                    infos[i] = info
-                    continue
-                suffix = patient_turn_tokens(tokenizer, envs[i].messages(self.prompt))
-                completion_ids[i] += suffix
-                env_mask[i] += [0] * len(suffix)
-                still.append(i)
-            active = still
-        breakdowns, evaluated = self.finish(envs, infos)
+        try:
+            while active:
+                turns = generator.generate([prompt_ids[i] + completion_ids[i] for i in active])
+                texts = []
+                for i, turn in zip(active, turns, strict=True):
+                    if len(turn.logprobs) != len(turn.token_ids):
+                        raise RuntimeError(
+                            f"the generation backend gave {len(turn.logprobs)} logprobs for "
+                            f"{len(turn.token_ids)} tokens"
+                        )
+                    extend(i, turn.token_ids, turn.logprobs)
+                    if not turn.token_ids or turn.token_ids[-1] != eos:  # cut off: close it
+                        extend(i, [eos], None)
+                    text = tokenizer.decode(turn.token_ids, skip_special_tokens=True).strip()
+                    texts.append(text or "...")
+                steps = self.loop.gather(
+                    envs[i].step(text, judge=False) for i, text in zip(active, texts, strict=True)
+                )
+                still = []
+                for i, (_, _, terminated, truncated, _) in zip(active, steps, strict=True):
+                    if terminated or truncated:
+                        judging[i] = asyncio.run_coroutine_threadsafe(
+                            self.judge(envs[i]), self.loop.loop
+                        )
+                        continue
+                    extend(i, patient_turn_tokens(tokenizer, envs[i].messages(self.prompt)), None)
+                    still.append(i)
+                active = still
+            judged = [judging[i].result() for i in range(len(envs))]
+        finally:  # a failed batch leaves no judge running behind it
+            for pending in judging.values():
+                pending.cancel()
+        breakdowns, evaluated = self.finish(envs, judged)
         out = {
             "prompt_ids": prompt_ids,
             "completion_ids": completion_ids,
-            "logprobs": None,
+            "logprobs": logprobs,
             "env_mask": env_mask,
             REWARD_COLUMN: [b.model_dump() for b in breakdowns],
             "session_id": ids,
@@ -303,28 +365,31 @@ class TherapyRollout:
             out[EVAL_COLUMN] = [b.model_dump() for b in evaluated]
         return out
 
+    async def judge(self, env: TherapyEnv) -> Judged:
+        """An ended session judged by the reward judge and, with one, the evaluation judge
+        (the two at once)."""
+        if self.eval_rewarder is None:
+            _, info = await env.score()
+            return Judged(_reward_of(env, info), None, list(info.get("records", [])))
+        (_, info), (evaluated, theirs) = await asyncio.gather(env.score(), self._evaluate(env))
+        return Judged(_reward_of(env, info), evaluated, [*info.get("records", []), *theirs])
+
     def finish(
-        self, envs: list[TherapyEnv], infos: list[dict[str, Any]]
+        self, envs: list[TherapyEnv], judged: list[Judged]
     ) -> tuple[list[RewardBreakdown], list[RewardBreakdown] | None]:
-        """The ended episodes' reward breakdowns (judged by `TherapyEnv.step`) and, with
-        an evaluation judge, that judge's breakdowns of the same sessions (judged here, all
-        at once); each session is stored with both and every score record."""
-        breakdowns = [_reward_of(env, info) for env, info in zip(envs, infos, strict=True)]
-        evaluated: list[RewardBreakdown] | None = None
-        records: list[list[ScoreRecord]] = [list(info.get("records", [])) for info in infos]
-        if self.eval_rewarder is not None:
-            scored = self.loop.gather(self._evaluate(env) for env in envs)
-            evaluated = [b for b, _ in scored]
-            records = [mine + theirs for mine, (_, theirs) in zip(records, scored, strict=True)]
+        """The ended episodes' reward breakdowns and, with an evaluation judge, that
+        judge's; each session is stored with both and every score record."""
+        breakdowns = [j.reward for j in judged]
+        evaluated = [j.evaluated for j in judged if j.evaluated is not None]
         if self.store is not None:
-            for i, env in enumerate(envs):
-                env.transcript.meta["reward"] = breakdowns[i].model_dump()
-                if evaluated is not None:
-                    env.transcript.meta["eval_reward"] = evaluated[i].model_dump()
+            for env, j in zip(envs, judged, strict=True):
+                env.transcript.meta["reward"] = j.reward.model_dump()
+                if j.evaluated is not None:
+                    env.transcript.meta["eval_reward"] = j.evaluated.model_dump()
                 self.store.save_session(env.transcript)
-                for record in records[i]:
+                for record in j.records:
                     self.store.save_scores([record])
-        return breakdowns, evaluated
+        return breakdowns, evaluated if self.eval_rewarder is not None else None
 
     async def _evaluate(self, env: TherapyEnv) -> tuple[RewardBreakdown, list[ScoreRecord]]:
         assert self.eval_rewarder is not None
@@ -338,36 +403,3 @@ class TherapyRollout:
             messages, add_generation_prompt=True, tokenize=True, return_dict=True
         )
         return list(encoded["input_ids"])
-
-    def _generate(
-        self, trainer: Any, model: Any, tokenizer: Any, batch: list[list[int]]
-    ) -> list[tuple[list[int], str]]:
-        """One therapist turn for each context: (new token ids through EOS, decoded text)."""
-        import torch
-
-        width = max(len(ids) for ids in batch)
-        pad = tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch])
-        attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch])
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                out = model.generate(
-                    input_ids=input_ids.to(model.device),
-                    attention_mask=attention.to(model.device),
-                    max_new_tokens=self.turn_tokens,
-                    do_sample=True,
-                    temperature=trainer.args.temperature,
-                    top_p=trainer.args.top_p,
-                    pad_token_id=pad,
-                )
-        finally:
-            model.train(was_training)
-        replies = []
-        for row in out[:, width:].tolist():
-            if tokenizer.eos_token_id in row:
-                row = row[: row.index(tokenizer.eos_token_id) + 1]
-            text = tokenizer.decode(row, skip_special_tokens=True).strip()
-            replies.append((row, text or "..."))
-        return replies

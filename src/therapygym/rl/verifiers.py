@@ -16,15 +16,15 @@ each patient line it receives (`therapists/prompted.py`).
 verifiers needs `openai<3` and our dev extra `openai>=3`, so it lives in its own venv
 (`make test-verifiers` builds `.vfenv`: verifiers==0.4.0 plus therapygym, and tests this).
 
-verifiers loads a taskset by importing a top-level module named by its id, so this
-module registers itself as `therapygym_verifiers` (id `therapygym-verifiers`) when
-imported; build the env from Python (`TherapyVerifiersEnv(TherapyVerifiersConfig())`).
+verifiers loads a taskset by importing a top-level module named by its id, so the wheel
+ships `therapygym_verifiers` (id `therapygym-verifiers`), which re-exports this module's
+taskset and env: a verifiers or prime-rl config names the env by that id, and Python can
+build it directly (`TherapyVerifiersEnv(TherapyVerifiersConfig())`).
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -51,9 +51,6 @@ VERIFIERS_VERSION = "0.4.0"  # what this module is built and tested against
 TASKSET_ID = "therapygym-verifiers"
 REWARD_NAME = "therapygym_r"
 THERAPIST = "therapist"
-
-# verifiers imports a taskset's module by its id (`-` -> `_`), top level only: alias us.
-sys.modules.setdefault(TASKSET_ID.replace("-", "_"), sys.modules[__name__])
 
 
 class TherapyTaskData(vf.TaskData):
