@@ -35,7 +35,7 @@ from therapygym.runner import run_plan
 from therapygym.store import RunStore
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_models import server_process
+from bench_models import local_server
 
 
 async def level(base_url: str, concurrency: int, rounds: int, latency_s: float) -> dict[str, Any]:
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     rows = []
-    with server_process(args.latency_ms) as url:
+    with local_server(args.latency_ms) as url:
         for c in (int(x) for x in args.levels.split(",")):
             rows.append(asyncio.run(level(url, c, args.rounds, args.latency_ms / 1000)))
     print("| concurrency | sessions | sessions/min | ideal | ratio | client CPU µs/call |")
