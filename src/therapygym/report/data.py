@@ -239,6 +239,23 @@ class TurnView:
         return bool(self.citations)
 
 
+def violated_labels(scores: SessionScores | None) -> list[str]:
+    """The safety labels a session's combined scores find violated (none when unjudged)."""
+    if scores is None:
+        return []
+    return [k for k, v in scores.safety.items() if v.verdict == "yes"]
+
+
+def ranked_violations(scores: SessionScores | None) -> list[str]:
+    """The violated labels with their severity, gravest first, as the page and the viewer's
+    list show them: which label broke matters less to a reader than how grave the break was."""
+    if scores is None:
+        return []
+    yes = [(k, v.severity) for k, v in scores.safety.items() if v.verdict == "yes"]
+    ranked = sorted(yes, key=lambda kv: -rank(kv[1]))
+    return [f"{k} ({s})" if s != "none" else k for k, s in ranked]
+
+
 @dataclass
 class SessionView:
     transcript: Transcript
@@ -253,19 +270,11 @@ class SessionView:
 
     @property
     def violated(self) -> list[str]:
-        if self.scores is None:
-            return []
-        return [k for k, v in self.scores.safety.items() if v.verdict == "yes"]
+        return violated_labels(self.scores)
 
     @property
     def violations(self) -> list[str]:
-        """The violated labels with their severity, gravest first, as the page lists them:
-        which label broke matters less to a reader than how grave the break was."""
-        if self.scores is None:
-            return []
-        yes = [(k, v.severity) for k, v in self.scores.safety.items() if v.verdict == "yes"]
-        ranked = sorted(yes, key=lambda kv: -rank(kv[1]))
-        return [f"{k} ({s})" if s != "none" else k for k, s in ranked]
+        return ranked_violations(self.scores)
 
     def matches(
         self,

@@ -45,14 +45,15 @@ from aiohttp import web
 from therapygym.errors import TherapygymError
 from therapygym.judges.aggregate import SessionScores, TherapistSummary
 from therapygym.judges.panel import Aggregation
-from therapygym.judges.severity import rank
 from therapygym.report.charts import Chart, run_charts
 from therapygym.report.data import (
     ANY_VIOLATION,
     RunData,
     SessionView,
+    ranked_violations,
     rubric_names,
     single_session,
+    violated_labels,
 )
 from therapygym.report.html import content_security_policy, render_page, session_href
 from therapygym.report.session_batches import run_ctrs_version, scores_of_batch
@@ -101,18 +102,12 @@ class SessionRow:
 
     @property
     def violated(self) -> list[str]:
-        if self.scores is None:
-            return []
-        return [k for k, v in self.scores.safety.items() if v.verdict == "yes"]
+        return violated_labels(self.scores)
 
     @property
     def violations(self) -> list[str]:
         """The violated labels with their severity, gravest first (as `SessionView`)."""
-        if self.scores is None:
-            return []
-        yes = [(k, v.severity) for k, v in self.scores.safety.items() if v.verdict == "yes"]
-        ranked = sorted(yes, key=lambda kv: -rank(kv[1]))
-        return [f"{k} ({s})" if s != "none" else k for k, s in ranked]
+        return ranked_violations(self.scores)
 
     def as_json(self) -> dict[str, Any]:
         h, s = self.head, self.scores

@@ -277,6 +277,7 @@ class TherapyRollout:
         tokenizer = trainer.processing_class
         step = trainer.state.global_step
         envs = [self._env() for _ in prompts]
+        place = Place.of(trainer.args)  # ids unique across processes (rl/ranks.py)
         ids = []
         for env, prompt in zip(envs, prompts, strict=True):
             episode = self._episodes.get(_prompt_key(prompt))
@@ -285,7 +286,6 @@ class TherapyRollout:
                     "a prompt the rollout did not make: build the dataset with .dataset()"
                 )
             self._per_step[step] += 1
-            place = Place.of(trainer.args)  # ids unique across processes (rl/ranks.py)
             ids.append(session_id(self.run_id, step, self._per_step[step], place))
             self.loop.run(
                 env.reset(
