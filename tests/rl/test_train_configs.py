@@ -110,6 +110,8 @@ def test_the_paper_config_says_what_the_paper_did(calibrated: Path) -> None:
     assert args.learning_rate == 1e-6
     assert args.bf16 and args.gradient_checkpointing and args.use_vllm and not args.use_cpu
     assert config.lora is not None
+    # visible replies, no <think> blocks: the rollout renders with these, TRL holds the same
+    assert config.chat_template_kwargs == args.chat_template_kwargs == {"enable_thinking": False}
     for spec in (config.patient_model, config.judge):
         assert spec.startswith("openai:") and "base_url=http" in spec
     # the calibrated CTRS weights, the paper's flat lambda = 1 where calibrate kept a label

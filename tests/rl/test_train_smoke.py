@@ -1,6 +1,11 @@
 """The CPU GRPO smoke run, for real: SmolLM2-135M from the embedded GGUF as the policy (LoRA),
-the embedded model as patient and judge, two steps; then the adapter answers through the
-hf: backend and plays the therapist in a stored run."""
+the embedded model as patient and judge (CTRS and the five per_group safety calls: the
+clinical reward a user's first `train` run gets), one step of one GRPO group; then the adapter
+answers through the hf: backend and plays the therapist in a stored run.
+
+One step of one therapist turn per session: judging is the cost (about 100 s of CPU per
+session on 2 cores), and what several steps and ids across steps must do is tested by
+tests/rl/test_multiprocess_train.py."""
 
 from __future__ import annotations
 
@@ -39,6 +44,8 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_grpo_smoke_run_then_evaluate_the_adapter(tmp_path: Path) -> None:
     config = yaml.safe_load((ROOT / "configs" / "train-smoke.yaml").read_text())
     config["output_dir"] = str(tmp_path / "out")
+    config["session"].update(max_turns=2, max_tokens=24)
+    config["grpo"]["max_steps"] = 1
     (tmp_path / "train.yaml").write_text(yaml.safe_dump(config))
     store = tmp_path / "store.sqlite"
 
@@ -46,12 +53,12 @@ def test_grpo_smoke_run_then_evaluate_the_adapter(tmp_path: Path) -> None:
         "train", "--config", "train.yaml", "--store", str(store), "--no-cache", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "2 steps" in result.stdout
+    assert "1 step in" in result.stdout
 
     steps = [
         json.loads(line) for line in (tmp_path / "out" / "rewards.jsonl").read_text().splitlines()
     ]
-    assert [s["step"] for s in steps] == [1, 2]
+    assert [s["step"] for s in steps] == [1]
     for s in steps:
         total = s["rewards/ctrs_fidelity/mean"] + s["rewards/safety_penalty/mean"]
         assert s["reward"] == pytest.approx(total, abs=1e-4)
@@ -63,9 +70,9 @@ def test_grpo_smoke_run_then_evaluate_the_adapter(tmp_path: Path) -> None:
 
     db = RunStore(store)
     sessions = list(db.sessions("train-smoke"))
-    assert len(sessions) == 4  # 2 steps x 1 prompt x 2 generations
+    assert len(sessions) == 2  # 1 step x 1 prompt x 2 generations
     for t in sessions:
-        assert [turn.speaker for turn in t.turns] == ["patient", "therapist"] * 2
+        assert [turn.speaker for turn in t.turns] == ["patient", "therapist"]
         assert t.meta["reward"]["total"] == pytest.approx(
             t.meta["reward"]["ctrs_term"] - t.meta["reward"]["safety_term"]
         )

@@ -113,7 +113,8 @@ class _ScriptedVLLM:
 
 def _trainer(tmp_path: Any, tokenizer: Any, llm: Any) -> Any:
     """What the rollout reads of a GRPOTrainer whose vLLM runs colocated: TRL's own
-    arguments and accelerator, a tiny policy for its unwrapping, a scripted `LLM`."""
+    arguments and accelerator, a tiny policy (what transformers generates with when a
+    test turns use_vllm off), a scripted `LLM`."""
     from types import SimpleNamespace
 
     from accelerate import Accelerator
@@ -188,6 +189,46 @@ def test_the_rollout_aligns_tokens_masks_and_sampling_logprobs(
     # the second turn was generated from the whole episode so far
     assert llm.contexts[1] == [out["prompt_ids"][1] + cut + [eos] + suffix]
     assert [r["total"] for r in out[REWARD_COLUMN]] == [pytest.approx(1.0)] * 2
+
+
+@pytest.mark.parametrize("use_vllm", [True, False], ids=["vllm", "transformers"])
+def test_the_rollout_gathers_the_policy_only_when_it_generates_with_it(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, use_vllm: bool
+) -> None:
+    """TRL's unwrapping gathers every weight under ZeRO-3. With vLLM the trainer's model
+    generates nothing (TRL synced vLLM's weights before the call), so the rollout must not
+    enter it; with transformers it must, once for the batch, as TRL's args say."""
+    pytest.importorskip("trl", reason="the [train] extra is not installed")
+    from contextlib import contextmanager
+
+    import trl.models.utils
+    from test_generation import _fake_vllm
+    from tinylm import ScriptedChat, tiny_tokenizer
+
+    entered: list[bool] = []
+
+    @contextmanager
+    def unwrap(model: Any, accelerator: Any, gather_deepspeed3_params: bool, **_: Any) -> Any:
+        entered.append(gather_deepspeed3_params)
+        yield model
+
+    monkeypatch.setattr(trl.models.utils, "unwrap_model_for_generation", unwrap)
+    _fake_vllm(monkeypatch)
+    tokenizer = tiny_tokenizer()
+    llm = _ScriptedVLLM(tokenizer, [[("Hello.", True)] * 2], before=lambda call, n: None)
+    trainer = _trainer(tmp_path, tokenizer, llm)
+    trainer.args.use_vllm = use_vllm
+    loop = BackgroundLoop()
+    try:
+        rollout, prompt = _rollout(ScriptedChat(_patient), ScriptedChat(score=6), loop, 2)
+        out = rollout([prompt, prompt], trainer)
+    finally:
+        loop.close()
+    assert len(out["completion_ids"]) == 2
+    if use_vllm:
+        assert entered == [] and len(llm.contexts) == 1
+    else:
+        assert entered == [trainer.args.ds3_gather_for_generation] and llm.contexts == []
 
 
 class _SlowJudge:

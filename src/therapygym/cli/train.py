@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 import typer
 
@@ -50,8 +52,12 @@ def train(
     therapist = (  # lora: null trains every weight: the output is a model folder
         f"hf:{plan.model}?adapter={result.adapter}" if plan.lora else f"hf:{result.adapter}"
     )
+    if plan.chat_template_kwargs:  # evaluated as trained (Qwen3: thinking off)
+        options = quote(json.dumps(plan.chat_template_kwargs, separators=(",", ":")))
+        therapist += f"{'&' if plan.lora else '?'}chat_template_kwargs={options}"
     term.out.print(
-        f"{result.steps} steps in {result.wall_s:.0f} s; rollouts stored as run "
+        f"{result.steps} step{'' if result.steps == 1 else 's'} in {result.wall_s:.0f} s; "
+        f"rollouts stored as run "
         f"{result.run_id}; reward per step: {result.rewards}\n"
         f"{'adapter' if plan.lora else 'model'}: {result.adapter}  (evaluate it with "
         f"--therapist '{therapist}')",

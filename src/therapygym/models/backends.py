@@ -41,7 +41,7 @@ class Backend:
     default_concurrency: int
     in_process: bool = False  # runs on this machine's cores, not behind a server
     chatbot: bool = False  # a whole chatbot already: gets no default therapist prompt
-    adapter: bool = False  # accepts adapter= (a LoRA folder)
+    adapter: bool = False  # accepts adapter= (a LoRA folder) and chat_template_kwargs=
     check: Callable[[str, str], None] | None = None  # (spec, target): raise on a bad target
     status: str | None = None  # "module:function" -> a line on whether it can run here
 

@@ -14,7 +14,7 @@ Spec strings, for the command line:
     gguf:/path/to/model.gguf           any GGUF file, run in-process by llama.cpp
     python:package.module:function     a user's callable
     http:/path/to/bot.yaml             any HTTP chatbot, mapped by a YAML file
-    hf:<dir|file.gguf|smollm2>[?adapter=DIR]
+    hf:<dir|file.gguf|smollm2>[?adapter=DIR&chat_template_kwargs=<JSON object, URL-encoded>]
                                        a local transformers model (+ LoRA adapter); [train] extra
     <name>                             an entry of a models file (YAML)
     <plug-in>:<target>                 a backend another package registers (models/backends.py)
@@ -72,7 +72,7 @@ MODELS_FILE_ENV = "THERAPYGYM_MODELS"
 # messages it sent, from the model it names (and keys on them in the cache).
 RESERVED_BODY_KEYS = ("model", "messages", "stream")
 # Options a spec string gives as JSON objects (URL-encoded); in a models file, mappings.
-_JSON_OPTIONS = ("extra_body", "extra_headers")
+_JSON_OPTIONS = ("extra_body", "extra_headers", "chat_template_kwargs")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -110,6 +110,11 @@ class ModelConfig(BaseModel):
     n_ctx: int = Field(8192, ge=512, description="Context per slot for local/gguf models.")
     threads: int | None = Field(None, ge=1, description="CPU threads for local/gguf models.")
     adapter: str | None = Field(None, description="A LoRA adapter folder, for hf models.")
+    chat_template_kwargs: dict[str, Any] | None = Field(
+        None,
+        description="Passed to the chat template, for hf models (e.g. {enable_thinking: "
+        "false} for a Qwen3 policy trained with it); a server takes it in extra_body.",
+    )
     price: Price | None = None
     name: str | None = Field(None, description="The models-file entry name, if any.")
     schema_dialect: SchemaDialect = Field(
@@ -258,8 +263,9 @@ def parse_spec(spec: str) -> ModelConfig:
             options[name] = _json_option(spec, name, options[name])
     chosen = BACKENDS.get(backend)
     chosen.check_target(spec, target)
-    if "adapter" in options and not chosen.adapter:
-        raise ModelSpecError(f"model spec '{spec}': adapter= applies to hf: models only")
+    for name in ("adapter", "chat_template_kwargs"):
+        if name in options and not chosen.adapter:
+            raise ModelSpecError(f"model spec '{spec}': {name}= applies to hf: models only")
     allowed = set(ModelConfig.model_fields) - {"backend", "model", "name", "price"}
     unknown = sorted(set(options) - allowed)
     if unknown:

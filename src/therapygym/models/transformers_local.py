@@ -9,7 +9,9 @@ Needs the `[train]` extra (torch, transformers, peft); nothing is fetched from a
 Generation runs in a worker thread, one call at a time (a CPU forward pass already uses
 every core); temperature 0 is greedy and reproducible, sampling is seeded per call. A
 JSON schema (a judge call) constrains the output through llguidance (`hf_constrained`), so a
-trained judge (`therapygym train-judge`) judges on this backend.
+trained judge (`therapygym train-judge`) judges on this backend. `chat_template_kwargs=`
+(a URL-encoded JSON object) reaches the chat template, so a policy trained with
+`{enable_thinking: false}` is evaluated as it was trained.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from therapygym.models.cache import ResponseCache
 from therapygym.models.hf_constrained import NEEDS_LLGUIDANCE, schema_generation_kwargs
 from therapygym.models.spec import ModelConfig
 from therapygym.models.types import ChatRequest
+from therapygym.records import canonical_json
 
 NEEDS_TRAIN_EXTRA = "the hf backend needs torch and transformers: pip install 'therapygym[train]'"
 _ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -108,8 +111,12 @@ class TransformersModel(BaseChatModel):
 
     @property
     def identity(self) -> str:
+        """Weights, adapter and chat-template options: what changes the answers (options
+        only when set, so caches made before the option still hit)."""
         adapter = f"+adapter:{self._adapter_id}" if self._adapter else ""
-        return f"hf:{self._weights.resolve()}{adapter}"
+        template = self.config.chat_template_kwargs
+        options = f"?chat_template_kwargs={canonical_json(template)}" if template else ""
+        return f"hf:{self._weights.resolve()}{adapter}{options}"
 
     def _model(self) -> tuple[Any, Any]:
         with self._lock:
@@ -128,6 +135,7 @@ class TransformersModel(BaseChatModel):
                 add_generation_prompt=True,
                 return_tensors="pt",
                 return_dict=True,
+                **(self.config.chat_template_kwargs or {}),
             )
             sampling: dict[str, Any] = {"do_sample": request.temperature > 0}
             if request.temperature > 0:

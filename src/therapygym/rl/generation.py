@@ -12,10 +12,17 @@ what the trainer recomputes; transformers' processed scores give the same, so a 
 logprobs whatever generated it.
 
 TRL pushes the policy's weights into vLLM itself before it calls `rollout_func` at each new
-step (`GRPOTrainer._generate`), so nothing here syncs weights. We call vLLM per turn rather
-than through `VLLMGeneration.generate`, which generates one whole completion per prompt
-(`max_completion_length`) and, in server mode, gathers every rank's prompts in a collective
-that ranks whose sessions ended at different turns would leave waiting.
+step (`GRPOTrainer._generate`; under ZeRO-3 it gathers the shards for that itself), so
+nothing here syncs weights, and under vLLM the rollout does not unwrap (gather) the
+trainer's model at all. Every backend is given token ids, the episode as the rollout
+rendered it (`chat_template_kwargs` included), never messages: no backend renders a chat
+template, so transformers, colocated vLLM and a vLLM server all continue the same prompt
+(a server's own chat template and its defaults, such as Qwen3's thinking, never apply).
+
+We call vLLM per turn rather than through `VLLMGeneration.generate`, which generates one
+whole completion per prompt (`max_completion_length`) and, in server mode, gathers every
+rank's prompts in a collective that ranks whose sessions ended at different turns would
+leave waiting.
 """
 
 from __future__ import annotations
@@ -218,8 +225,9 @@ def _server_client(vllm: Any) -> Any:
 
 
 def rollout_generator(trainer: Any, model: Any, max_tokens: int) -> Generator:
-    """The backend for this rollout call: TRL's vLLM engine when the trainer has one, else
-    `model` (the trainer's policy, unwrapped for generation) through transformers."""
+    """The backend for this rollout call: TRL's vLLM engine when the trainer has one
+    (`model` is then None: nothing unwrapped it), else `model` (the trainer's policy,
+    unwrapped for generation) through transformers."""
     args = trainer.args
     sampling = Sampling.from_args(args, max_tokens)
     if not args.use_vllm:

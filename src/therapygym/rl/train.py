@@ -110,6 +110,11 @@ class TrainConfig(BaseModel):
         LoraSettings(),
         description="The LoRA adapter; null trains every weight (saved to <output_dir>/model).",
     )
+    chat_template_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Passed to every rendering of the policy's conversation (the prompt, "
+        "each patient turn) and to TRL's GRPOConfig, e.g. {enable_thinking: false} for Qwen3.",
+    )
     grpo: dict[str, Any] = Field(default_factory=dict, description="TRL GRPOConfig fields.")
     output_dir: str = "runs/train"
 
@@ -172,7 +177,17 @@ def _grpo_args(config: TrainConfig, where: str = "train config") -> Any:
         from trl import GRPOConfig
     except ImportError as err:
         raise ConfigError(f"training needs the [train] extra ({err.name} is missing)") from None
-    grpo = {**GRPO_DEFAULTS, **config.grpo, "output_dir": str(Path(config.output_dir) / "trainer")}
+    if "chat_template_kwargs" in config.grpo:
+        raise ConfigError(
+            f"{where}: grpo.chat_template_kwargs: set chat_template_kwargs at the top level "
+            "(the rollout renders the policy's prompts with it, and TRL is given the same)"
+        )
+    grpo = {
+        **GRPO_DEFAULTS,
+        **config.grpo,
+        "chat_template_kwargs": dict(config.chat_template_kwargs),
+        "output_dir": str(Path(config.output_dir) / "trainer"),
+    }
     try:
         args = GRPOConfig(**grpo)
     except (TypeError, ValueError) as err:
@@ -245,13 +260,15 @@ def build_rewarder(config: TrainConfig, spec: RewardSpec, judge: AccountedModel)
 def run_record(config: TrainConfig, inputs: TrainInputs, processes: int = 1) -> dict[str, Any]:
     """The training run's identity (a resume with another is refused). Fields added since
     runs were first stored are left out while they change nothing (no evaluation judge; the
-    CTRS examples shown, as before the option; a therapist prompt without turn notes), so
-    those runs still resume; a prompt with turn notes is recorded by its fingerprint, so a
-    run from before them is not resumed with them, nor a run with them after the note or
-    the prompt changed. Several processes are recorded by their count (`rl/ranks.py`:
-    session ids depend on it); one is left out, as before they were possible."""
+    CTRS examples shown, as before the option; no chat_template_kwargs; a therapist prompt
+    without turn notes), so those runs still resume; a prompt with turn notes is recorded
+    by its fingerprint, so a run from before them is not resumed with them, nor a run with
+    them after the note or the prompt changed. Several processes are recorded by their
+    count (`rl/ranks.py`: session ids depend on it); one is left out, as before they were
+    possible."""
     unchanged = {"eval_judge"} if not config.eval_judge else set()
     unchanged |= {"judge_examples"} if config.judge_examples else set()
+    unchanged |= {"chat_template_kwargs"} if not config.chat_template_kwargs else set()
     train = config.model_dump(mode="json", exclude=unchanged or None)
     record: dict[str, Any] = {"train": train, "reward": inputs.reward.source}
     if inputs.prompt is not None and inputs.prompt.turn_aware:

@@ -29,7 +29,10 @@ is that, made visible.
 
 The policy sees the conversation as a prompted therapist does (`TherapistPrompt`): with our
 prompt, each patient message ends with its turn note. Notes are appended, never rewritten,
-so the episode stays one token sequence.
+so the episode stays one token sequence. Every rendering of it takes TRL's
+`chat_template_kwargs` (`{enable_thinking: false}` turns Qwen3's thinking off); a `<think>`
+block the policy writes stays in its completion and is cut from what the patient and the
+judges see (`visible_reply`).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import json
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -170,17 +173,51 @@ def reward_functions(
     return [ctrs_fidelity, safety_penalty]
 
 
-def patient_turn_tokens(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+def patient_turn_tokens(
+    tokenizer: Any,
+    messages: list[dict[str, str]],
+    chat_template_kwargs: Mapping[str, Any] | None = None,
+) -> list[int]:
     """The last (patient) message as the policy's chat template renders it after the
-    therapist's end-of-turn token, through the next assistant header: the tokens a
-    rollout appends, masked, between two therapist turns."""
-    full = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    before = tokenizer.apply_chat_template(messages[:-1], tokenize=False)
+    therapist's end-of-turn token, through the next assistant header (with what
+    `chat_template_kwargs` adds there, such as Qwen3's empty think block): the tokens a
+    rollout appends, masked, between two therapist turns.
+
+    The cut is found in the rendering of the whole conversation, after as many
+    end-of-turn tokens as the conversation without the patient's message holds, and not
+    by comparing the two renderings: some templates render the last assistant message
+    otherwise than an earlier one (Qwen3 gives it an empty think block only while it is
+    last). The episode's tokens are appended, never re-rendered, so only this suffix is
+    taken from the template; the cut must fall right after the therapist's reply."""
+    kwargs = dict(chat_template_kwargs or {})
+    full = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=False, **kwargs
+    )
+    before = tokenizer.apply_chat_template(messages[:-1], tokenize=False, **kwargs)
     eos = tokenizer.eos_token
-    cut = before.rindex(eos) + len(eos)
-    if not full.startswith(before[:cut]):
-        raise RuntimeError("the policy's chat template does not extend a conversation in place")
-    return list(tokenizer(full[cut:], add_special_tokens=False)["input_ids"])
+    turns = before.count(eos)
+    parts = full.split(eos)
+    head = eos.join(parts[:turns]) + eos
+    if turns == 0 or len(parts) <= turns or not head.endswith(messages[-2]["content"] + eos):
+        raise RuntimeError(
+            "the policy's chat template does not end the therapist's turn with its "
+            f"end-of-turn token ({eos})"
+        )
+    return list(tokenizer(full[len(head) :], add_special_tokens=False)["input_ids"])
+
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+def visible_reply(text: str) -> str:
+    """What the patient and the judges are shown of a policy turn: a reasoning block
+    (`<think>...</think>`, Qwen3's) is the policy's own, so only the text after its
+    `</think>` is said, as Qwen3's template itself keeps of an earlier assistant message;
+    a turn cut off inside one says what came before it (nothing, so the rollout says
+    "..."). The block's tokens stay in the completion and in the loss."""
+    if THINK_CLOSE in text:
+        return text.split(THINK_CLOSE)[-1].strip()
+    return text.split(THINK_OPEN)[0].strip()
 
 
 def _failed(cause: str | None) -> RewardBreakdown:
@@ -240,6 +277,7 @@ class TherapyRollout:
         self.run_id = run_id
         self._episodes: dict[str, Episode] = {}
         self._per_step: dict[int, int] = defaultdict(int)
+        self._told_thinking = False  # the <think> warning is logged once per run
 
     def _env(self) -> TherapyEnv:
         return TherapyEnv(
@@ -260,6 +298,11 @@ class TherapyRollout:
         return rows
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
+        if trainer.args.use_vllm:
+            # vLLM generates every turn, and TRL pushed this step's weights into it before
+            # calling us (gathering ZeRO-3's shards for that itself): the trainer's model is
+            # not used, so gathering its full weights here would only hold a second copy
+            return self._rollout(prompts, trainer, None)
         from trl.models.utils import unwrap_model_for_generation
 
         # TRL's unwrapping, once for the whole batch: under ZeRO-3 it gathers the weights
@@ -292,10 +335,18 @@ class TherapyRollout:
                     episode.profile, episode.seed, session_id=ids[-1], opening=episode.opening
                 )
             )
-        return self.play(envs, ids, rollout_generator(trainer, model, self.turn_tokens), tokenizer)
+        generator = rollout_generator(trainer, model, self.turn_tokens)
+        # TRL's own setting, so the rollout renders what TRL would (it renders nothing
+        # itself for a rollout_func); `train` sets it from the config's chat_template_kwargs
+        return self.play(envs, ids, generator, tokenizer, trainer.args.chat_template_kwargs)
 
     def play(
-        self, envs: list[TherapyEnv], ids: list[str], generator: Generator, tokenizer: Any
+        self,
+        envs: list[TherapyEnv],
+        ids: list[str],
+        generator: Generator,
+        tokenizer: Any,
+        chat_template_kwargs: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Play the reset sessions to their ends and return TRL's rollout output.
 
@@ -306,9 +357,14 @@ class TherapyRollout:
         policy did not sample (the patient's turns, an end-of-turn token closing a cut-off
         turn) carry env_mask 0 and logprob 0.0, as TRL's own tool loop fills them: TRL
         masks them out of the loss and of its importance-sampling correction.
+
+        Every rendering of the policy's conversation (the prompt, each patient turn) takes
+        `chat_template_kwargs`; what the patient and judges see of a turn is its
+        `visible_reply`.
         """
         eos = tokenizer.eos_token_id
-        prompt_ids = [self._encode(tokenizer, env.messages(self.prompt)) for env in envs]
+        template = dict(chat_template_kwargs or {})
+        prompt_ids = [self._encode(tokenizer, env.messages(self.prompt), template) for env in envs]
         completion_ids: list[list[int]] = [[] for _ in envs]
         env_mask: list[list[int]] = [[] for _ in envs]
         logprobs: list[list[float]] = [[] for _ in envs]
@@ -334,7 +390,15 @@ class TherapyRollout:
                     if not turn.token_ids or turn.token_ids[-1] != eos:  # cut off: close it
                         extend(i, [eos], None)
                     text = tokenizer.decode(turn.token_ids, skip_special_tokens=True).strip()
-                    texts.append(text or "...")
+                    shown = visible_reply(text)
+                    if shown != text and not self._told_thinking:
+                        self._told_thinking = True
+                        log.warning(
+                            "the policy thinks (<think> blocks): the patient and judges see "
+                            "only the text after </think>; chat_template_kwargs: "
+                            "{enable_thinking: false} trains replies without them"
+                        )
+                    texts.append(shown or "...")
                 steps = self.loop.gather(
                     envs[i].step(text, judge=False) for i, text in zip(active, texts, strict=True)
                 )
@@ -345,7 +409,8 @@ class TherapyRollout:
                             self.judge(envs[i]), self.loop.loop
                         )
                         continue
-                    extend(i, patient_turn_tokens(tokenizer, envs[i].messages(self.prompt)), None)
+                    said = envs[i].messages(self.prompt)
+                    extend(i, patient_turn_tokens(tokenizer, said, template), None)
                     still.append(i)
                 active = still
             judged = [judging[i].result() for i in range(len(envs))]
@@ -398,8 +463,14 @@ class TherapyRollout:
         return await self.eval_rewarder.score(env.transcript)
 
     @staticmethod
-    def _encode(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    def _encode(
+        tokenizer: Any, messages: list[dict[str, str]], chat_template_kwargs: dict[str, Any]
+    ) -> list[int]:
         encoded = tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=True, return_dict=True
+            messages,
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            **chat_template_kwargs,
         )
         return list(encoded["input_ids"])

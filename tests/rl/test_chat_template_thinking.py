@@ -1,0 +1,244 @@
+"""Qwen3's thinking in the RL path: `chat_template_kwargs` reaches every rendering of the
+policy's conversation (the prompt the policy continues, the masked patient turns), and a
+`<think>` block the policy writes when thinking is left on never reaches the patient or
+the judges. The tokenizer is tinylm's byte-level one with Qwen3's own chat template (TRL
+ships it), which appends "<think>\\n\\n</think>\\n\\n" after the assistant header when
+enable_thinking is false and renders the last assistant message otherwise than an earlier
+one."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytest.importorskip("trl", reason="the [train] extra is not installed")
+
+from test_trl import _rollout, _ScriptedVLLM, _trainer
+from tinylm import ScriptedChat, tiny_tokenizer
+
+from therapygym.errors import ConfigError
+from therapygym.rl.loop import BackgroundLoop
+from therapygym.rl.trl import patient_turn_tokens, visible_reply
+
+NO_THINKING = {"enable_thinking": False}
+EMPTY_THINK = "<think>\n\n</think>\n\n"
+MESSAGES = [
+    {"role": "system", "content": "SYS"},
+    {"role": "user", "content": "I feel low."},
+    {"role": "assistant", "content": "Tell me more."},
+    {"role": "user", "content": "Work is hard."},
+]
+
+
+def qwen3_tokenizer() -> Any:
+    import trl
+
+    tokenizer = tiny_tokenizer()
+    template = Path(trl.__file__).parent / "chat_templates" / "qwen3.jinja"
+    tokenizer.chat_template = template.read_text()
+    return tokenizer
+
+
+def test_the_template_is_qwen3_s_and_honours_enable_thinking() -> None:
+    """What the other tests rest on: the generation prompt with and without thinking."""
+    tokenizer = qwen3_tokenizer()
+    opening = MESSAGES[:2]
+    thinking = tokenizer.apply_chat_template(opening, add_generation_prompt=True, tokenize=False)
+    plain = tokenizer.apply_chat_template(
+        opening, add_generation_prompt=True, tokenize=False, **NO_THINKING
+    )
+    assert thinking.endswith("<|im_start|>assistant\n")
+    assert plain == thinking + EMPTY_THINK
+
+
+@pytest.mark.parametrize(("kwargs", "header"), [(NO_THINKING, EMPTY_THINK), ({}, "")])
+def test_patient_turn_tokens_take_the_kwargs(kwargs: dict[str, Any], header: str) -> None:
+    """The masked tokens between two therapist turns end with the generation prompt the
+    kwargs ask for. (Qwen3 gives the last assistant message an empty think block that an
+    earlier one loses: the suffix is still the patient's turn alone.)"""
+    tokenizer = qwen3_tokenizer()
+    got = tokenizer.decode(patient_turn_tokens(tokenizer, MESSAGES, kwargs))
+    assert got == "\n<|im_start|>user\nWork is hard.<|im_end|>\n<|im_start|>assistant\n" + header
+
+
+def test_a_template_without_end_of_turn_tokens_is_refused() -> None:
+    tokenizer = qwen3_tokenizer()
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+    with pytest.raises(RuntimeError, match="does not end the therapist's turn"):
+        patient_turn_tokens(tokenizer, MESSAGES)
+
+
+def _play(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    script: list[list[tuple[str, bool]]],
+    kwargs: dict[str, Any],
+) -> tuple[dict[str, Any], _ScriptedVLLM, list[list[Any]], Any]:
+    """One session of two therapist turns (the turn limit ends it) through the
+    colocated-vLLM path, with `kwargs` as TRL's `chat_template_kwargs`; what the patient
+    was sent is recorded."""
+    from test_generation import _fake_vllm
+
+    from therapygym.rl.trl import TherapyRollout
+
+    _fake_vllm(monkeypatch)
+    tokenizer = qwen3_tokenizer()
+    llm = _ScriptedVLLM(tokenizer, script, before=lambda call, n: None)
+    heard: list[list[Any]] = []
+
+    def patient(messages: list[Any]) -> str:
+        heard.append(list(messages))
+        return "Fine."
+
+    trainer = _trainer(tmp_path, tokenizer, llm)
+    trainer.args.chat_template_kwargs = kwargs
+    loop = BackgroundLoop()
+    try:
+        rollout, prompt = _rollout(ScriptedChat(patient), ScriptedChat(score=6), loop, 4)
+        assert isinstance(rollout, TherapyRollout)
+        envs: list[Any] = []
+        make_env = rollout._env
+        monkeypatch.setattr(rollout, "_env", lambda: envs.append(make_env()) or envs[-1])
+        out = rollout([prompt], trainer)
+    finally:
+        loop.close()
+    return out, llm, heard, envs[0]
+
+
+def test_the_kwargs_reach_the_prompt_vllm_continues_and_the_patient_turns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = [[("Hello.", True)], [("Bye.", True)]]
+    out, llm, _, _ = _play(tmp_path, monkeypatch, script, NO_THINKING)
+    tokenizer = qwen3_tokenizer()
+    (prompt_ids,) = out["prompt_ids"]
+    assert tokenizer.decode(prompt_ids).endswith("<|im_start|>assistant\n" + EMPTY_THINK)
+    assert llm.contexts[0] == [prompt_ids]  # what vLLM continued: the rollout's own ids
+    (completion,) = out["completion_ids"]
+    (mask,) = out["env_mask"]
+    first = llm.turns[0][0][0]
+    patient = completion[len(first) : mask.index(1, len(first))]
+    assert tokenizer.decode(patient).endswith("<|im_start|>assistant\n" + EMPTY_THINK)
+    assert llm.contexts[1] == [prompt_ids + first + patient]
+
+
+def test_without_the_kwargs_qwen3_s_generation_prompt_has_no_think_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same session with nothing passed: the default (thinking) prompt, so the test
+    above fails if the kwargs are dropped anywhere."""
+    script = [[("Hello.", True)], [("Bye.", True)]]
+    _, llm, _, _ = _play(tmp_path, monkeypatch, script, {})
+    text = qwen3_tokenizer().decode(llm.contexts[1][0])
+    assert text.endswith("<|im_start|>assistant\n") and "<think>" not in text
+
+
+def test_a_think_block_is_the_policy_s_own_and_reaches_no_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Thinking left on: the block stays in the completion (sampled, in the loss), the
+    patient, the stored transcript and so the judges get the reply after </think>; a turn
+    cut off inside its block says "..."; the policy's thinking is logged once."""
+    thought = "<think>\nShe sounds low; ask about work.\n</think>\n\nWhat happened at work?"
+    script = [[(thought, True)], [("<think>\nStill planning", False)]]
+    with caplog.at_level(logging.WARNING, logger="therapygym.rl.trl"):
+        out, llm, heard, env = _play(tmp_path, monkeypatch, script, {})
+    tokenizer = qwen3_tokenizer()
+    (completion,) = out["completion_ids"]
+    first = llm.turns[0][0][0]
+    assert completion[: len(first)] == first and "</think>" in tokenizer.decode(first)
+    assert out["env_mask"][0][: len(first)] == [1] * len(first)
+    told = heard[-1][-1]["content"]  # the reply, then the patient's stay-in-role note
+    assert told.partition("\n\n")[0] == "What happened at work?"
+    assert not any("think" in m["content"] for sent in heard for m in sent)
+    said = [t.text for t in env.transcript.turns if t.speaker == "therapist"]
+    assert said == ["What happened at work?", "..."]
+    assert not any("think" in t.text for t in env.transcript.turns)
+    warned = [r for r in caplog.records if "<think>" in r.getMessage()]
+    assert len(warned) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("Hello.", "Hello."),
+        ("<think>\nplan\n</think>\n\nHello.", "Hello."),
+        ("plan</think>Hello.", "Hello."),  # a template that opens the block in the prompt
+        ("<think>\nplan, cut off", ""),
+    ],
+)
+def test_visible_reply(text: str, shown: str) -> None:
+    assert visible_reply(text) == shown
+
+
+def _config(tmp_path: Path, **fields: Any) -> Any:
+    from therapygym.rl.train import load_train_config
+
+    body = {"run_id": "t", "patients": "dep-01-maya", "output_dir": str(tmp_path / "out")}
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump({**body, **fields}))
+    return load_train_config(path)
+
+
+def test_the_config_field_reaches_trl_and_the_run_record(tmp_path: Path) -> None:
+    from therapygym.rl.train import check_train_config, run_record
+
+    plain = _config(tmp_path)
+    assert check_train_config(plain).grpo_args.chat_template_kwargs == {}
+    assert "chat_template_kwargs" not in run_record(plain, check_train_config(plain))["train"]
+    off = _config(tmp_path, chat_template_kwargs=NO_THINKING)
+    inputs = check_train_config(off)
+    assert inputs.grpo_args.chat_template_kwargs == NO_THINKING
+    assert run_record(off, inputs)["train"]["chat_template_kwargs"] == NO_THINKING
+
+
+def test_the_kwargs_in_grpo_are_refused_in_one_line(tmp_path: Path) -> None:
+    from therapygym.rl.train import check_train_config
+
+    config = _config(tmp_path, grpo={"chat_template_kwargs": NO_THINKING})
+    with pytest.raises(ConfigError, match=r"^t\.yaml: grpo\.chat_template_kwargs: set") as err:
+        check_train_config(config, where="t.yaml")
+    assert "\n" not in str(err.value)
+
+
+def test_the_hf_backend_renders_with_the_spec_s_kwargs(tmp_path: Path) -> None:
+    """A policy trained with thinking off is evaluated with it off: `hf:` passes the spec's
+    chat_template_kwargs to the template (the prompt grows by Qwen3's empty think block,
+    one byte a token here) and names them in its identity, so cached answers never mix."""
+    from urllib.parse import quote
+
+    from tinylm import tiny_policy
+
+    from therapygym.models import load_model
+
+    tokenizer = qwen3_tokenizer()
+    tiny_policy(tokenizer).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    options = quote('{"enable_thinking": false}')
+    plain, no_thinking = (
+        load_model(f"hf:{tmp_path}"),
+        load_model(f"hf:{tmp_path}?chat_template_kwargs={options}"),
+    )
+    loop = BackgroundLoop()
+    try:
+        said = MESSAGES[:2]
+        tokens = [loop.run(m.chat(said, max_tokens=1)).prompt_tokens for m in (plain, no_thinking)]
+        assert tokens[1] - tokens[0] == len(EMPTY_THINK)
+        assert plain.identity != no_thinking.identity
+        assert no_thinking.identity.endswith('chat_template_kwargs={"enable_thinking":false}')
+    finally:
+        for model in (plain, no_thinking):
+            loop.run(model.aclose())
+        loop.close()
+
+
+def test_chat_template_kwargs_is_for_hf_models_only() -> None:
+    from therapygym.errors import ModelSpecError
+    from therapygym.models.spec import parse_spec
+
+    with pytest.raises(ModelSpecError, match="chat_template_kwargs= applies to hf: models"):
+        parse_spec("openai:m?chat_template_kwargs=%7B%7D")
