@@ -11,6 +11,7 @@ from therapygym.patients.simulator import (
     LLMPatient,
     ReplayPatient,
     ScriptedPatient,
+    simulator_prompt,
     style_texts,
 )
 from therapygym.records import SessionConfig, Turn
@@ -92,6 +93,21 @@ async def test_style_override(recording_model: Any) -> None:
     )
     assert style_texts()["styles"]["reserved"] in patient.system_prompt
     assert style_texts()["resistance"]["high"] in patient.system_prompt
+
+
+async def test_a_prompt_rendered_once_is_the_prompt_each_patient_renders(
+    recording_model: Any,
+) -> None:
+    # the runner renders `simulator_prompt` once per profile and hands it to every session
+    for profile in LIBRARY[:4]:
+        own = LLMPatient(profile, recording_model(), cue_seed=7)
+        given = LLMPatient(
+            profile, recording_model(), cue_seed=7, system_prompt=simulator_prompt(profile)
+        )
+        assert given.system_prompt == own.system_prompt
+        assert given.messages(turns("hi", "Go on.")) == own.messages(turns("hi", "Go on."))
+    reserved = LLMPatient(LIBRARY[0], recording_model(), cue_seed=0, style="reserved")
+    assert simulator_prompt(LIBRARY[0], style="reserved") == reserved.system_prompt
 
 
 async def test_same_seed_same_request(recording_model: Any) -> None:

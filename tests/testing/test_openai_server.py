@@ -142,6 +142,17 @@ async def test_callable_replier_receives_request_body() -> None:
 
 
 @pytest.mark.asyncio
+async def test_requests_not_kept_still_answer_and_count() -> None:
+    with FakeOpenAIServer(["one", "two"], keep_requests=False) as server:
+        async with client_for(server) as client:
+            contents = [(await ask(client)).choices[0].message.content for _ in range(3)]
+    assert contents == ["one", "two", "one"]
+    assert server.requests == []
+    assert server.fault_counts["ok"] == 3
+    assert len(server.key_digests) == 1
+
+
+@pytest.mark.asyncio
 async def test_replier_exception_is_a_visible_500() -> None:
     def broken(body: dict[str, Any]) -> str:
         raise KeyError("oops")

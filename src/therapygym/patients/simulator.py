@@ -80,9 +80,32 @@ def simulated_meta(profile: PatientProfile, cue_turns: Sequence[int]) -> dict[st
     }
 
 
+def simulator_prompt(
+    profile: PatientProfile,
+    *,
+    style: Style | None = None,
+    resistance: str | None = None,
+    ambivalence: str | None = None,
+) -> str:
+    """The system prompt of an LLM patient playing `profile`, in its own style, resistance
+    and ambivalence unless others are given."""
+    texts = style_texts()
+    return _template("simulator").render(
+        p=profile,
+        d=profile.demographics,
+        style=texts["styles"][style or profile.style],
+        resistance=texts["resistance"][resistance or profile.resistance],
+        ambivalence=texts["ambivalence"][ambivalence or profile.ambivalence],
+        end_marker=END_MARKER,
+    )
+
+
 class LLMPatient:
     """A profile played by a chat model, with its risk cues due at the turns `cue_seed`
-    draws from their windows (the same seed replays the same schedule)."""
+    draws from their windows (the same seed replays the same schedule).
+
+    `system_prompt` is `simulator_prompt` of the same profile and style, for a caller that
+    plays many sessions of one profile (the runner renders it once per profile)."""
 
     def __init__(
         self,
@@ -93,6 +116,7 @@ class LLMPatient:
         style: Style | None = None,
         resistance: str | None = None,
         ambivalence: str | None = None,
+        system_prompt: str | None = None,
     ) -> None:
         self.profile = profile
         self.model = model
@@ -101,15 +125,11 @@ class LLMPatient:
         self.resistance = resistance or profile.resistance
         self.ambivalence = ambivalence or profile.ambivalence
         self.label = f"llm-patient:{model.spec}"
-        texts = style_texts()
-        self.system_prompt = _template("simulator").render(
-            p=profile,
-            d=profile.demographics,
-            style=texts["styles"][self.style],
-            resistance=texts["resistance"][self.resistance],
-            ambivalence=texts["ambivalence"][self.ambivalence],
-            end_marker=END_MARKER,
-        )
+        if system_prompt is None:
+            system_prompt = simulator_prompt(
+                profile, style=self.style, resistance=self.resistance, ambivalence=self.ambivalence
+            )
+        self.system_prompt = system_prompt
 
     @classmethod
     def for_session(cls, profile: PatientProfile, model: ChatModel, session_id: str) -> Self:
