@@ -177,32 +177,24 @@ def _parse(text: str) -> Any:
 def _shallow(data: Any) -> bool:
     """Whether `data` nests at most `_FAST_MAX_DEPTH` deep in at most `MAX_YAML_VALUES`
     values (a self-containing alias nests without end, so it is not)."""
+    for count, (_, depth) in enumerate(_nodes(data)):
+        if depth > _FAST_MAX_DEPTH or count >= MAX_YAML_VALUES:
+            return False
+    return True
+
+
+def _nodes(data: Any) -> Iterator[tuple[Any, int]]:
+    """(node, depth) for every key and value of a parsed document, depth first, each alias
+    followed (so a repeated or self-containing alias yields its content again, without
+    end)."""
     stack = [(data, 0)]
-    count = 0
     while stack:
         node, depth = stack.pop()
-        count += 1
-        if depth > _FAST_MAX_DEPTH or count > MAX_YAML_VALUES:
-            return False
+        yield node, depth
         if isinstance(node, dict):
             stack.extend((child, depth + 1) for child in (*node, *node.values()))
         elif isinstance(node, list):
             stack.extend((child, depth + 1) for child in node)
-    return True
-
-
-def _nodes(data: Any) -> Iterator[Any]:
-    """Every key and value of a parsed document, depth first, each alias followed (so a
-    repeated or self-containing alias yields its content again, without end)."""
-    stack = [data]
-    while stack:
-        node = stack.pop()
-        yield node
-        if isinstance(node, dict):
-            stack.extend(node)
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
 
 
 def _check_expansion(data: Any, where: str, error: type[TherapygymError]) -> None:
@@ -217,7 +209,7 @@ def _check_expansion(data: Any, where: str, error: type[TherapygymError]) -> Non
 
 
 def _check_surrogates(data: Any, where: str, error: type[TherapygymError], escape: str) -> None:
-    for node in _nodes(data):
+    for node, _ in _nodes(data):
         if isinstance(node, str):
             try:
                 node.encode("utf-8")

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from therapygym.models import ChatModel
+from therapygym.models.base import split_reasoning
 from therapygym.patients.profile import PatientProfile
 from therapygym.records import ScoreRecord, SessionConfig, SessionStatus, Transcript, turns_of
 from therapygym.rl.env import TherapyEnv
@@ -206,18 +207,15 @@ def patient_turn_tokens(
     return list(tokenizer(full[len(head) :], add_special_tokens=False)["input_ids"])
 
 
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-
-
 def visible_reply(text: str) -> str:
     """What the patient and the judges are shown of a policy turn: a reasoning block
     (`<think>...</think>`, Qwen3's) is the policy's own, so only the text after its
     `</think>` is said, as Qwen3's template itself keeps of an earlier assistant message;
-    a turn cut off inside one says what came before it (nothing, so the rollout says
-    "..."). The block's tokens stay in the completion and in the loss."""
-    if THINK_CLOSE in text:
-        return text.split(THINK_CLOSE)[-1].strip()
-    return text.split(THINK_OPEN)[0].strip()
+    a turn cut off inside one says nothing (so the rollout says "..."). The rule is the
+    model layer's `split_reasoning`, so a trained policy is rewarded on what its replies
+    show when it is evaluated (`hf:`). The block's tokens stay in the completion and in
+    the loss."""
+    return split_reasoning(text)[0].strip()
 
 
 def _failed(cause: str | None) -> RewardBreakdown:
