@@ -18,7 +18,7 @@ import yaml
 pytest.importorskip("trl", reason="the [train] extra is not installed")
 
 from test_trl import _rollout, _ScriptedVLLM, _trainer
-from tinylm import ScriptedChat, tiny_tokenizer
+from tinylm import CHATML, ScriptedChat, tiny_tokenizer
 
 from therapygym.errors import ConfigError
 from therapygym.rl.loop import BackgroundLoop
@@ -184,16 +184,43 @@ def _config(tmp_path: Path, **fields: Any) -> Any:
     return load_train_config(path)
 
 
+def _qwen3_folder(tmp_path: Path) -> Path:
+    """A model folder holding Qwen3's tokenizer and no weights: all a config check reads."""
+    folder = tmp_path / "qwen3"
+    qwen3_tokenizer().save_pretrained(folder)
+    (folder / "config.json").write_text("{}")
+    return folder
+
+
 def test_the_config_field_reaches_trl_and_the_run_record(tmp_path: Path) -> None:
     from therapygym.rl.train import check_train_config, run_record
 
     plain = _config(tmp_path)
     assert check_train_config(plain).grpo_args.chat_template_kwargs == {}
     assert "chat_template_kwargs" not in run_record(plain, check_train_config(plain))["train"]
-    off = _config(tmp_path, chat_template_kwargs=NO_THINKING)
+    off = _config(tmp_path, model=str(_qwen3_folder(tmp_path)), chat_template_kwargs=NO_THINKING)
     inputs = check_train_config(off)
     assert inputs.grpo_args.chat_template_kwargs == NO_THINKING
     assert run_record(off, inputs)["train"]["chat_template_kwargs"] == NO_THINKING
+
+
+def test_the_config_check_refuses_a_key_the_policy_s_template_never_names(
+    tmp_path: Path,
+) -> None:
+    """SmolLM2's template has no thinking switch: enable_thinking would do nothing there.
+    A policy not yet on disk is not read (configs are checked before a download)."""
+    from therapygym.rl.train import check_train_config
+
+    smol = _config(tmp_path, chat_template_kwargs=NO_THINKING)  # the default model, smollm2
+    with pytest.raises(ConfigError) as err:
+        check_train_config(smol, where="t.yaml")
+    assert str(err.value) == (
+        "t.yaml: chat_template_kwargs: enable_thinking: the chat template of smollm2 never "
+        "names this, so it would change nothing; check the spelling, or leave it out for "
+        "this model"
+    )
+    later = _config(tmp_path, model="models/not-yet", chat_template_kwargs=NO_THINKING)
+    assert check_train_config(later).grpo_args.chat_template_kwargs == NO_THINKING
 
 
 def test_the_kwargs_in_grpo_are_refused_in_one_line(tmp_path: Path) -> None:
@@ -242,3 +269,57 @@ def test_chat_template_kwargs_is_for_hf_models_only() -> None:
 
     with pytest.raises(ModelSpecError, match="chat_template_kwargs= applies to hf: models"):
         parse_spec("openai:m?chat_template_kwargs=%7B%7D")
+
+
+def test_keys_the_template_never_names_are_refused_with_the_key_named() -> None:
+    """A misspelt enable_thinking would leave Qwen3 thinking, silently: the template ignores
+    keywords it does not read. Keys it names pass; so do none at all."""
+    from therapygym.models.transformers_local import check_template_kwargs
+
+    qwen3 = qwen3_tokenizer()
+    check_template_kwargs(qwen3, NO_THINKING, "qwen3")
+    check_template_kwargs(qwen3, {}, "qwen3")
+    with pytest.raises(ConfigError) as err:
+        check_template_kwargs(qwen3, {"enable_thinkng": False, "enable_thinking": False}, "q")
+    assert str(err.value).startswith("chat_template_kwargs: enable_thinkng: the chat template")
+    assert "enable_thinking," not in str(err.value)
+    chatml = qwen3_tokenizer()
+    chatml.chat_template = CHATML  # a template with no thinking switch at all
+    with pytest.raises(ConfigError, match="enable_thinking: the chat template of smol never"):
+        check_template_kwargs(chatml, NO_THINKING, "smol")
+
+
+def test_every_named_template_counts() -> None:
+    """transformers picks a named template by the call (tool_use when tools are given), so a
+    key any of them names is one the model can read."""
+    from therapygym.models.transformers_local import check_template_kwargs
+
+    tokenizer = qwen3_tokenizer()
+    tokenizer.chat_template = {"default": CHATML, "tool_use": "{{ enable_thinking }}"}
+    check_template_kwargs(tokenizer, NO_THINKING, "m")
+    with pytest.raises(ConfigError, match=r"thinking_budget, tools_x: .* never names these"):
+        check_template_kwargs(tokenizer, {"thinking_budget": 8, "tools_x": 1}, "m")
+
+
+def test_hf_refuses_an_unread_key_when_the_spec_is_built(tmp_path: Path) -> None:
+    """The check needs the tokenizer alone (this folder has no weights, which a load would
+    need): an hf: spec is refused when it is built, so `run` stops in one line (exit 2)
+    before any store, session or weights."""
+    from urllib.parse import quote
+
+    from clirun import cli
+
+    from therapygym.models import load_model
+
+    folder = _qwen3_folder(tmp_path)
+    typo, right = quote('{"enable_thinkng": false}'), quote('{"enable_thinking": false}')
+    spec = f"hf:{folder}?chat_template_kwargs={typo}"
+    with pytest.raises(ConfigError, match="enable_thinkng: the chat template of hf:"):
+        load_model(spec)
+    load_model(f"hf:{folder}?chat_template_kwargs={right}")
+    store = tmp_path / "store.sqlite"
+    ran = cli("run", "--therapist", spec, "--patient-model", "rule-based", "--store", str(store))
+    assert ran.code == 2, ran.stderr
+    (line,) = ran.stderr.strip().splitlines()
+    assert "--therapist" in line and "enable_thinkng: the chat template of hf:" in line
+    assert not store.exists()

@@ -50,16 +50,21 @@ def _state(folder: Path) -> dict[str, Any]:
     return {name: p.detach().clone() for name, p in model.state_dict().items()}
 
 
+def _tiny_base(tmp_path: Path) -> Path:
+    """The tiny random Llama and its ChatML tokenizer, saved as a model folder."""
+    tokenizer = tiny_tokenizer()
+    base = tmp_path / "base"
+    tiny_policy(tokenizer).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    return base
+
+
 def test_full_weight_grpo_trains_saves_the_model_once_and_it_loads_back(
     tmp_path: Path, openai_server: Any, server_spec: Any
 ) -> None:
     import torch
 
-    tokenizer = tiny_tokenizer()
-    base = tmp_path / "base"
-    tiny_policy(tokenizer).save_pretrained(base)
-    tokenizer.save_pretrained(base)
-    spec = server_spec(openai_server(_alternating_judge()))
+    base, spec = _tiny_base(tmp_path), server_spec(openai_server(_alternating_judge()))
     weights = tmp_path / "weights.yaml"
     weights.write_text(yaml.safe_dump({"ctrs": {"agenda": 1.0}}))
     out = tmp_path / "out"
@@ -112,3 +117,39 @@ def test_full_weight_grpo_trains_saves_the_model_once_and_it_loads_back(
         loop.run(therapist.aclose())
         loop.close()
     assert reply.completion_tokens >= 1
+
+
+def test_train_refuses_chat_template_kwargs_the_policy_s_template_never_names(
+    tmp_path: Path, openai_server: Any, server_spec: Any
+) -> None:
+    """`enable_thinking` on a template without it (this ChatML one) would train with the
+    option silently ignored: `train` stops at the config check (the tokenizer alone),
+    before the run's record holds the key (a rerun with it fixed must not meet a record
+    that differs), with the key named."""
+    from therapygym.errors import ConfigError
+
+    base, spec = _tiny_base(tmp_path), server_spec(openai_server(_alternating_judge()))
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "run_id": "unread",
+                "model": str(base),
+                "patient_model": spec,
+                "judge": spec,
+                "patients": "dep-01-maya",
+                "chat_template_kwargs": {"enable_thinking": False},
+                "lora": None,
+                "grpo": {"max_steps": 1},
+                "output_dir": str(tmp_path / "out"),
+            }
+        )
+    )
+    store = RunStore(tmp_path / "store.sqlite")
+    try:
+        with pytest.raises(ConfigError, match="enable_thinking: the chat template of"):
+            train(load_train_config(config), store=store, cache=None)
+        assert not store.runs()
+    finally:
+        store.close()
+    assert not (tmp_path / "out" / "model").exists()

@@ -11,7 +11,9 @@ every core); temperature 0 is greedy and reproducible, sampling is seeded per ca
 JSON schema (a judge call) constrains the output through llguidance (`hf_constrained`), so a
 trained judge (`therapygym train-judge`) judges on this backend. `chat_template_kwargs=`
 (a URL-encoded JSON object) reaches the chat template, so a policy trained with
-`{enable_thinking: false}` is evaluated as it was trained.
+`{enable_thinking: false}` is evaluated as it was trained; a key the template never names
+is refused when the spec is built, from the tokenizer alone (`check_template_kwargs`), so
+before any session.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.util
+import re
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from therapygym.errors import ModelNotInstalledError
+from therapygym.errors import ConfigError, ModelNotInstalledError
 from therapygym.models.base import BaseChatModel, PermanentError, RawReply
 from therapygym.models.cache import ResponseCache
 from therapygym.models.hf_constrained import NEEDS_LLGUIDANCE, schema_generation_kwargs
@@ -53,6 +57,15 @@ def model_source(model: str) -> tuple[Path, str | None]:
     )
 
 
+def on_disk(model: str) -> bool:
+    """Whether `model` names a model that is here (`model_source` would find it)."""
+    try:
+        model_source(model)
+    except ModelNotInstalledError:
+        return False
+    return True
+
+
 def _adapter_digest(adapter: Path) -> str:
     for name in _ADAPTER_WEIGHTS:
         if (adapter / name).is_file():
@@ -60,6 +73,49 @@ def _adapter_digest(adapter: Path) -> str:
     raise ModelNotInstalledError(
         f"adapter {adapter}: no {' or '.join(_ADAPTER_WEIGHTS)} (a peft save_pretrained folder)"
     )
+
+
+def check_template_kwargs(tokenizer: Any, kwargs: Mapping[str, Any], model: str) -> None:
+    """Refuse `chat_template_kwargs` keys that the model's chat template never names.
+
+    `apply_chat_template` hands every extra keyword to the template, which ignores those it
+    does not read, so a misspelt `enable_thinking` (or a key of another model family) would
+    leave Qwen3's thinking on in training and evaluation alike, silently. A key that is not
+    a word of the template's source cannot be read by it. The check reads the source rather
+    than parsing it, so tags a library adds to Jinja (transformers' `{% generation %}`) do
+    not matter, and it never refuses a key the template uses. Every named template counts
+    (transformers picks one by the call, e.g. `tool_use` when tools are given)."""
+    template = tokenizer.chat_template
+    if not kwargs or not template:
+        return  # no template at all: apply_chat_template itself says so
+    source = "\n".join(template.values()) if isinstance(template, dict) else str(template)
+    unread = [key for key in kwargs if not re.search(rf"\b{re.escape(key)}\b", source)]
+    if unread:
+        these = "this" if len(unread) == 1 else "these"
+        raise ConfigError(
+            f"chat_template_kwargs: {', '.join(unread)}: the chat template of {model} never "
+            f"names {these}, so it would change nothing; check the spelling, or leave it out "
+            "for this model"
+        )
+
+
+def _source_kwargs(model: str) -> tuple[Path, dict[str, Any]]:
+    """The folder to load from and `from_pretrained`'s keywords (offline; the GGUF file)."""
+    folder, gguf = model_source(model)
+    kwargs: dict[str, Any] = {"local_files_only": True}
+    if gguf:
+        kwargs["gguf_file"] = gguf
+    return folder, kwargs
+
+
+def load_tokenizer(model: str) -> Any:
+    """The tokenizer of `model` alone (no weights): what a check of its chat template needs."""
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise ModelNotInstalledError(NEEDS_TRAIN_EXTRA) from None
+    folder, kwargs = _source_kwargs(model)
+    return AutoTokenizer.from_pretrained(folder, **kwargs)
 
 
 def load_causal_lm(
@@ -70,16 +126,13 @@ def load_causal_lm(
     (`rl/generation.policy_placement`: bfloat16 on this process's GPU)."""
     try:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
     except ImportError:
         raise ModelNotInstalledError(NEEDS_TRAIN_EXTRA) from None
-    folder, gguf = model_source(model)
-    kwargs: dict[str, Any] = {"local_files_only": True}
-    if gguf:
-        kwargs["gguf_file"] = gguf
-    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    tokenizer = load_tokenizer(model)
+    folder, kwargs = _source_kwargs(model)
     lm = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or torch.float32, **kwargs)
-    if gguf:  # dequantised while loading: a plain model from here on (trainable)
+    if "gguf_file" in kwargs:  # dequantised while loading: a plain model from here on (trainable)
         lm.hf_quantizer = None
         lm.is_quantized = False
         lm.config.quantization_config = None
@@ -106,6 +159,9 @@ class TransformersModel(BaseChatModel):
         self._weights = folder / gguf if gguf else folder
         self._adapter = Path(config.adapter).expanduser() if config.adapter else None
         self._adapter_id = _adapter_digest(self._adapter) if self._adapter else ""
+        if config.chat_template_kwargs:  # its tokenizer only: refused before any call
+            template = load_tokenizer(config.model)
+            check_template_kwargs(template, config.chat_template_kwargs, config.label)
         self._loaded: tuple[Any, Any] | None = None
         self._lock = threading.Lock()
 

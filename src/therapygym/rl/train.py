@@ -139,7 +139,9 @@ def check_train_config(
 ) -> TrainInputs:
     """Everything a config names, read and checked before anything is written: the
     patients, the prompt and weights files, the patient and judge specs (built and
-    dropped: no connection, no weights), and last TRL's own settings (which imports TRL).
+    dropped: no connection, no weights), the policy's chat template against
+    `chat_template_kwargs` when there are any and the policy is on disk (its tokenizer
+    only), and last TRL's own settings (which imports TRL).
     Errors name the field; `where` names the config (its file)."""
 
     def field(name: str, check: Any) -> Any:
@@ -164,6 +166,21 @@ def check_train_config(
                 f"{where}: field 'eval_judge': {config.eval_judge} is the reward judge "
                 f"({config.judge}); a judge the policy trains on cannot tell whether it was gamed"
             )
+    from therapygym.models.transformers_local import (
+        check_template_kwargs,
+        load_tokenizer,
+        on_disk,
+    )
+
+    # keys the policy's template never reads would do nothing; checked here, before the
+    # run's record holds them, when the policy is on disk (a config may be checked before
+    # the model is downloaded; `train` runs this check again before it writes anything)
+    if config.chat_template_kwargs and on_disk(config.model):
+        tokenizer = field("model", lambda: load_tokenizer(config.model))
+        try:
+            check_template_kwargs(tokenizer, config.chat_template_kwargs, config.model)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
     grpo_args = _grpo_args(config, where)
     from therapygym.rl.generation import check_generation  # what generation can honour
 
