@@ -9,6 +9,7 @@ one."""
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -323,3 +324,23 @@ def test_hf_refuses_an_unread_key_when_the_spec_is_built(tmp_path: Path) -> None
     (line,) = ran.stderr.strip().splitlines()
     assert "--therapist" in line and "enable_thinkng: the chat template of hf:" in line
     assert not store.exists()
+
+
+def test_an_hf_call_that_fails_names_the_model_once(tmp_path: Path) -> None:
+    """A model folder without weights: the call fails for good, and the line names the
+    model once (the model layer's error adds it) and then the cause."""
+    from therapygym.errors import ModelCallError
+    from therapygym.models import load_model
+
+    folder = _qwen3_folder(tmp_path)
+    model = load_model(f"hf:{folder}")
+    loop = BackgroundLoop()
+    try:
+        with pytest.raises(ModelCallError) as err:
+            loop.run(model.chat(MESSAGES[:2], max_tokens=1))
+    finally:
+        loop.run(model.aclose())
+        loop.close()
+    message = str(err.value)
+    assert re.match(rf"model hf:{re.escape(str(folder))}: \w+Error: ", message), message
+    assert message.count(f"hf:{folder}") == 1

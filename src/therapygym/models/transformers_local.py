@@ -160,8 +160,8 @@ class TransformersModel(BaseChatModel):
         self._adapter = Path(config.adapter).expanduser() if config.adapter else None
         self._adapter_id = _adapter_digest(self._adapter) if self._adapter else ""
         if config.chat_template_kwargs:  # its tokenizer only: refused before any call
-            template = load_tokenizer(config.model)
-            check_template_kwargs(template, config.chat_template_kwargs, config.label)
+            tokenizer = load_tokenizer(config.model)
+            check_template_kwargs(tokenizer, config.chat_template_kwargs, config.label)
         self._loaded: tuple[Any, Any] | None = None
         self._lock = threading.Lock()
 
@@ -219,8 +219,8 @@ class TransformersModel(BaseChatModel):
 
     async def _complete(self, request: ChatRequest) -> RawReply:
         if request.json_schema is not None and importlib.util.find_spec("llguidance") is None:
-            raise PermanentError(f"{self.config.label}: {NEEDS_LLGUIDANCE}")
+            raise PermanentError(NEEDS_LLGUIDANCE)  # the caller's error names the model
         try:
             return await asyncio.to_thread(self._generate, request)
         except (RuntimeError, ValueError, OSError) as err:
-            raise PermanentError(f"{self.config.label}: {type(err).__name__}: {err}") from None
+            raise PermanentError(f"{type(err).__name__}: {err}") from None
