@@ -1,7 +1,8 @@
 """A local transformers model, optionally with a LoRA adapter: `hf:<model>[?adapter=DIR]`.
 
 <model> is a model directory saved with `save_pretrained`, a `.gguf` file (transformers
-dequantises it to float32), or `smollm2` for the embedded model's GGUF. This is the backend
+dequantises it to float32, once: `dequantised` keeps the result), or `smollm2` for the
+embedded model's GGUF. This is the backend
 that evaluates what `therapygym train` produced: `hf:smollm2?adapter=runs/smoke/adapter`.
 Needs the `[train]` extra (torch, transformers, peft); nothing is fetched from a hub
 (`local_files_only`).
@@ -30,6 +31,7 @@ from typing import Any
 from therapygym.errors import ConfigError, ModelNotInstalledError
 from therapygym.models.base import BaseChatModel, PermanentError, RawReply
 from therapygym.models.cache import ResponseCache
+from therapygym.models.dequantised import convert, converted_folder, is_converted, plain
 from therapygym.models.hf_constrained import NEEDS_LLGUIDANCE, schema_generation_kwargs
 from therapygym.models.spec import ModelConfig
 from therapygym.models.types import ChatRequest
@@ -99,22 +101,28 @@ def check_template_kwargs(tokenizer: Any, kwargs: Mapping[str, Any], model: str)
         )
 
 
-def _source_kwargs(model: str) -> tuple[Path, dict[str, Any]]:
-    """The folder to load from and `from_pretrained`'s keywords (offline; the GGUF file)."""
+def _source_kwargs(model: str, *, convert_now: bool) -> tuple[Path, dict[str, Any]]:
+    """The folder to load from and `from_pretrained`'s keywords (offline). A GGUF file is
+    read from its converted folder when the cache holds one, or, with `convert_now`, once
+    one is made (`dequantised`); else from the file itself."""
     folder, gguf = model_source(model)
     kwargs: dict[str, Any] = {"local_files_only": True}
     if gguf:
+        converted = converted_folder(folder / gguf)
+        if is_converted(converted) or (convert_now and convert(folder / gguf, converted)):
+            return converted, kwargs
         kwargs["gguf_file"] = gguf
     return folder, kwargs
 
 
 def load_tokenizer(model: str) -> Any:
-    """The tokenizer of `model` alone (no weights): what a check of its chat template needs."""
+    """The tokenizer of `model` alone (no weights): what a check of its chat template needs
+    (from a GGUF file's converted folder where there is one; never converts for it)."""
     try:
         from transformers import AutoTokenizer
     except ImportError:
         raise ModelNotInstalledError(NEEDS_TRAIN_EXTRA) from None
-    folder, kwargs = _source_kwargs(model)
+    folder, kwargs = _source_kwargs(model, convert_now=False)
     return AutoTokenizer.from_pretrained(folder, **kwargs)
 
 
@@ -123,19 +131,18 @@ def load_causal_lm(
 ) -> tuple[Any, Any]:
     """(model, tokenizer), with the adapter applied when given: on the CPU in float32
     unless `dtype` (a torch dtype) and `device` say otherwise, as training on a GPU does
-    (`rl/generation.policy_placement`: bfloat16 on this process's GPU)."""
+    (`rl/generation.policy_placement`: bfloat16 on this process's GPU). A GGUF file is
+    converted once and read from the cache after that (`dequantised`)."""
     try:
         import torch
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError:
         raise ModelNotInstalledError(NEEDS_TRAIN_EXTRA) from None
-    tokenizer = load_tokenizer(model)
-    folder, kwargs = _source_kwargs(model)
+    folder, kwargs = _source_kwargs(model, convert_now=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
     lm = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or torch.float32, **kwargs)
     if "gguf_file" in kwargs:  # dequantised while loading: a plain model from here on (trainable)
-        lm.hf_quantizer = None
-        lm.is_quantized = False
-        lm.config.quantization_config = None
+        plain(lm)
     if adapter:
         from peft import PeftModel
 
