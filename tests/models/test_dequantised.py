@@ -108,6 +108,22 @@ def test_a_process_that_loses_the_race_keeps_the_winners_folder(
     assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]  # no partial left
 
 
+def test_a_conversion_killed_mid_way_leaves_nothing_for_long(
+    tmp_path: Path, gguf_reads: list[str]
+) -> None:
+    """A killed conversion's temporary folder goes at the next conversion once it is an hour
+    old; one written to now (another process converting) stays."""
+    path = fake_gguf(tmp_path)
+    folder = converted_folder(path)
+    abandoned, live = (folder.parent / f".{folder.name}-{n}" for n in ("old", "new"))
+    for partial in (abandoned, live):
+        partial.mkdir(parents=True)
+        (partial / "model.safetensors").write_bytes(b"half")
+    os.utime(abandoned, (0, 0))
+    assert convert(path, folder) and is_converted(folder)
+    assert sorted(p.name for p in folder.parent.iterdir()) == sorted([folder.name, live.name])
+
+
 def test_an_unwritable_cache_reads_the_file_itself(
     tmp_path: Path, gguf_reads: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,8 +2,8 @@
 
 <model> is a model directory saved with `save_pretrained`, a `.gguf` file (transformers
 dequantises it to float32, once: `dequantised` keeps the result), or `smollm2` for the
-embedded model's GGUF. This is the backend
-that evaluates what `therapygym train` produced: `hf:smollm2?adapter=runs/smoke/adapter`.
+embedded model's GGUF. This is the backend that evaluates what `therapygym train`
+produced: `hf:smollm2?adapter=runs/smoke/adapter`.
 Needs the `[train]` extra (torch, transformers, peft); nothing is fetched from a hub
 (`local_files_only`).
 
