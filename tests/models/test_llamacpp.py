@@ -66,6 +66,44 @@ async def test_concurrent_callers_share_one_instance() -> None:
     assert model._server() is load_model("local:smollm2")._server()  # one instance per process
 
 
+def _family_prompt(family: str, tail: str) -> list[dict[str, str]]:
+    """A judge-like prompt: a preamble every family shares (under half of the prompt), the
+    family's own instructions, then the part that changes from call to call."""
+    preamble = "You rate therapy sessions carefully and fairly. " * 12
+    own = f"Instructions for rubric {family}: " + f"check point {family} with care. " * 25
+    return [
+        {"role": "system", "content": preamble + own},
+        {"role": "user", "content": f"Session: {tail}"},
+    ]
+
+
+@pytest.mark.slow
+def test_with_slots_prompt_families_keep_their_own() -> None:
+    """Three prompt families sharing a preamble, then the first again. With `slots=` it
+    finds its whole prefix cached; at llama.cpp's default similarity threshold (0.1, kept
+    without `slots=`) the second family takes over the first one's slot (their shared
+    preamble is a 40% match), and the first finds only the preamble (per_group safety
+    judging on a local judge, docs/benchmarks.md)."""
+
+    def second_call_of_the_first_family(spec: str) -> tuple[int, int]:
+        server = load_model(spec)._server()
+
+        def call(family: str, tail: str) -> tuple[int, int]:
+            body = {"messages": _family_prompt(family, tail), "max_tokens": 1, "temperature": 0}
+            timings = server.handle_chat_completions(body)["timings"]
+            return timings["cache_n"], timings["prompt_n"]
+
+        for family in ("A", "B", "C"):
+            call(family, "the client felt low all week.")
+        return call("A", "the client slept better.")
+
+    # servers of their own (each spec's settings differ from every other test's)
+    reused, read = second_call_of_the_first_family("local:smollm2?slots=5&concurrency=1")
+    assert read < 20 and reused > 10 * read  # only the changed session text was read
+    reused, read = second_call_of_the_first_family("local:smollm2?concurrency=5")
+    assert read > 120  # the family's own instructions were read again
+
+
 @pytest.mark.slow
 async def test_context_overflow_is_a_permanent_error() -> None:
     model = load_model("local:smollm2?n_ctx=512&concurrency=1")

@@ -47,6 +47,12 @@ def test_backends_and_default_concurrency(
     assert (cfg.backend, cfg.model, cfg.max_concurrency) == (backend, model, concurrency)
 
 
+def test_slots_are_kept_apart_from_concurrency_and_the_label() -> None:
+    cfg = parse_spec("local:smollm2?slots=8")
+    assert (cfg.slots, cfg.max_concurrency, cfg.label) == (8, 4, "local:smollm2")
+    assert parse_spec("local:smollm2").slots is None
+
+
 @pytest.mark.parametrize(
     ("spec", "fragment"),
     [
@@ -58,6 +64,9 @@ def test_backends_and_default_concurrency(
         ("openai:m?concurency=2", "unknown option(s) concurency"),
         ("openai:m?timeout_s=fast", "field 'timeout_s'"),
         ("openai:m?concurrency=0", "field 'concurrency'"),
+        ("local:smollm2?slots=0", "field 'slots'"),
+        ("local:smollm2?slots=many", "field 'slots'"),
+        ("openai:m?slots=8", "slots= applies to local: and gguf: models only"),
     ],
 )
 def test_bad_specs_name_the_problem(spec: str, fragment: str) -> None:

@@ -42,6 +42,7 @@ class Backend:
     in_process: bool = False  # runs on this machine's cores, not behind a server
     chatbot: bool = False  # a whole chatbot already: gets no default therapist prompt
     adapter: bool = False  # accepts adapter= (a LoRA folder) and chat_template_kwargs=
+    slots: bool = False  # accepts slots= (llama.cpp slots, each caching a prompt)
     check: Callable[[str, str], None] | None = None  # (spec, target): raise on a bad target
     status: str | None = None  # "module:function" -> a line on whether it can run here
 
@@ -98,6 +99,7 @@ _register(
         "embedded SmolLM2-135M-Instruct (offline)",
         default_concurrency=4,
         in_process=True,
+        slots=True,
         check=_embedded_only,
         status="therapygym.models.llamacpp:embedded_status",
     ),
@@ -108,6 +110,7 @@ _register(
         "any GGUF file, in-process llama.cpp",
         default_concurrency=4,
         in_process=True,
+        slots=True,
     ),
     Backend(
         "python",

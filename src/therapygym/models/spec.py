@@ -109,6 +109,15 @@ class ModelConfig(BaseModel):
     backoff_max_s: float = Field(30.0, ge=0)
     n_ctx: int = Field(8192, ge=512, description="Context per slot for local/gguf models.")
     threads: int | None = Field(None, ge=1, description="CPU threads for local/gguf models.")
+    slots: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="llama.cpp slots for local/gguf models, each a context of n_ctx with "
+        "its own prompt cache, at least concurrency; given, a call reuses a slot only if it "
+        "shares half its prompt, so prompt families keep a slot each (slots=8: a judge's "
+        "CTRS and five per_group safety prompts).",
+    )
     adapter: str | None = Field(None, description="A LoRA adapter folder, for hf models.")
     chat_template_kwargs: dict[str, Any] | None = Field(
         None,
@@ -266,6 +275,8 @@ def parse_spec(spec: str) -> ModelConfig:
     for name in ("adapter", "chat_template_kwargs"):
         if name in options and not chosen.adapter:
             raise ModelSpecError(f"model spec '{spec}': {name}= applies to hf: models only")
+    if "slots" in options and not chosen.slots:
+        raise ModelSpecError(f"model spec '{spec}': slots= applies to local: and gguf: models only")
     allowed = set(ModelConfig.model_fields) - {"backend", "model", "name", "price"}
     unknown = sorted(set(options) - allowed)
     if unknown:
