@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,20 @@ def spec_for(server: FakeOpenAIServer, **options: Any) -> str:
     opts = {"base_url": server.base_url, "backoff_initial_s": 0.01, "backoff_max_s": 0.05}
     opts.update(options)
     return "openai:fake-model?" + "&".join(f"{k}={v}" for k, v in opts.items())
+
+
+@pytest.fixture
+def ctrl_c_reaches_children() -> None:
+    """For tests that press Ctrl-C in a child: a shell without job control starts a
+    background command (`make test &` in a script) with SIGINT ignored, children inherit
+    that, and the child would finish its work and exit 0; say so instead."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        pytest.fail(
+            "SIGINT is ignored in this test process (a shell started it in the background "
+            "without job control), so its children ignore Ctrl-C too; run the tests in the "
+            "foreground",
+            pytrace=False,
+        )
 
 
 @pytest.fixture

@@ -227,6 +227,7 @@ def test_report_and_export_keep_the_judges_asked_for_and_a_broken_one_stays_out(
     assert not (tmp_path / "x.html").exists() and not (tmp_path / "x.jsonl").exists()
 
 
+@pytest.mark.usefixtures("ctrl_c_reaches_children")
 def test_ctrl_c_says_what_was_saved_and_how_to_resume(
     tmp_path: Path, openai_server: Any, server_spec: Any
 ) -> None:

@@ -221,6 +221,7 @@ def judged_sessions(store: Path) -> set[str]:
         return {row[0] for row in db.execute("SELECT DISTINCT session_id FROM scores")}
 
 
+@pytest.mark.usefixtures("ctrl_c_reaches_children")
 def test_an_eval_stopped_then_killed_resumes_each_session_judged_once(
     tmp_path: Path, openai_server: Any
 ) -> None:
