@@ -40,12 +40,17 @@ _TABLES = (
 )
 
 
+def cache_home() -> Path:
+    """`$XDG_CACHE_HOME/therapygym` (else ~/.cache/therapygym): where caches go."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "therapygym"
+
+
 def default_cache_path() -> Path:
     """`$THERAPYGYM_CACHE`, else `$XDG_CACHE_HOME/therapygym/responses.sqlite`."""
     if env := os.environ.get(CACHE_ENV):
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "therapygym" / "responses.sqlite"
+    return cache_home() / "responses.sqlite"
 
 
 def cache_key(model_identity: str, request: ChatRequest) -> str:

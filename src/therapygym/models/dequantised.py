@@ -29,11 +29,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from therapygym.models.cache import cache_home
+
 
 def cache_root() -> Path:
     """Where converted folders go: `$XDG_CACHE_HOME/therapygym/dequantised`."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "therapygym" / "dequantised"
+    return cache_home() / "dequantised"
 
 
 def converted_folder(gguf: Path) -> Path:
