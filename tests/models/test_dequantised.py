@@ -103,9 +103,37 @@ def test_a_process_that_loses_the_race_keeps_the_winners_folder(
     folder = converted_folder(path)
     folder.mkdir(parents=True)
     (folder / "config.json").write_text('{"winner": true}')  # renamed in while we converted
+    (folder / "model.safetensors").write_bytes(b"weights")
     assert convert(path, folder)
     assert (folder / "config.json").read_text() == '{"winner": true}'
     assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]  # no partial left
+
+
+def test_a_rank_whose_save_writes_no_model_reads_the_file_and_leaves_no_folder(
+    tmp_path: Path, gguf_reads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """transformers' save_pretrained writes nothing on a rank other than 0 of an initialised
+    process group (the ranks of `accelerate launch`). Such a rank's folder would hold a
+    tokenizer alone: renamed into place, it would break every later load. It reads the
+    file instead, and the cache stays empty for rank 0 to fill."""
+    import transformers
+
+    monkeypatch.setattr(transformers.PreTrainedModel, "should_save_on_this_rank", lambda *_: False)
+    path = fake_gguf(tmp_path)
+    folder = converted_folder(path)
+    assert not convert(path, folder)
+    assert not folder.exists() and not list(folder.parent.iterdir())
+    model, _ = load_causal_lm(str(path))
+    assert gguf_reads[-2:] == ["tokenizer", "model"] and not model.is_quantized
+    assert not folder.exists()
+
+
+def test_a_folder_without_weights_is_not_a_conversion(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "tokenizer.json").write_text("{}")
+    assert not is_converted(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    assert is_converted(tmp_path)
 
 
 def test_a_conversion_killed_mid_way_leaves_nothing_for_long(

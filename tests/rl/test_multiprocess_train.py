@@ -1,6 +1,7 @@
 """`therapygym train` under `accelerate launch --num_processes 2` on CPU (gloo), for real:
 two GRPO steps of the embedded model with the shipped DDP config, each rank with its own
-in-process patient and judge (one llama.cpp thread each, so two ranks fit two cores).
+in-process patient and judge (one llama.cpp thread each, so two ranks fit two cores),
+starting with an empty conversion cache as on a new machine (`models/dequantised.py`).
 
 What several processes must not break: every rank's sessions reach the one store (the
 main process writes them all), none overwrites another's (ids carry the rank), the ids are
@@ -26,6 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from therapygym.models.dequantised import is_converted
 from therapygym.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,6 +93,8 @@ def test_two_processes_store_every_rollout_once_and_save_once(tmp_path: Path) ->
             "HF_HUB_OFFLINE": "1",
             "TRL_EXPERIMENTAL_SILENCE": "1",
             "OMP_NUM_THREADS": "1",
+            # no conversion of the policy yet, as on a new machine: both ranks find none
+            "XDG_CACHE_HOME": str(tmp_path / "cache"),
         },
     )
     assert result.returncode == 0, result.stderr[-4000:]
@@ -104,6 +108,11 @@ def test_two_processes_store_every_rollout_once_and_save_once(tmp_path: Path) ->
     assert (adapter / "adapter_model.safetensors").is_file()
     assert (adapter / "tokenizer_config.json").is_file()
     assert {p.name for p in (tmp_path / "out").iterdir()} <= {"adapter", "rewards.jsonl", "trainer"}
+
+    # rank 0 filled the conversion cache; rank 1 (whose save transformers skips) left no
+    # half folder in its place
+    (converted,) = (tmp_path / "cache" / "therapygym" / "dequantised").iterdir()
+    assert is_converted(converted)
 
     db = RunStore(store, read_only=True)
     try:

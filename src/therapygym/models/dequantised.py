@@ -11,11 +11,14 @@ The folder lives under `$XDG_CACHE_HOME/therapygym/dequantised` (else ~/.cache),
 the file's stem and a digest of its resolved path, size and modification time and of the
 transformers version (the converter), so a changed file or a new converter gets a new
 folder and an old one is never read for it. It is written under a temporary name and
-renamed into place, so processes converting at once (the ranks of one run) never see half a
-folder; the first rename wins, and the temporary folder of a conversion killed mid-way is
-removed by a later one once it is an hour old. Where the cache cannot be written, the GGUF
-file is read as before. Nothing about a model's identity changes: `hf:` records still name
-the GGUF file.
+renamed into place, so processes converting at once never see half a folder; the first
+rename wins, and the temporary folder of a conversion killed mid-way is removed by a later
+one once it is an hour old. Under `accelerate launch` transformers writes a model's files
+only on rank 0 of the process group (its `save_pretrained` skips the others), so the other
+ranks of a run that finds no folder save a tokenizer alone: that is never renamed into
+place, and those ranks read the GGUF file while rank 0 fills the cache. Where the cache
+cannot be written, the GGUF file is read as before. Nothing about a model's identity
+changes: `hf:` records still name the GGUF file.
 """
 
 from __future__ import annotations
@@ -47,9 +50,13 @@ def converted_folder(gguf: Path) -> Path:
     return cache_root() / f"{gguf.stem}-{digest}"
 
 
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+
+
 def is_converted(folder: Path) -> bool:
-    """A finished conversion (a folder appears only by its final rename)."""
-    return (folder / "config.json").is_file()
+    """A finished conversion: its config and its weights (a folder appears only by its
+    final rename, and only a whole one is renamed)."""
+    return (folder / "config.json").is_file() and any((folder / w).is_file() for w in _WEIGHTS)
 
 
 def convert(gguf: Path, folder: Path) -> bool:
@@ -70,6 +77,9 @@ def convert(gguf: Path, folder: Path) -> bool:
         plain(model)
         model.save_pretrained(partial)
         AutoTokenizer.from_pretrained(gguf.parent, **source).save_pretrained(partial)
+        if not is_converted(partial):  # a rank other than 0: transformers saved no model
+            shutil.rmtree(partial, ignore_errors=True)
+            return False
         os.rename(partial, folder)
     except OSError:  # another process renamed its copy first, or the disk is full
         shutil.rmtree(partial, ignore_errors=True)
