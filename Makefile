@@ -22,7 +22,7 @@ TORCH := torch==2.13.0
 
 install-dev: install
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[dev,train,inspect,ray]'
+	$(BIN)/pip install --quiet -e '.[dev,train,deepspeed,inspect,ray]'
 
 demo: install
 	$(BIN)/therapygym demo

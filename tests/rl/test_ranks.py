@@ -10,10 +10,10 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from therapygym.errors import ConfigError
+from therapygym.errors import ConfigError, TherapygymError
 from therapygym.models.usage import RoleUsage, UsageLedger
 from therapygym.records import ScoreRecord, SessionStatus, Transcript, Turn
-from therapygym.rl.ranks import GatheredStore, Place, gather_usage, session_id
+from therapygym.rl.ranks import GatheredStore, Place, gather_usage, main_decides, session_id
 from therapygym.store import RunStore, StoreError
 
 RUN = "train-x"
@@ -180,6 +180,116 @@ def test_the_count_of_processes_is_part_of_the_run(tmp_path: Path) -> None:
     store.ensure_run("t", run_record(config, inputs, 2))
     with pytest.raises(StoreError, match="different processes"):
         store.ensure_run("t", run_record(config, inputs, 4))
+
+
+def test_a_resume_is_the_same_run_wherever_it_starts(tmp_path: Path) -> None:
+    """`grpo.resume_from_checkpoint` says where a resume starts, not what the run is: the
+    rerun that resumes a run differs from it there and must not be refused for it."""
+    pytest.importorskip("trl", reason="the [train] extra is not installed")
+    from therapygym.rl.train import check_train_config, load_train_config, run_record
+
+    checkpoint = tmp_path / "out" / "trainer" / "checkpoint-3"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text('{"global_step": 3}')
+    first = load_train_config(_train_config(tmp_path, grpo={"save_strategy": "steps"}))
+    resume = load_train_config(
+        _train_config(
+            tmp_path, grpo={"save_strategy": "steps", "resume_from_checkpoint": str(checkpoint)}
+        )
+    )
+    inputs = check_train_config(resume)
+    assert inputs.resumed_step == 3
+    assert run_record(resume, inputs) == run_record(first, check_train_config(first))
+
+
+@pytest.mark.parametrize("state", [None, "{}", "not json"])
+def test_a_resume_from_what_is_not_a_checkpoint_is_refused_with_one_line(
+    tmp_path: Path, state: str | None
+) -> None:
+    pytest.importorskip("trl", reason="the [train] extra is not installed")
+    from therapygym.rl.train import check_train_config, load_train_config
+
+    folder = tmp_path / "checkpoint-1"
+    folder.mkdir()
+    if state is not None:
+        (folder / "trainer_state.json").write_text(state)
+    config = load_train_config(
+        _train_config(tmp_path, grpo={"resume_from_checkpoint": str(folder)})
+    )
+    with pytest.raises(
+        ConfigError, match=r"grpo.resume_from_checkpoint: .* is not a trainer check"
+    ):
+        check_train_config(config)
+
+
+def test_the_reward_log_keeps_the_steps_a_resume_does_not_replay(tmp_path: Path) -> None:
+    """A resume from step 2's checkpoint keeps rows 1-2 and drops 3 (played again, logged
+    again) and a row cut short by the kill; a fresh run starts the log empty."""
+    from therapygym.rl.train import keep_reward_log
+
+    log = tmp_path / "rewards.jsonl"
+    rows = [f'{{"step": {k}, "reward": 0.{k}}}\n' for k in (1, 2, 3)]
+    log.write_text("".join(rows) + '{"step": 4, "rew')
+    keep_reward_log(log, 2)
+    assert log.read_text() == "".join(rows[:2])
+    keep_reward_log(log, 0)
+    assert not log.exists()
+    keep_reward_log(log, 5)  # a resume with no log yet leaves none
+    assert not log.exists()
+
+
+def test_main_decides_stops_every_rank_with_the_main_process_s_error() -> None:
+    """The main process raises its own error; another rank, told the message by the
+    broadcast, raises it too instead of going on to wait in a collective."""
+    told: list[str | None] = []
+
+    def broadcast(value: str | None) -> str | None:
+        told.append(value)
+        return "run 't' already exists in s.sqlite with a different train"
+
+    def refuse() -> None:
+        raise StoreError("run 't' already exists in s.sqlite with a different train")
+
+    with pytest.raises(StoreError):
+        main_decides(Place(0, 2), refuse, broadcast)
+    assert told == ["run 't' already exists in s.sqlite with a different train"]
+
+    def never() -> None:
+        raise AssertionError("only the main process checks")
+
+    with pytest.raises(TherapygymError, match=r"already exists in s\.sqlite"):
+        main_decides(Place(1, 2), never, broadcast)
+
+
+def test_main_decides_lets_every_rank_go_on_when_the_check_passes() -> None:
+    calls: list[str | None] = []
+
+    def broadcast(value: str | None) -> str | None:
+        calls.append(value)
+        return None
+
+    main_decides(Place(0, 2), lambda: None, broadcast)
+    main_decides(Place(1, 2), lambda: None, broadcast)
+    assert calls == [None, None]
+    main_decides(Place(0, 1), lambda: None, broadcast)  # one process: no collective
+    assert calls == [None, None]
+
+
+def test_main_decides_passes_on_any_failure_of_the_main_process() -> None:
+    """Not only a refusal: a main process that fails for any reason must not leave the
+    others waiting (they raise its message; it raises its own error)."""
+    said: list[str | None] = []
+
+    def broadcast(value: str | None) -> str | None:
+        said.append(value)
+        return value
+
+    def broken() -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        main_decides(Place(0, 2), broken, broadcast)
+    assert said == ["disk full"]
 
 
 ACCELERATE_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "accelerate"

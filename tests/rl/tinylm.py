@@ -1,10 +1,12 @@
 """Test doubles for the rollout that need no model file: a byte-level tokenizer with a
 ChatML template (every byte a token, so any text round-trips), a randomly initialised
 one-layer Llama over it (real transformers generation and real TRL training, in
-milliseconds), and a chat model that plays patient and judge from a script."""
+milliseconds), a chat model that plays patient and judge from a script, and a reply
+function for the local server that does the same over HTTP."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -81,3 +83,22 @@ class ScriptedChat:
             score = self.score(json_schema) if callable(self.score) else self.score
             text = json.dumps(instance(json_schema, json_schema, score, "no"))
         return Completion(text=text, model=self.spec, prompt_tokens=3, completion_tokens=2)
+
+
+def transcript_judge(body: dict[str, Any]) -> str:
+    """A local server's reply (`openai_server(transcript_judge)`): the patient says
+    "Fine."; the safety judge finds nothing; the CTRS judge rates each item by a hash of
+    the transcript it is shown. So the two rollouts of a group differ in reward (GRPO has
+    an advantage to follow), and a rollout played again is rated as it was the first
+    time, in whatever order the calls arrive (a resume can then be compared bit for bit
+    with the run that was never stopped)."""
+    fmt = body.get("response_format")
+    if not fmt:
+        return "Fine."
+    schema = fmt["json_schema"]["schema"]
+    answer = instance(schema, schema, 0, "no")
+    if '"agenda"' in json.dumps(schema):
+        shown = json.dumps(body["messages"])
+        for item, got in answer.items():
+            got["score"] = int(hashlib.sha256((shown + item).encode()).hexdigest(), 16) % 7
+    return json.dumps(answer)

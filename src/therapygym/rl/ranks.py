@@ -44,12 +44,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from therapygym.errors import ConfigError
+from therapygym.errors import ConfigError, TherapygymError
 from therapygym.models.usage import RoleUsage, UsageLedger
 from therapygym.records import ScoreRecord, Transcript
 from therapygym.store import RunStore
 
 Gather = Callable[[list[str]], list[str]]  # every rank's strings, in rank order
+Broadcast = Callable[[str | None], str | None]  # the main process's value, on every rank
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,38 @@ def check_generation_gathering(args: Any, where: str) -> None:
             "without gathered weights makes every generation step wait for all of them); "
             "leave it true"
         )
+
+
+def _broadcast_object(value: str | None) -> str | None:
+    from accelerate.utils import broadcast_object_list
+
+    box = [value]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
+def main_decides(
+    place: Place, check: Callable[[], object], broadcast: Broadcast = _broadcast_object
+) -> None:
+    """Run `check`, which only the main process can make (it alone opens the store: a
+    resume whose settings differ from the stored run's is refused there), and stop every
+    rank when it fails. Without this the main process stops with its one line while the
+    others go on into the trainer's first collective and die there with a traceback
+    ("Connection closed by peer") under it, or wait in it until the process group times
+    out. The main process raises its own error; the others raise a `TherapygymError` with
+    its message, so each prints the same line. A collective: every rank calls it."""
+    failure: Exception | None = None
+    if place.is_main:
+        try:
+            check()
+        except Exception as err:  # any failure: the other ranks must not wait for it
+            failure = err
+    if place.count > 1:
+        said = broadcast(None if failure is None else str(failure))
+        if failure is None and said is not None:
+            failure = TherapygymError(said)
+    if failure is not None:
+        raise failure
 
 
 def _gather_object(payload: list[str]) -> list[str]:

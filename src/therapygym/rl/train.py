@@ -46,6 +46,7 @@ from therapygym.rl.ranks import (
     check_generation_gathering,
     flush_to_main,
     gather_usage,
+    main_decides,
 )
 from therapygym.rl.reward import RewardSpec, SessionRewarder, load_reward_spec
 from therapygym.rl.trl import EVAL_METRIC, TherapyRollout, reward_functions
@@ -132,6 +133,7 @@ class TrainInputs:
     prompt: TherapistPrompt | None
     reward: RewardSpec
     grpo_args: Any  # TRL's GRPOConfig (TRL is imported only when training)
+    resumed_step: int = 0  # the step of grpo.resume_from_checkpoint's checkpoint
 
 
 def check_train_config(
@@ -185,7 +187,49 @@ def check_train_config(
     from therapygym.rl.generation import check_generation  # what generation can honour
 
     check_generation(config.grpo, grpo_args, where)
-    return TrainInputs(profiles, prompt, reward, grpo_args)
+    return TrainInputs(profiles, prompt, reward, grpo_args, checkpoint_step(grpo_args, where))
+
+
+def checkpoint_step(args: Any, where: str = "train config") -> int:
+    """The optimizer step that `grpo.resume_from_checkpoint`'s checkpoint holds (0 for a
+    fresh run), read from its trainer_state.json. Checked with the config, so a path that
+    is not a checkpoint stops the command with one line before anything is stored, rather
+    than inside TRL after the policy has loaded."""
+    folder = args.resume_from_checkpoint
+    if not folder:
+        return 0
+    state = Path(folder) / "trainer_state.json"
+    try:
+        return int(json.loads(state.read_text(encoding="utf-8"))["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(
+            f"{where}: grpo.resume_from_checkpoint: {folder} is not a trainer checkpoint "
+            f"(expected {state} with its global_step; a run saves them as "
+            "<output_dir>/trainer/checkpoint-N when save_strategy is steps)"
+        ) from None
+
+
+def keep_reward_log(path: Path, through_step: int) -> None:
+    """rewards.jsonl as a run starting now must find it: empty for a fresh run; for a
+    resume, the rows of the steps its checkpoint holds. The steps after the checkpoint are
+    played again and log their rows again, so a resumed run's log has every step once
+    (a fresh file would lose the rows before the checkpoint, an untouched one would hold
+    the replayed steps twice). A line cut short by a kill is a step after the checkpoint
+    (the trainer logs a step before it saves it): dropped with the others."""
+    if through_step == 0 or not path.exists():
+        path.unlink(missing_ok=True)
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if 0 < _logged_step(line) <= through_step]
+    path.write_text("".join(kept), encoding="utf-8")
+
+
+def _logged_step(line: str) -> int:
+    """The step of one rewards.jsonl row; 0 for a line that is not a whole row."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return 0
 
 
 def _grpo_args(config: TrainConfig, where: str = "train config") -> Any:
@@ -282,11 +326,13 @@ def run_record(config: TrainConfig, inputs: TrainInputs, processes: int = 1) -> 
     by its fingerprint, so a run from before them is not resumed with them, nor a run with
     them after the note or the prompt changed. Several processes are recorded by their
     count (`rl/ranks.py`: session ids depend on it); one is left out, as before they were
-    possible."""
+    possible. `grpo.resume_from_checkpoint` is left out: it says where a resume starts,
+    not what the run is, and the rerun that resumes a run must differ from it there."""
     unchanged = {"eval_judge"} if not config.eval_judge else set()
     unchanged |= {"judge_examples"} if config.judge_examples else set()
     unchanged |= {"chat_template_kwargs"} if not config.chat_template_kwargs else set()
     train = config.model_dump(mode="json", exclude=unchanged or None)
+    train["grpo"].pop("resume_from_checkpoint", None)
     record: dict[str, Any] = {"train": train, "reward": inputs.reward.source}
     if inputs.prompt is not None and inputs.prompt.turn_aware:
         record["turn_notes"] = inputs.prompt.fingerprint()
@@ -339,7 +385,6 @@ def train(
         if store is None:
             raise ValueError("the main process writes the rollouts: it needs the store")
         out.mkdir(parents=True, exist_ok=True)
-        rewards_path.unlink(missing_ok=True)
     loop = BackgroundLoop()
     ledger = UsageLedger()
     patient_base = load_model(config.patient_model, cache=cache, models_file=models_file)
@@ -350,9 +395,15 @@ def train(
         else load_model(config.eval_judge, cache=cache, models_file=models_file)
     )
     try:
-        if place.is_main:
+        record = run_record(config, inputs, place.count)
+
+        def ensure_run() -> None:  # on the main process, which has the store (above)
             assert store is not None
-            store.ensure_run(config.run_id, run_record(config, inputs, place.count))
+            store.ensure_run(config.run_id, record)
+
+        main_decides(place, ensure_run)
+        if place.is_main:  # after the store accepted the run: a refused rerun changes nothing
+            keep_reward_log(rewards_path, inputs.resumed_step)
         writer = None if place.count == 1 else GatheredStore(store if place.is_main else None)
         rollout = TherapyRollout(
             patient_model=AccountedModel(patient_base, "patient", ledger),
