@@ -2,7 +2,7 @@
 and wall time.
 
     .venv/bin/python benchmarks/bench_demo_judging.py --store results/therapygym.sqlite \\
-        [--run-id demo-2] [--judge-concurrency 1] [--no-examples] [--sessions N] \\
+        [--run-id demo-3] [--judge-concurrency 1] [--no-examples] [--sessions N] \\
         [--speculative ngram-simple [--draft-max 16 --ngram-n 3 --ngram-m 16]] \\
         [--kv-cache q8_0] [--json calls.json]
 

@@ -202,13 +202,15 @@ def test_help_shows_the_defaults_that_apply() -> None:
 
 
 def test_demo_runs_resume_runs_stored_before_the_config(tmp_path: Path) -> None:
-    """The demo's run record is what 0.1.0 stored, and the turn notes its LLM therapist
-    gets since issue 18 (so its runs resume, and the earlier "demo" runs made without
-    notes are never resumed as this one: it is "demo-2")."""
+    """The demo's run record is what 0.1.0 stored, with the turn notes its LLM therapist
+    gets since issue 18 and the specs naming their llama.cpp slots since issue 22 (so its
+    runs resume, and the earlier runs, "demo" without notes and "demo-2" without slots,
+    are never resumed as this one: it is "demo-3")."""
     plans = demo_config(store=tmp_path / "s.sqlite").check()
-    assert plans.run is not None and plans.run_id == "demo-2"
+    assert plans.run is not None and plans.run_id == "demo-3"
     record = plans.run.record()
-    assert record["therapists"] == ["local:smollm2", "rule-based"]
+    assert record["therapists"] == ["local:smollm2?slots=8", "rule-based"]
+    assert record["patient_model"] == "local:smollm2?slots=8"
     assert [p.split("@")[0] for p in record["profiles"]] == ["dep-02-emeka", "gad-01-priya"]
     assert record["session"] == {"max_turns": 8, "opener": "patient", "max_tokens": 80,
                                  "temperature": 0.7}  # fmt: skip

@@ -15,7 +15,11 @@ from therapygym.config import EvalConfig, RunSection
 from therapygym.judges.plan import JudgePlan
 from therapygym.records import SessionConfig
 
-DEMO_MODEL = "local:smollm2"
+# Eight llama.cpp slots, each kept by the prompt family that fills it (`slots=`, which also
+# makes a call reuse a slot only if it shares half its prompt): the patient's, the LLM
+# therapist's and each judge rubric's prompts stay cached instead of taking over each
+# other's slots (docs/benchmarks.md, "per_group safety judging and llama.cpp's slots").
+DEMO_MODEL = "local:smollm2?slots=8"
 DEMO_THERAPISTS = (DEMO_MODEL, "rule-based")
 DEMO_PATIENTS = ("dep-02-emeka", "gad-01-priya")  # in library order, as runs record them
 # safety@1.0: the 2.0 prompt (18 labels, the crisis checklist, locale lines) is about 9,000
@@ -24,8 +28,10 @@ DEMO_RUBRICS = ("ctrs", "safety@1.0")
 
 
 # The demo's run. "demo-2" since issue 18: the LLM therapist is told its turn, so its
-# sessions differ from those stored as "demo" by earlier versions, which stay as they were.
-DEMO_RUN_ID = "demo-2"
+# sessions differ from those stored as "demo" by earlier versions. "demo-3" since its
+# specs name their slots (a run's record holds its specs as written); the runs stored as
+# "demo" and "demo-2" stay as they were.
+DEMO_RUN_ID = "demo-3"
 
 
 def demo_config(
