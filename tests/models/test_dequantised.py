@@ -128,6 +128,37 @@ def test_a_rank_whose_save_writes_no_model_reads_the_file_and_leaves_no_folder(
     assert not folder.exists()
 
 
+def test_a_rank_of_a_process_group_converts_in_a_child_process(
+    tmp_path: Path, gguf_reads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a process group the conversion must not run in this process (transformers would
+    save on rank 0 only, and under ZeRO-3 load the file partitioned, a collective): it runs
+    `convert_here` in a child, and what counts is the folder the child leaves. A child that
+    fails leaves none, and the caller reads the file itself."""
+    import subprocess
+
+    import therapygym.models.dequantised as dequantised
+
+    path = fake_gguf(tmp_path)
+    folder = converted_folder(path)
+    ran: list[list[str]] = []
+
+    def child(command: list[str], **_: Any) -> Any:
+        ran.append(command)
+        assert "convert_here" in command[command.index("-c") + 1]
+        ok = len(ran) == 1  # the first child converts (here, in-process), the second fails
+        if ok:
+            dequantised.convert_here(Path(command[-2]), Path(command[-1]))
+        return subprocess.CompletedProcess(command, 0 if ok else 1)
+
+    monkeypatch.setattr(dequantised, "_in_process_group", lambda: True)
+    monkeypatch.setattr(dequantised.subprocess, "run", child)
+    assert convert(path, folder) and is_converted(folder)
+    assert ran[0][-2:] == [str(path), str(folder)]
+    elsewhere = tmp_path / "elsewhere"
+    assert not convert(path, elsewhere) and not elsewhere.exists()
+
+
 def test_a_folder_without_weights_is_not_a_conversion(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "tokenizer.json").write_text("{}")

@@ -12,7 +12,8 @@ resume whose settings differ from the stored run is refused on every rank with t
 line, not with a traceback from the rank the main process left waiting.
 
 Each launch takes about 10 s on 2 cores (the first on a machine ~30 s more: DeepSpeed
-compiles its shared-memory op once into ~/.cache/torch_extensions)."""
+compiles its shared-memory op once into ~/.cache/torch_extensions); the one on the embedded
+model, converting it first, about 40 s."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ pytest.importorskip("deepspeed", reason="the [deepspeed] extra is not installed"
 
 from tinylm import tiny_policy, tiny_tokenizer, transcript_judge
 
+from therapygym.models.dequantised import is_converted
 from therapygym.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,16 +48,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _setup(tmp_path: Path, spec: str, *, lora: bool, **grpo: Any) -> Path:
-    """The tiny policy saved as a model folder, and a train config for it: two steps, one
-    rollout per rank per step (one prompt's group of two), one therapist turn."""
-    tokenizer = tiny_tokenizer()
-    base = tmp_path / "base"
-    tiny_policy(tokenizer).save_pretrained(base)
-    tokenizer.save_pretrained(base)
+def _setup(tmp_path: Path, spec: str, *, lora: bool, model: str | None = None, **grpo: Any) -> Path:
+    """The tiny policy saved as a model folder (unless `model` names another), and a train
+    config for it: two steps, one rollout per rank per step (one prompt's group of two),
+    one therapist turn."""
+    if model is None:
+        tokenizer = tiny_tokenizer()
+        base = tmp_path / "base"
+        tiny_policy(tokenizer).save_pretrained(base)
+        tokenizer.save_pretrained(base)
+        model = str(base)
     config: dict[str, Any] = {
         "run_id": "ds",
-        "model": str(base),
+        "model": model,
         "patient_model": spec,
         "judge": spec,
         "patients": "dep-01-maya",
@@ -84,7 +89,7 @@ def _rewrite(path: Path, **grpo: Any) -> None:
     path.write_text(yaml.safe_dump(config))
 
 
-def _launch(zero: str, config: Path, store: Path) -> subprocess.CompletedProcess[str]:
+def _launch(zero: str, config: Path, store: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """`accelerate launch` with the shipped config, from the repository root (the YAML
     names its DeepSpeed JSON by that path, as docs/training.md says to run it)."""
     launch = [
@@ -107,6 +112,7 @@ def _launch(zero: str, config: Path, store: Path) -> subprocess.CompletedProcess
             "HF_HUB_OFFLINE": "1",
             "TRL_EXPERIMENTAL_SILENCE": "1",
             "OMP_NUM_THREADS": "1",
+            **env,
         },
     )
 
@@ -198,3 +204,32 @@ def test_zero2_full_weights_are_saved_once_whole_and_trained(
     assert all(after[n].shape == before[n].shape for n in before)
     moved = [n for n in before if not torch.equal(before[n].to(after[n].dtype), after[n])]
     assert any(n.startswith("model.layers.0.self_attn") for n in moved)
+
+
+@pytest.mark.timeout(900)
+def test_zero3_on_the_embedded_gguf_policy_from_an_empty_conversion_cache(
+    tmp_path: Path, openai_server: Any, server_spec: Any
+) -> None:
+    """The embedded model as the policy, no conversion of it cached yet (as on a new
+    machine). Loading a GGUF file under ZeRO-3 in the ranks themselves hung: the load is
+    partitioned, a collective per parameter, and the ranks loaded differently (one converted
+    and read its folder, one read the file). Each rank converts in a child process now and
+    all load the one folder."""
+    spec = server_spec(openai_server(transcript_judge))
+    config = _setup(tmp_path, spec, lora=True, model="smollm2")
+    store, cache = tmp_path / "store.sqlite", tmp_path / "cache"
+    done = _launch(
+        "zero3",
+        config,
+        store,
+        XDG_CACHE_HOME=str(cache),
+        # DeepSpeed's compiled op stays where the other tests built it
+        TORCH_EXTENSIONS_DIR=os.environ.get(
+            "TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "torch_extensions")
+        ),
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert _session_ids(store) == EXPECTED
+    (converted,) = (cache / "therapygym" / "dequantised").iterdir()
+    assert is_converted(converted)
+    assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").is_file()

@@ -13,12 +13,10 @@ transformers version (the converter), so a changed file or a new converter gets 
 folder and an old one is never read for it. It is written under a temporary name and
 renamed into place, so processes converting at once never see half a folder; the first
 rename wins, and the temporary folder of a conversion killed mid-way is removed by a later
-one once it is an hour old. Under `accelerate launch` transformers writes a model's files
-only on rank 0 of the process group (its `save_pretrained` skips the others), so the other
-ranks of a run that finds no folder save a tokenizer alone: that is never renamed into
-place, and those ranks read the GGUF file while rank 0 fills the cache. Where the cache
-cannot be written, the GGUF file is read as before. Nothing about a model's identity
-changes: `hf:` records still name the GGUF file.
+one once it is an hour old. A rank of `accelerate launch` converts in a child process
+(`convert` says why), and a folder without a model's config and weights is never renamed
+into place. Where the cache cannot be written, the GGUF file is read as before. Nothing
+about a model's identity changes: `hf:` records still name the GGUF file.
 """
 
 from __future__ import annotations
@@ -27,6 +25,8 @@ import contextlib
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -59,9 +59,39 @@ def is_converted(folder: Path) -> bool:
     return (folder / "config.json").is_file() and any((folder / w).is_file() for w in _WEIGHTS)
 
 
+# the conversion as a child process runs it: `python -c _CHILD <gguf> <folder>`
+_CHILD = (
+    "import sys; from pathlib import Path; from therapygym.models.dequantised import "
+    "convert_here; sys.exit(0 if convert_here(Path(sys.argv[1]), Path(sys.argv[2])) else 1)"
+)
+
+
 def convert(gguf: Path, folder: Path) -> bool:
     """Dequantise `gguf` into `folder` (model and tokenizer); False where the cache cannot
-    be written, so the caller reads the GGUF file itself."""
+    be written, so the caller reads the GGUF file itself.
+
+    Inside a torch.distributed process group (a rank of `accelerate launch`) the conversion
+    runs in a child process, which has none: there transformers would save the model on
+    rank 0 only, and under ZeRO-3 it would load the file partitioned, each parameter a
+    collective that the other ranks, loading otherwise or not at all, never join (measured:
+    a two-rank ZeRO-3 run on the embedded model hung in its first load). Every rank then
+    loads the same finished folder (or, where none can be written, the file)."""
+    if _in_process_group():
+        child = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(gguf), str(folder)], capture_output=True
+        )
+        return child.returncode == 0 and is_converted(folder)
+    return convert_here(gguf, folder)
+
+
+def _in_process_group() -> bool:
+    import torch.distributed as dist
+
+    return bool(dist.is_available() and dist.is_initialized())
+
+
+def convert_here(gguf: Path, folder: Path) -> bool:
+    """`convert` in this process (which must not be a rank of a process group)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -77,7 +107,7 @@ def convert(gguf: Path, folder: Path) -> bool:
         plain(model)
         model.save_pretrained(partial)
         AutoTokenizer.from_pretrained(gguf.parent, **source).save_pretrained(partial)
-        if not is_converted(partial):  # a rank other than 0: transformers saved no model
+        if not is_converted(partial):  # transformers saved no model (see `convert`)
             shutil.rmtree(partial, ignore_errors=True)
             return False
         os.rename(partial, folder)
