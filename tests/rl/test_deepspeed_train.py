@@ -1,7 +1,8 @@
 """`therapygym train` under DeepSpeed ZeRO-2 and ZeRO-3, for real: the shipped
 `configs/accelerate/zero{2,3}.yaml` launched with `--num_processes 2` on CPU (DeepSpeed's CPU
 accelerator speaks gloo), on the tiny random Llama (tests/rl/tinylm.py, saved as a model
-folder), the patient and the judge a scripted local server.
+folder) and once on the embedded GGUF model, the patient and the judge a scripted local
+server.
 
 What ZeRO changes and these tests hold: under ZeRO-3 the rollout generates from weights
 gathered by TRL's unwrapping (without it a rank would generate from its empty shard), the
@@ -13,7 +14,7 @@ line, not with a traceback from the rank the main process left waiting.
 
 Each launch takes about 10 s on 2 cores (the first on a machine ~30 s more: DeepSpeed
 compiles its shared-memory op once into ~/.cache/torch_extensions); the one on the embedded
-model, converting it first, about 40 s."""
+model, converting it first, about 65 s."""
 
 from __future__ import annotations
 
