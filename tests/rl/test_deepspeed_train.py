@@ -32,7 +32,7 @@ import yaml
 pytest.importorskip("trl", reason="the [train] extra is not installed")
 pytest.importorskip("deepspeed", reason="the [deepspeed] extra is not installed")
 
-from tinylm import tiny_policy, tiny_tokenizer, transcript_judge
+from tinylm import tiny_base, transcript_judge
 
 from therapygym.models.dequantised import is_converted
 from therapygym.store import RunStore
@@ -54,11 +54,7 @@ def _setup(tmp_path: Path, spec: str, *, lora: bool, model: str | None = None, *
     config for it: two steps, one rollout per rank per step (one prompt's group of two),
     one therapist turn."""
     if model is None:
-        tokenizer = tiny_tokenizer()
-        base = tmp_path / "base"
-        tiny_policy(tokenizer).save_pretrained(base)
-        tokenizer.save_pretrained(base)
-        model = str(base)
+        model = str(tiny_base(tmp_path / "base"))
     config: dict[str, Any] = {
         "run_id": "ds",
         "model": model,

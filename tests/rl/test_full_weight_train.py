@@ -17,7 +17,7 @@ from judges.scripted import instance
 
 pytest.importorskip("trl", reason="the [train] extra is not installed")
 
-from tinylm import tiny_policy, tiny_tokenizer
+from tinylm import tiny_base
 
 from therapygym.models import load_model
 from therapygym.rl.loop import BackgroundLoop
@@ -50,21 +50,12 @@ def _state(folder: Path) -> dict[str, Any]:
     return {name: p.detach().clone() for name, p in model.state_dict().items()}
 
 
-def _tiny_base(tmp_path: Path) -> Path:
-    """The tiny random Llama and its ChatML tokenizer, saved as a model folder."""
-    tokenizer = tiny_tokenizer()
-    base = tmp_path / "base"
-    tiny_policy(tokenizer).save_pretrained(base)
-    tokenizer.save_pretrained(base)
-    return base
-
-
 def test_full_weight_grpo_trains_saves_the_model_once_and_it_loads_back(
     tmp_path: Path, openai_server: Any, server_spec: Any
 ) -> None:
     import torch
 
-    base, spec = _tiny_base(tmp_path), server_spec(openai_server(_alternating_judge()))
+    base, spec = tiny_base(tmp_path / "base"), server_spec(openai_server(_alternating_judge()))
     weights = tmp_path / "weights.yaml"
     weights.write_text(yaml.safe_dump({"ctrs": {"agenda": 1.0}}))
     out = tmp_path / "out"
@@ -128,7 +119,7 @@ def test_train_refuses_chat_template_kwargs_the_policy_s_template_never_names(
     that differs), with the key named."""
     from therapygym.errors import ConfigError
 
-    base, spec = _tiny_base(tmp_path), server_spec(openai_server(_alternating_judge()))
+    base, spec = tiny_base(tmp_path / "base"), server_spec(openai_server(_alternating_judge()))
     config = tmp_path / "train.yaml"
     config.write_text(
         yaml.safe_dump(

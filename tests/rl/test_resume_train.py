@@ -16,24 +16,20 @@ import yaml
 
 pytest.importorskip("trl", reason="the [train] extra is not installed")
 
-from tinylm import tiny_policy, tiny_tokenizer, transcript_judge
+from tinylm import tiny_base, transcript_judge
 
 from therapygym.rl.train import load_train_config, train
 from therapygym.store import RunStore, StoreError
 
 
 def _config(tmp_path: Path, spec: str, **grpo: Any) -> Path:
-    tokenizer = tiny_tokenizer()
-    base = tmp_path / "base"
-    if not base.exists():
-        tiny_policy(tokenizer).save_pretrained(base)
-        tokenizer.save_pretrained(base)
+    """The tiny policy's train config (the policy saved in tmp_path/base by the test)."""
     path = tmp_path / "train.yaml"
     path.write_text(
         yaml.safe_dump(
             {
                 "run_id": "resumed",
-                "model": str(base),
+                "model": str(tmp_path / "base"),
                 "patient_model": spec,
                 "judge": spec,
                 "patients": "dep-01-maya",
@@ -70,6 +66,7 @@ def test_a_run_resumed_from_its_checkpoint_ends_as_the_unstopped_run(
     import torch
 
     spec = server_spec(openai_server(transcript_judge))
+    tiny_base(tmp_path / "base")
     out = tmp_path / "out"
     store = RunStore(tmp_path / "store.sqlite")
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from judges.scripted import instance
@@ -59,6 +60,15 @@ def tiny_policy(tokenizer: Any, seed: int = 0) -> Any:
         pad_token_id=tokenizer.pad_token_id,
     )
     return LlamaForCausalLM(config)
+
+
+def tiny_base(folder: Path) -> Path:
+    """The tiny random Llama and its ChatML tokenizer, saved as a model folder (what a
+    train config's `model:` names)."""
+    tokenizer = tiny_tokenizer()
+    tiny_policy(tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
 
 
 class ScriptedChat:
