@@ -20,116 +20,29 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 pytest.importorskip("trl", reason="the [train] extra is not installed")
 pytest.importorskip("deepspeed", reason="the [deepspeed] extra is not installed")
 
-from tinylm import tiny_base, transcript_judge
+from launched import (
+    RANKS,
+    launch,
+    reward_steps,
+    rewrite,
+    session_ids,
+    tensors,
+    train_config,
+)
+from tinylm import transcript_judge
 
 from therapygym.models.dequantised import is_converted
-from therapygym.store import RunStore
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-RANKS = 2
 REFUSAL = "already exists in"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _setup(tmp_path: Path, spec: str, *, lora: bool, model: str | None = None, **grpo: Any) -> Path:
-    """The tiny policy saved as a model folder (unless `model` names another), and a train
-    config for it: two steps, one rollout per rank per step (one prompt's group of two),
-    one therapist turn."""
-    if model is None:
-        model = str(tiny_base(tmp_path / "base"))
-    config: dict[str, Any] = {
-        "run_id": "ds",
-        "model": model,
-        "patient_model": spec,
-        "judge": spec,
-        "patients": "dep-01-maya",
-        "session": {"max_turns": 2, "max_tokens": 16},
-        "turn_tokens": 8,
-        "grpo": {
-            "max_steps": 2,
-            "num_generations": RANKS,
-            "per_device_train_batch_size": 1,
-            "learning_rate": 0.05,
-            "max_completion_length": 4096,
-            **grpo,
-        },
-        "output_dir": str(tmp_path / "out"),
-    }
-    if not lora:
-        config["lora"] = None
-    path = tmp_path / "train.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def _rewrite(path: Path, **grpo: Any) -> None:
-    config = yaml.safe_load(path.read_text())
-    config["grpo"].update(grpo)
-    path.write_text(yaml.safe_dump(config))
-
-
-def _launch(zero: str, config: Path, store: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """`accelerate launch` with the shipped config, from the repository root (the YAML
-    names its DeepSpeed JSON by that path, as docs/training.md says to run it)."""
-    launch = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--config_file", str(ROOT / "configs" / "accelerate" / f"{zero}.yaml"),
-        "--num_processes", str(RANKS),
-        "--main_process_port", str(_free_port()),
-        "-m", "therapygym",
-        "train", "--config", str(config), "--store", str(store), "--no-cache",
-    ]  # fmt: skip
-    return subprocess.run(
-        launch,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "COLUMNS": "200",
-            "HF_HUB_OFFLINE": "1",
-            "TRL_EXPERIMENTAL_SILENCE": "1",
-            "OMP_NUM_THREADS": "1",
-            **env,
-        },
-    )
-
-
-def _steps(out: Path) -> list[int]:
-    return [json.loads(line)["step"] for line in (out / "rewards.jsonl").open()]
-
-
-def _session_ids(store: Path) -> list[str]:
-    db = RunStore(store, read_only=True)
-    try:
-        return sorted(t.session_id for t in db.sessions("ds"))
-    finally:
-        db.close()
-
-
-def _tensors(path: Path) -> dict[str, Any]:
-    from safetensors.torch import load_file
-
-    return load_file(path)
 
 
 EXPECTED = [f"ds:step{k}:rank{r}:1" for k in range(2) for r in range(RANKS)]
@@ -142,19 +55,19 @@ def test_zero3_trains_saves_the_adapter_whole_and_resumes_from_its_checkpoint(
     import torch
 
     spec = server_spec(openai_server(transcript_judge))
-    config = _setup(tmp_path, spec, lora=True, save_strategy="steps", save_steps=1)
+    config = train_config(tmp_path, spec, lora=True, save_strategy="steps", save_steps=1)
     store, out = tmp_path / "store.sqlite", tmp_path / "out"
 
-    done = _launch("zero3", config, store)
+    done = launch("zero3", config, store)
     assert done.returncode == 0, done.stderr[-4000:]
     assert done.stdout.count("2 steps in") == 1  # the main process alone prints
-    assert _steps(out) == [1, 2] and _session_ids(store) == EXPECTED
+    assert reward_steps(out) == [1, 2] and session_ids(store) == EXPECTED
     rows = [json.loads(line) for line in (out / "rewards.jsonl").open()]
     assert all(r["reward_std"] > 0 for r in rows)  # each step's group had an advantage
     # DeepSpeed wrote its own checkpoints: each rank's optimiser shard
     shards = (out / "trainer" / "checkpoint-1" / "global_step1").glob("*optim_states.pt")
     assert len(list(shards)) == RANKS
-    adapter = _tensors(out / "adapter" / "adapter_model.safetensors")
+    adapter = tensors(out / "adapter" / "adapter_model.safetensors")
     # gathered whole from the two ranks' shards: every LoRA matrix at its full shape, and
     # B (zero at the start) moved by training
     assert adapter and all(t.numel() == 8 * 16 for t in adapter.values())
@@ -162,23 +75,23 @@ def test_zero3_trains_saves_the_adapter_whole_and_resumes_from_its_checkpoint(
 
     # killed after step 1: resume from its checkpoint; step 2 is played again
     (out / "rewards.jsonl").write_text((out / "rewards.jsonl").read_text().splitlines()[0] + "\n")
-    _rewrite(config, resume_from_checkpoint=str(out / "trainer" / "checkpoint-1"))
-    resumed = _launch("zero3", config, store)
+    rewrite(config, resume_from_checkpoint=str(out / "trainer" / "checkpoint-1"))
+    resumed = launch("zero3", config, store)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
-    assert _steps(out) == [1, 2]  # step 1's row kept, step 2's logged again, once
-    assert _session_ids(store) == EXPECTED  # step 2's sessions replaced, none added
-    again = _tensors(out / "adapter" / "adapter_model.safetensors")
+    assert reward_steps(out) == [1, 2]  # step 1's row kept, step 2's logged again, once
+    assert session_ids(store) == EXPECTED  # step 2's sessions replaced, none added
+    again = tensors(out / "adapter" / "adapter_model.safetensors")
     assert again.keys() == adapter.keys()
     assert all(torch.equal(again[name], adapter[name]) for name in adapter)
 
     # a resume with other settings: refused on both ranks with the one line
-    _rewrite(config, learning_rate=0.01)
-    refused = _launch("zero3", config, store)
+    rewrite(config, learning_rate=0.01)
+    refused = launch("zero3", config, store)
     assert refused.returncode != 0
     assert refused.stderr.count(REFUSAL) == RANKS, refused.stderr[-4000:]
     assert "[rank1]: Traceback" not in refused.stderr
     assert "Connection closed by peer" not in refused.stderr
-    assert _steps(out) == [1, 2]  # the refused run touched nothing
+    assert reward_steps(out) == [1, 2]  # the refused run touched nothing
 
 
 @pytest.mark.timeout(900)
@@ -188,15 +101,15 @@ def test_zero2_full_weights_are_saved_once_whole_and_trained(
     import torch
 
     spec = server_spec(openai_server(transcript_judge))
-    config = _setup(tmp_path, spec, lora=False)
+    config = train_config(tmp_path, spec, lora=False)
     store, out = tmp_path / "store.sqlite", tmp_path / "out"
 
-    done = _launch("zero2", config, store)
+    done = launch("zero2", config, store)
     assert done.returncode == 0, done.stderr[-4000:]
-    assert _steps(out) == [1, 2] and _session_ids(store) == EXPECTED
+    assert reward_steps(out) == [1, 2] and session_ids(store) == EXPECTED
     assert sorted(p.name for p in out.iterdir()) == ["model", "rewards.jsonl", "trainer"]
-    before = _tensors(tmp_path / "base" / "model.safetensors")
-    after = _tensors(out / "model" / "model.safetensors")
+    before = tensors(tmp_path / "base" / "model.safetensors")
+    after = tensors(out / "model" / "model.safetensors")
     assert after.keys() == before.keys()
     assert all(after[n].shape == before[n].shape for n in before)
     moved = [n for n in before if not torch.equal(before[n].to(after[n].dtype), after[n])]
@@ -213,9 +126,9 @@ def test_zero3_on_the_embedded_gguf_policy_from_an_empty_conversion_cache(
     and read its folder, one read the file). Each rank converts in a child process now and
     all load the one folder."""
     spec = server_spec(openai_server(transcript_judge))
-    config = _setup(tmp_path, spec, lora=True, model="smollm2")
+    config = train_config(tmp_path, spec, lora=True, model="smollm2")
     store, cache = tmp_path / "store.sqlite", tmp_path / "cache"
-    done = _launch(
+    done = launch(
         "zero3",
         config,
         store,
@@ -226,7 +139,7 @@ def test_zero3_on_the_embedded_gguf_policy_from_an_empty_conversion_cache(
         ),
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    assert _session_ids(store) == EXPECTED
+    assert session_ids(store) == EXPECTED
     (converted,) = (cache / "therapygym" / "dequantised").iterdir()
     assert is_converted(converted)
     assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").is_file()

@@ -202,6 +202,41 @@ def test_a_resume_is_the_same_run_wherever_it_starts(tmp_path: Path) -> None:
     assert run_record(resume, inputs) == run_record(first, check_train_config(first))
 
 
+def test_resume_true_takes_the_latest_whole_checkpoint_or_starts_fresh(tmp_path: Path) -> None:
+    """`resume_from_checkpoint: true`, so a job that may be killed reruns one command: the
+    whole checkpoint of the highest step (by number: checkpoint-10 after checkpoint-2),
+    passing over the folders a kill cut short while saving (no readable trainer_state.json,
+    which the trainer writes last); with none yet, a fresh start. The run is the same
+    either way."""
+    pytest.importorskip("trl", reason="the [train] extra is not installed")
+    from therapygym.rl.train import check_train_config, load_train_config, resume_note, run_record
+
+    config = load_train_config(_train_config(tmp_path, grpo={"resume_from_checkpoint": True}))
+    fresh = check_train_config(config)
+    assert fresh.resumed_step == 0 and fresh.grpo_args.resume_from_checkpoint is None
+    assert resume_note(config, fresh) == (
+        f"no whole checkpoint under {tmp_path / 'out' / 'trainer'} yet: training starts at step 0"
+    )
+
+    trainer = tmp_path / "out" / "trainer"
+    for step, state in [(2, '{"global_step": 2}'), (10, '{"global_step": 10}'),
+                        (11, '{"global_st'), (12, None)]:  # fmt: skip
+        (trainer / f"checkpoint-{step}").mkdir(parents=True)
+        if state is not None:
+            (trainer / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    (trainer / "checkpoint-last").mkdir()  # not a step's folder
+    inputs = check_train_config(config)
+    assert inputs.resumed_step == 10
+    assert inputs.grpo_args.resume_from_checkpoint == str(trainer / "checkpoint-10")
+    assert resume_note(config, inputs) == (
+        f"resuming from {trainer / 'checkpoint-10'} (step 10); passed over checkpoint-11, "
+        "checkpoint-12: no readable trainer_state.json (cut short while saving)"
+    )
+    plain = load_train_config(_train_config(tmp_path))
+    assert resume_note(plain, check_train_config(plain)) is None
+    assert run_record(config, inputs) == run_record(plain, check_train_config(plain))
+
+
 @pytest.mark.parametrize("state", [None, "{}", "not json"])
 def test_a_resume_from_what_is_not_a_checkpoint_is_refused_with_one_line(
     tmp_path: Path, state: str | None

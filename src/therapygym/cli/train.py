@@ -24,7 +24,7 @@ def train(
     from therapygym.config import check_cache, check_output, response_cache
     from therapygym.report.terminal import usage_table
     from therapygym.rl.ranks import Place
-    from therapygym.rl.train import check_train_config, load_train_config
+    from therapygym.rl.train import check_train_config, load_train_config, resume_note
     from therapygym.rl.train import train as run_training
     from therapygym.store import RunStore, check_store_path
 
@@ -38,6 +38,9 @@ def train(
     inputs = check_train_config(plan, models_file=models_file, where=where)
     # under `accelerate launch` only the main process opens the store (rl/ranks.py)
     main = Place.of(inputs.grpo_args).is_main
+    note = resume_note(plan, inputs)
+    if main and note:
+        term.out.print(note, highlight=False)
     result = run_training(
         plan,
         inputs=inputs,

@@ -194,19 +194,74 @@ def checkpoint_step(args: Any, where: str = "train config") -> int:
     """The optimizer step that `grpo.resume_from_checkpoint`'s checkpoint holds (0 for a
     fresh run), read from its trainer_state.json. Checked with the config, so a path that
     is not a checkpoint stops the command with one line before anything is stored, rather
-    than inside TRL after the policy has loaded."""
+    than inside TRL after the policy has loaded.
+
+    `true` is resolved here, in `args`, to the latest whole checkpoint of this run, or to a
+    fresh start when there is none yet: so a job that may be killed or preempted reruns
+    the same command and config. A checkpoint folder without a readable trainer_state.json
+    is one a kill cut short while saving (the trainer writes that file last) and is passed
+    over, where TRL's own `true` would take the highest-numbered folder, whole or not."""
+    if args.resume_from_checkpoint is True:
+        latest = latest_checkpoint(Path(args.output_dir))
+        args.resume_from_checkpoint = None if latest is None else str(latest)
     folder = args.resume_from_checkpoint
     if not folder:
         return 0
-    state = Path(folder) / "trainer_state.json"
-    try:
-        return int(json.loads(state.read_text(encoding="utf-8"))["global_step"])
-    except (OSError, ValueError, KeyError, TypeError):
+    step = _saved_step(Path(folder))
+    if step is None:
         raise ConfigError(
             f"{where}: grpo.resume_from_checkpoint: {folder} is not a trainer checkpoint "
-            f"(expected {state} with its global_step; a run saves them as "
-            "<output_dir>/trainer/checkpoint-N when save_strategy is steps)"
-        ) from None
+            f"(expected {Path(folder) / 'trainer_state.json'} with its global_step; a run "
+            "saves them as <output_dir>/trainer/checkpoint-N when save_strategy is steps)"
+        )
+    return step
+
+
+def latest_checkpoint(trainer_dir: Path) -> Path | None:
+    """The whole checkpoint (`checkpoint-N` with its trainer_state.json) of the highest
+    step under the trainer's folder; None when there is none."""
+    whole = [folder for _, folder in sorted(_checkpoints(trainer_dir).items())]
+    return next((f for f in reversed(whole) if _saved_step(f) is not None), None)
+
+
+def _checkpoints(trainer_dir: Path) -> dict[int, Path]:
+    """The trainer's `checkpoint-N` folders by N, whole or not."""
+    folders = trainer_dir.glob("checkpoint-*") if trainer_dir.is_dir() else ()
+    return {
+        int(number): folder
+        for folder in folders
+        if (number := folder.name.removeprefix("checkpoint-")).isdigit() and folder.is_dir()
+    }
+
+
+def _saved_step(checkpoint: Path) -> int | None:
+    """The global_step a checkpoint's trainer_state.json records; None without one."""
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+        return int(state["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def resume_note(config: TrainConfig, inputs: TrainInputs) -> str | None:
+    """The line `train` prints for a config that resumes: where it starts, and (for
+    `true`) the later checkpoint folders a kill cut short, which it passed over."""
+    asked = config.grpo.get("resume_from_checkpoint")
+    if not asked:
+        return None
+    trainer_dir = Path(inputs.grpo_args.output_dir)
+    found = inputs.grpo_args.resume_from_checkpoint
+    if found is None:
+        return f"no whole checkpoint under {trainer_dir} yet: training starts at step 0"
+    note = f"resuming from {found} (step {inputs.resumed_step})"
+    if asked is True:
+        cut = [
+            f.name for n, f in sorted(_checkpoints(trainer_dir).items()) if n > inputs.resumed_step
+        ]
+        if cut:
+            note += f"; passed over {', '.join(cut)}: no readable trainer_state.json"
+            note += " (cut short while saving)"
+    return note
 
 
 def keep_reward_log(path: Path, through_step: int) -> None:
