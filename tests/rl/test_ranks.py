@@ -13,7 +13,14 @@ import yaml
 from therapygym.errors import ConfigError, TherapygymError
 from therapygym.models.usage import RoleUsage, UsageLedger
 from therapygym.records import ScoreRecord, SessionStatus, Transcript, Turn
-from therapygym.rl.ranks import GatheredStore, Place, gather_usage, main_decides, session_id
+from therapygym.rl.ranks import (
+    GatheredStore,
+    Place,
+    check_same_start,
+    gather_usage,
+    main_decides,
+    session_id,
+)
 from therapygym.store import RunStore, StoreError
 
 RUN = "train-x"
@@ -308,6 +315,29 @@ def test_main_decides_lets_every_rank_go_on_when_the_check_passes() -> None:
     assert calls == [None, None]
     main_decides(Place(0, 1), lambda: None, broadcast)  # one process: no collective
     assert calls == [None, None]
+
+
+def test_ranks_that_would_resume_from_different_checkpoints_all_stop_with_one_line() -> None:
+    """On nodes that share no disk, `true` can find another latest checkpoint on each (or
+    none): every rank is told, naming what each found, instead of the ranks restored to
+    different steps waiting for each other in the trainer's collectives."""
+    found = ["/out/trainer/checkpoint-4", "/out/trainer/checkpoint-3", ""]
+    with pytest.raises(ConfigError) as raised:
+        check_same_start(Place(2, 3), None, lambda mine: found)
+    assert str(raised.value).startswith(
+        "the processes would resume from different checkpoints (rank 0: "
+        "/out/trainer/checkpoint-4; rank 1: /out/trainer/checkpoint-3; rank 2: none (step 0))"
+    )
+    same = ["/out/trainer/checkpoint-4"] * 3
+    sent: list[list[str]] = []
+    check_same_start(Place(1, 3), same[1], lambda mine: sent.append(mine) or same)
+    assert sent == [["/out/trainer/checkpoint-4"]]  # what this rank found, to the others
+    check_same_start(Place(0, 3), None, lambda mine: ["", "", ""])  # all start fresh
+
+    def no_collective(mine: list[str]) -> list[str]:
+        raise AssertionError("one process gathers nothing")
+
+    check_same_start(Place(0, 1), "/out/trainer/checkpoint-4", no_collective)
 
 
 def test_main_decides_passes_on_any_failure_of_the_main_process() -> None:

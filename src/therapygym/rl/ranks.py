@@ -132,6 +132,26 @@ def _gather_object(payload: list[str]) -> list[str]:
     return list(gather_object(payload))
 
 
+def check_same_start(place: Place, checkpoint: str | None, gather: Gather = _gather_object) -> None:
+    """Stop every rank, with one line, when the processes would resume from different
+    checkpoints. Each rank finds its own (`grpo.resume_from_checkpoint: true` takes the
+    latest whole one on its disk), and on nodes that share no disk a kill can leave one
+    node's latest checkpoint whole and another's cut short; ranks restored to different
+    steps would wait for each other in the trainer's collectives until the process group
+    timed out. A collective: every rank calls it."""
+    if place.count == 1:
+        return
+    chosen = gather([checkpoint or ""])
+    if len(set(chosen)) > 1:
+        starts = "; ".join(f"rank {r}: {c or 'none (step 0)'}" for r, c in enumerate(chosen))
+        raise ConfigError(
+            f"the processes would resume from different checkpoints ({starts}): give "
+            "grpo.resume_from_checkpoint the path of one that every node holds whole (nodes "
+            "see the same checkpoints with output_dir on a shared disk, or each its own copy "
+            "with grpo.save_on_each_node: true)"
+        )
+
+
 class GatheredStore:
     """The run store as a rollout on one of several processes sees it.
 

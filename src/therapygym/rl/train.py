@@ -44,6 +44,7 @@ from therapygym.rl.ranks import (
     GatheredStore,
     Place,
     check_generation_gathering,
+    check_same_start,
     flush_to_main,
     gather_usage,
     main_decides,
@@ -212,7 +213,8 @@ def checkpoint_step(args: Any, where: str = "train config") -> int:
         raise ConfigError(
             f"{where}: grpo.resume_from_checkpoint: {folder} is not a trainer checkpoint "
             f"(expected {Path(folder) / 'trainer_state.json'} with its global_step; a run "
-            "saves them as <output_dir>/trainer/checkpoint-N when save_strategy is steps)"
+            "saves them as <output_dir>/trainer/checkpoint-N when save_strategy is steps; "
+            "true takes the latest whole one)"
         )
     return step
 
@@ -450,6 +452,7 @@ def train(
         else load_model(config.eval_judge, cache=cache, models_file=models_file)
     )
     try:
+        check_same_start(place, args.resume_from_checkpoint)
         record = run_record(config, inputs, place.count)
 
         def ensure_run() -> None:  # on the main process, which has the store (above)
