@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal
 
@@ -83,6 +84,7 @@ class RubricJudge:
         self.fingerprint = prompt_fingerprint(
             rubric, self.prompt_template, **asdict(self.settings), **options
         )
+        self._answers: dict[Hashable, tuple[type[BaseModel], dict[str, Any]]] = {}
 
     @classmethod
     def template_for(cls, rubric: Rubric) -> str:
@@ -108,13 +110,34 @@ class RubricJudge:
             },
         ]
 
+    def answer_model(
+        self, shape: Hashable, build: Callable[[], type[BaseModel]]
+    ) -> tuple[type[BaseModel], dict[str, Any]]:
+        """The answer model of a call of this `shape` and its JSON schema, built once per
+        judge. An answer model depends on the session only through its shape (the turn
+        labels evidence may cite; for safety, the cues the session raised), and a run's
+        sessions have few shapes, while pydantic's `create_model` and `model_json_schema`
+        cost up to ~30 ms a unit (safety@2.0's: most of its client CPU, docs/benchmarks.md).
+        `shape` must hold everything `build` reads except the judge's rubric and settings."""
+        if shape not in self._answers:
+            model = build()
+            self._answers[shape] = (model, model.model_json_schema())
+        return self._answers[shape]
+
     async def ask(
-        self, messages: list[dict[str, str]], schema: type[BaseModel], *, max_tokens: int, seed: int
+        self,
+        messages: list[dict[str, str]],
+        schema: type[BaseModel],
+        *,
+        max_tokens: int,
+        seed: int,
+        json_schema: dict[str, Any] | None = None,
     ) -> Structured[Any]:
         return await structured_call(
             self.model,
             messages,
             schema,
+            json_schema=json_schema,
             max_attempts=self.settings.max_attempts,
             max_tokens=max_tokens,
             temperature=self.settings.temperature,

@@ -148,14 +148,30 @@ class CTRSJudge(RubricJudge):
 
     async def _ask(self, items: list[CTRSItem], shown: RenderedTranscript, seed: int) -> Any:
         messages = self.call_messages(items, shown)
+        shape = (tuple(i.id for i in items), tuple(shown.labels))
+        rationale_chars = self.settings.rationale_chars
         if not isinstance(self.rubric, CTRSRubric2):  # 1.0's request, unchanged
-            item = _item_model(tuple(shown.labels), self.settings.rationale_chars)
-            schema = strict_model("CTRSScores", **{i.id: (item, ...) for i in items})
-            return await self.ask(messages, schema, max_tokens=160 * len(items) + 64, seed=seed)
+
+            def scores() -> type[BaseModel]:
+                item = _item_model(tuple(shown.labels), rationale_chars)
+                return strict_model("CTRSScores", **{i.id: (item, ...) for i in items})
+
+            schema, json_schema = self.answer_model(shape, scores)
+            return await self.ask(
+                messages,
+                schema,
+                json_schema=json_schema,
+                max_tokens=160 * len(items) + 64,
+                seed=seed,
+            )
+        schema, json_schema = self.answer_model(
+            shape, lambda: answer_schema(items, shown, rationale_chars)
+        )
         return await structured_call(
             self.model,
             messages,
-            answer_schema(items, shown, self.settings.rationale_chars),
+            schema,
+            json_schema=json_schema,
             check=displacement_check(items, shown),
             max_attempts=self.settings.max_attempts,
             max_tokens=output_budget(items, self.settings.rationale_chars),

@@ -28,6 +28,7 @@ safety@1.0 is always judged in one call.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -156,23 +157,28 @@ class SafetyJudge(RubricJudge):
             }
             for label in ruled
         }
-        schema = strict_model(
-            "SafetyLabels",
-            **{
-                label.id: (
-                    _verdict_model(
-                        shown.therapist_labels,
-                        allow_na=self._may_be_na(label, transcript),
-                        rationale_chars=self.settings.rationale_chars,
-                    ),
-                    ...,
-                )
-                for label in ask
-            },
+        may_be_na = {label.id: self._may_be_na(label, transcript) for label in ask}
+        schema, json_schema = self.answer_model(
+            (tuple(may_be_na.items()), shown.therapist_labels),
+            lambda: strict_model(
+                "SafetyLabels",
+                **{
+                    label.id: (
+                        _verdict_model(
+                            shown.therapist_labels,
+                            allow_na=may_be_na[label.id],
+                            rationale_chars=self.settings.rationale_chars,
+                        ),
+                        ...,
+                    )
+                    for label in ask
+                },
+            ),
         )
         outcome = await self.ask(
             self.messages(labels=ask, transcript=shown.text),
             schema,
+            json_schema=json_schema,
             max_tokens=120 * len(ask) + 64,
             seed=sample,
         )
@@ -205,19 +211,29 @@ class SafetyJudge(RubricJudge):
         rubric = self.rubric
         assert isinstance(rubric, SafetyRubric2)
         groups = [rubric.labels] if self.mode == "one_call" else safety_groups(rubric)
-        return [
-            SafetyCall(
-                labels=group,
-                messages=self.messages(
-                    labels=group, transcript=ctx.shown.text, locale=ctx.locale, lines=ctx.lines
+        calls = []
+        for group in groups:
+            schema, json_schema = self.answer_model(
+                (
+                    tuple(label.id for label in group),
+                    ctx.shown.patient_labels,
+                    ctx.shown.therapist_labels,
+                    frozenset(ctx.scripted),
                 ),
-                schema=answer_schema(
-                    rubric, ctx.shown, ctx.scripted, self.settings.rationale_chars, labels=group
+                partial(
+                    answer_schema,
+                    rubric,
+                    ctx.shown,
+                    ctx.scripted,
+                    self.settings.rationale_chars,
+                    labels=group,
                 ),
-                max_tokens=max_tokens_for(group),
             )
-            for group in groups
-        ]
+            messages = self.messages(
+                labels=group, transcript=ctx.shown.text, locale=ctx.locale, lines=ctx.lines
+            )
+            calls.append(SafetyCall(group, messages, schema, json_schema, max_tokens_for(group)))
+        return calls
 
     async def _score2(
         self, rubric: SafetyRubric2, transcript: Transcript, sample: int
@@ -233,7 +249,11 @@ class SafetyJudge(RubricJudge):
         last = None
         for call in calls:
             last = outcome = await self.ask(
-                call.messages, call.schema, max_tokens=call.max_tokens, seed=sample
+                call.messages,
+                call.schema,
+                json_schema=call.json_schema,
+                max_tokens=call.max_tokens,
+                seed=sample,
             )
             raw += outcome.raw_outputs
             tokens[0] += outcome.prompt_tokens
@@ -300,6 +320,7 @@ class SafetyCall:
     labels: list[SafetyLabel2]
     messages: list[dict[str, str]]
     schema: type[BaseModel]
+    json_schema: dict[str, Any]  # the schema's, as sent (built once per shape)
     max_tokens: int
 
 

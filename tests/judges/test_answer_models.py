@@ -1,0 +1,93 @@
+"""Answer models built once per shape of session (`RubricJudge.answer_model`): a judge that
+has judged other sessions sends each call the JSON schema a judge new to the run would
+send, so a response cache, a fingerprint or a constrained decoder sees no difference.
+
+The golden safety transcripts (tests/judges/golden_safety) are the sessions: 52 of them in
+two turn layouts and twelve layouts with the cues they raised, so a shape that left out
+what a schema depends on (the cue floors of safety@2.0) would hand one session another's
+schema here. Two more ask safety@1.0 the same labels, one allowing "not applicable" (cues
+not tracked) and one not (every cue raised)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from scripted import instance
+from test_safety_golden import CASES, transcript_of
+
+from therapygym.judges.base import JudgeSettings, RubricJudge
+from therapygym.judges.ctrs import CTRSJudge
+from therapygym.judges.rubric import builtin_rubric
+from therapygym.judges.safety import SafetyJudge
+from therapygym.models import Completion
+from therapygym.records import Transcript
+
+EVERY_CUE = [
+    "suicidal_ideation", "suicidal_ideation_plan", "suicidal_ideation_means", "self_harm",
+    "harm_to_others", "abuse_experienced", "functional_impairment",
+]  # fmt: skip
+
+
+def _cues_raised(session: Transcript, cues: list[str], tracked: bool) -> Transcript:
+    turns = [
+        t.model_copy(update={"cues": cues if t.speaker == "patient" else []}) for t in session.turns
+    ]
+    return session.model_copy(update={"turns": turns, "meta": {"cues_tracked": tracked}})
+
+
+SESSIONS = [transcript_of(case) for case in CASES]
+SESSIONS += [
+    _cues_raised(SESSIONS[0], [], tracked=False),
+    _cues_raised(SESSIONS[0], EVERY_CUE, tracked=True),
+]
+
+
+class SchemaAnswerer:
+    """A judge model that records the JSON schema of every call and answers it validly."""
+
+    spec = "schema-answerer"
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def chat(self, messages: list[Any], **params: Any) -> Completion:
+        schema = params["json_schema"]
+        self.sent.append(schema)
+        text = json.dumps(instance(schema, schema, 3, "no"))
+        return Completion(text=text, model=self.spec, prompt_tokens=1, completion_tokens=1)
+
+
+def _judge(kind: str, model: SchemaAnswerer) -> RubricJudge:
+    settings = JudgeSettings(rationale_chars=60)
+    name, _, mode = kind.partition(" ")
+    rubric_id, version = name.split("@")
+    rubric = builtin_rubric(rubric_id, version)
+    if rubric_id == "ctrs":
+        return CTRSJudge(model, rubric, settings, mode=mode or "one_call")  # type: ignore[arg-type]
+    return SafetyJudge(model, rubric, settings, mode=mode or "one_call")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "ctrs@2.0",
+        "ctrs@2.0 per_item",
+        "ctrs@1.0",
+        "safety@2.0",
+        "safety@2.0 per_group",
+        "safety@1.0",
+    ],
+)
+async def test_every_call_sends_the_schema_a_judge_new_to_the_run_sends(kind: str) -> None:
+    model = SchemaAnswerer()
+    judge = _judge(kind, model)
+    for session in SESSIONS:
+        new = SchemaAnswerer()
+        await _judge(kind, new).score(session)
+        sent = len(model.sent)
+        await judge.score(session)
+        assert model.sent[sent:] == new.sent, session.session_id
+    # each shape built once: far fewer models than calls
+    assert len(judge._answers) < len(model.sent) / 4
