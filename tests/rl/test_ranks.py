@@ -218,7 +218,15 @@ def test_resume_true_takes_the_latest_whole_checkpoint_or_starts_fresh(tmp_path:
     pytest.importorskip("trl", reason="the [train] extra is not installed")
     from therapygym.rl.train import check_train_config, load_train_config, resume_note, run_record
 
-    config = load_train_config(_train_config(tmp_path, grpo={"resume_from_checkpoint": True}))
+    never_saves = load_train_config(
+        _train_config(tmp_path, grpo={"resume_from_checkpoint": True, "save_strategy": "no"})
+    )
+    with pytest.raises(ConfigError, match="true resumes from the run's own checkpoints, and it"):
+        check_train_config(never_saves)
+
+    config = load_train_config(
+        _train_config(tmp_path, grpo={"resume_from_checkpoint": True, "save_strategy": "steps"})
+    )
     fresh = check_train_config(config)
     assert fresh.resumed_step == 0 and fresh.grpo_args.resume_from_checkpoint is None
     assert resume_note(config, fresh) == (
@@ -239,7 +247,7 @@ def test_resume_true_takes_the_latest_whole_checkpoint_or_starts_fresh(tmp_path:
         f"resuming from {trainer / 'checkpoint-10'} (step 10); passed over checkpoint-11, "
         "checkpoint-12: no readable trainer_state.json (cut short while saving)"
     )
-    plain = load_train_config(_train_config(tmp_path))
+    plain = load_train_config(_train_config(tmp_path, grpo={"save_strategy": "steps"}))
     assert resume_note(plain, check_train_config(plain)) is None
     assert run_record(config, inputs) == run_record(plain, check_train_config(plain))
 

@@ -203,6 +203,11 @@ def checkpoint_step(args: Any, where: str = "train config") -> int:
     is one a kill cut short while saving (the trainer writes that file last) and is passed
     over, where TRL's own `true` would take the highest-numbered folder, whole or not."""
     if args.resume_from_checkpoint is True:
+        if args.save_strategy == "no":
+            raise ConfigError(
+                f"{where}: grpo.resume_from_checkpoint: true resumes from the run's own "
+                "checkpoints, and it saves none: set save_strategy: steps and save_steps"
+            )
         latest = latest_checkpoint(Path(args.output_dir))
         args.resume_from_checkpoint = None if latest is None else str(latest)
     folder = args.resume_from_checkpoint
@@ -222,8 +227,10 @@ def checkpoint_step(args: Any, where: str = "train config") -> int:
 def latest_checkpoint(trainer_dir: Path) -> Path | None:
     """The whole checkpoint (`checkpoint-N` with its trainer_state.json) of the highest
     step under the trainer's folder; None when there is none."""
-    whole = [folder for _, folder in sorted(_checkpoints(trainer_dir).items())]
-    return next((f for f in reversed(whole) if _saved_step(f) is not None), None)
+    for _, folder in sorted(_checkpoints(trainer_dir).items(), reverse=True):
+        if _saved_step(folder) is not None:
+            return folder
+    return None
 
 
 def _checkpoints(trainer_dir: Path) -> dict[int, Path]:
