@@ -214,7 +214,7 @@ def test_resume_true_takes_the_latest_whole_checkpoint_or_starts_fresh(tmp_path:
     whole checkpoint of the highest step (by number: checkpoint-10 after checkpoint-2),
     passing over the folders a kill cut short while saving (no readable trainer_state.json,
     which the trainer writes last); with none yet, a fresh start. The run is the same
-    either way."""
+    either way. A run that saves no checkpoints has none to resume from: refused."""
     pytest.importorskip("trl", reason="the [train] extra is not installed")
     from therapygym.rl.train import check_train_config, load_train_config, resume_note, run_record
 
