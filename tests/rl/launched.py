@@ -1,7 +1,7 @@
-"""`therapygym train` under `accelerate launch --num_processes 2` on the tiny random Llama
-(tinylm.py), for the tests that launch it for real: a train config, the launch command
-with a shipped accelerate config, and what a run leaves behind (the reward log's steps,
-the stored session ids, a saved safetensors file)."""
+"""`therapygym train` under `accelerate launch --num_processes 2`, for the tests that
+launch it for real: the launch command with a shipped accelerate config and its
+environment, a train config for the tiny random Llama (tinylm.py), and what a run leaves
+behind (the reward log's steps, the stored session ids, a saved safetensors file)."""
 
 from __future__ import annotations
 

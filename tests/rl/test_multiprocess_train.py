@@ -18,28 +18,19 @@ to start and dequantise the policy)."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from launched import RANKS, ROOT, launch_command, launch_env
 
 from therapygym.models.dequantised import is_converted
 from therapygym.store import RunStore
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
-STEPS, RANKS = 2, 2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+STEPS = 2
 
 
 def _config(tmp_path: Path) -> Path:
@@ -73,29 +64,14 @@ def _config(tmp_path: Path) -> Path:
 @pytest.mark.timeout(1500)
 def test_two_processes_store_every_rollout_once_and_save_once(tmp_path: Path) -> None:
     store = tmp_path / "store.sqlite"
-    launch = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--config_file", str(ROOT / "configs" / "accelerate" / "ddp.yaml"),
-        "--num_processes", str(RANKS),
-        "--main_process_port", str(_free_port()),
-        "-m", "therapygym",
-        "train", "--config", str(_config(tmp_path)), "--store", str(store), "--no-cache",
-    ]  # fmt: skip
     result = subprocess.run(
-        launch,
+        launch_command("ddp", _config(tmp_path), store),
         capture_output=True,
         text=True,
         timeout=1200,
         cwd=tmp_path,
-        env={
-            **os.environ,
-            "COLUMNS": "200",
-            "HF_HUB_OFFLINE": "1",
-            "TRL_EXPERIMENTAL_SILENCE": "1",
-            "OMP_NUM_THREADS": "1",
-            # no conversion of the policy yet, as on a new machine: both ranks find none
-            "XDG_CACHE_HOME": str(tmp_path / "cache"),
-        },
+        # no conversion of the policy yet, as on a new machine: both ranks find none
+        env=launch_env(XDG_CACHE_HOME=str(tmp_path / "cache")),
     )
     assert result.returncode == 0, result.stderr[-4000:]
     # the main process alone prints: one line per step, one summary
