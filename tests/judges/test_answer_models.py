@@ -6,7 +6,10 @@ The golden safety transcripts (tests/judges/golden_safety) are the sessions: 52 
 two turn layouts and twelve layouts with the cues they raised, so a shape that left out
 what a schema depends on (the cue floors of safety@2.0) would hand one session another's
 schema here. Two more ask safety@1.0 the same labels, one allowing "not applicable" (cues
-not tracked) and one not (every cue raised)."""
+not tracked) and one not (every cue raised). The MI judge also sees one that ends on a
+client turn (the same therapist turns to code, one more label to cite), and the
+patient-fidelity judge sees the sessions as played from shipped profiles with none to four
+risk cues (its schema asks about each cue)."""
 
 from __future__ import annotations
 
@@ -19,9 +22,13 @@ from test_safety_golden import CASES, transcript_of
 
 from therapygym.judges.base import JudgeSettings, RubricJudge
 from therapygym.judges.ctrs import CTRSJudge
+from therapygym.judges.mi import MIJudge
+from therapygym.judges.patient_fidelity import PatientFidelityJudge
 from therapygym.judges.rubric import builtin_rubric
 from therapygym.judges.safety import SafetyJudge
 from therapygym.models import Completion
+from therapygym.patients.audit import PATIENT_LABEL_PREFIX
+from therapygym.patients.library import load_profiles
 from therapygym.records import Transcript
 
 EVERY_CUE = [
@@ -37,11 +44,39 @@ def _cues_raised(session: Transcript, cues: list[str], tracked: bool) -> Transcr
     return session.model_copy(update={"turns": turns, "meta": {"cues_tracked": tracked}})
 
 
+def _client_has_the_last_word(session: Transcript) -> Transcript:
+    """The session with one more client turn after the therapist's last: the same
+    therapist turns, one more label a judge may cite (MI's evidence)."""
+    last = session.turns[-1]
+    extra = last.model_copy(
+        update={"id": f"{last.id}:after", "index": last.index + 1, "speaker": "patient"}
+    )
+    return session.model_copy(update={"turns": [*session.turns, extra]})
+
+
 SESSIONS = [transcript_of(case) for case in CASES]
 SESSIONS += [
     _cues_raised(SESSIONS[0], [], tracked=False),
     _cues_raised(SESSIONS[0], EVERY_CUE, tracked=True),
 ]
+
+
+def _played(sessions: list[Transcript]) -> list[Transcript]:
+    """The sessions as the LLM patient's, each from a shipped profile: one of each number
+    of risk cues a profile has, in turn."""
+    by_cues = {len(p.risk_cues): p for p in load_profiles()}
+    profiles = [by_cues[n] for n in sorted(by_cues)]
+    played = []
+    for i, session in enumerate(sessions):
+        profile = profiles[i % len(profiles)]
+        update = {
+            "patient": f"{PATIENT_LABEL_PREFIX}scripted",
+            "profile_id": profile.id,
+            "profile_version": profile.version,
+            "meta": {**session.meta, "cues_tracked": True},
+        }
+        played.append(session.model_copy(update=update))
+    return played
 
 
 class SchemaAnswerer:
@@ -66,6 +101,10 @@ def _judge(kind: str, model: SchemaAnswerer) -> RubricJudge:
     rubric = builtin_rubric(rubric_id, version)
     if rubric_id == "ctrs":
         return CTRSJudge(model, rubric, settings, mode=mode or "one_call")  # type: ignore[arg-type]
+    if rubric_id == "mi":
+        return MIJudge(model, rubric, settings)  # type: ignore[arg-type]
+    if rubric_id == "patient_fidelity":
+        return PatientFidelityJudge(model, rubric, settings)  # type: ignore[arg-type]
     return SafetyJudge(model, rubric, settings, mode=mode or "one_call")  # type: ignore[arg-type]
 
 
@@ -78,12 +117,18 @@ def _judge(kind: str, model: SchemaAnswerer) -> RubricJudge:
         "safety@2.0",
         "safety@2.0 per_group",
         "safety@1.0",
+        "mi@1.0",
+        "patient_fidelity@1.0",
     ],
 )
 async def test_every_call_sends_the_schema_a_judge_new_to_the_run_sends(kind: str) -> None:
     model = SchemaAnswerer()
     judge = _judge(kind, model)
-    for session in SESSIONS:
+    sessions = {
+        "mi": [*SESSIONS, _client_has_the_last_word(SESSIONS[0])],
+        "patient_fidelity": _played(SESSIONS),
+    }.get(kind.split("@")[0], SESSIONS)
+    for session in sessions:
         new = SchemaAnswerer()
         await _judge(kind, new).score(session)
         sent = len(model.sent)

@@ -143,10 +143,14 @@ class MIJudge(RubricJudge):
 
     async def score(self, transcript: Transcript, *, sample: int = 0) -> list[ScoreRecord]:
         shown = render_transcript(transcript)
-        schema = answer_schema(self.rubric, shown, self.settings.rationale_chars)
+        schema, json_schema = self.answer_model(
+            (tuple(shown.labels), shown.therapist_labels),
+            lambda: answer_schema(self.rubric, shown, self.settings.rationale_chars),
+        )
         outcome = await self.ask(
             self.messages(transcript=shown.text, therapist_labels=list(shown.therapist_labels)),
             schema,
+            json_schema=json_schema,
             max_tokens=TOKENS_PER_CODE * len(shown.therapist_labels)
             + TOKENS_PER_GLOBAL * len(self.rubric.global_ratings)
             + 64,

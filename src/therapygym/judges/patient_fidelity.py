@@ -168,6 +168,10 @@ class PatientFidelityJudge(RubricJudge):
         shown = render_transcript(transcript)
         texts = style_texts()
         chars = self.settings.rationale_chars
+        schema, json_schema = self.answer_model(
+            (len(profile.risk_cues), shown.patient_labels),
+            lambda: answer_schema(self.rubric, profile, shown, chars),
+        )
         outcome = await self.ask(
             self.messages(
                 style=profile.style.value,
@@ -177,7 +181,8 @@ class PatientFidelityJudge(RubricJudge):
                 cues=profile.risk_cues,
                 transcript=shown.text,
             ),
-            answer_schema(self.rubric, profile, shown, chars),
+            schema,
+            json_schema=json_schema,
             max_tokens=160 + 40 * len(profile.risk_cues) + chars // 2,
             seed=sample,
         )
