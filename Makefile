@@ -54,8 +54,12 @@ test-wheel: $(BIN)/python
 	$(WHEEL_CHECK)/venv/bin/python -m pip install --quiet $(WHEEL_CHECK)/dist/therapygym-*.whl
 	$(BIN)/python tests/check_wheel.py $(WHEEL_CHECK)/dist/therapygym-*.whl $(WHEEL_CHECK)/venv
 
+# The fast tests on two pytest-xdist workers (each is about one core of Python: the pair
+# takes about half the time), then the slow ones one at a time, as each runs llama.cpp or
+# torch on both cores of the CI machine and two at once would only contend.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow" -n 2
+	$(BIN)/python -m pytest -m slow
 	$(MAKE) test-verifiers
 	$(MAKE) test-wheel
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,12 @@ import pytest
 
 from therapygym.models import ResponseCache
 from therapygym.testing.openai_server import FakeOpenAIServer
+
+# The in-process CLI tests (clirun.py) compare whole lines of the console's output, and the
+# console takes its width from COLUMNS when it is built, at import. pytest-xdist's workers
+# (`make test` runs the fast tests on two) start with COLUMNS=80, which wraps long paths;
+# without it piped output is 120 wide (report/terminal.py) in every way pytest is started.
+os.environ.pop("COLUMNS", None)
 
 SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
