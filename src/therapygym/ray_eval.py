@@ -39,7 +39,6 @@ from typing import Any
 
 from rich.console import Console
 
-from therapygym.artefacts import write_text
 from therapygym.config import EvalConfig
 from therapygym.errors import TherapygymError
 from therapygym.merge import differences, merge_stores
@@ -382,7 +381,7 @@ def evaluate_on_ray(
             store.close()
         result.embedded_judge = bool(result.summary.embedded_judges)
         if config.output is not None:
-            write_text(config.output, result.summary.to_json())
+            result.summary.write_json(config.output)  # a session at a time, as run_eval
     failed.sort(key=lambda f: Shard.parse(f.shard).index)
     return RayEvaluation(result, shards, saved, failed)
 

@@ -1,12 +1,14 @@
 """`eval --ray --shards N`: the run of `conftest.sharded` made as three Ray tasks on this
 machine. A worker killed with SIGKILL mid-shard is retried by Ray and resumes the shard
 from what it had saved, and the merged store equals the one-process run; a shard that
-fails for good is named, exits 3, and a rerun redoes only that shard. The option checks
-and the local-disk check need no cluster."""
+fails for good is named, exits 3, and a rerun redoes only that shard and writes the
+summary JSON that one process writes of the run. The option checks and the local-disk
+check need no cluster."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import sys
@@ -221,7 +223,7 @@ def test_a_shard_that_fails_is_named_and_a_rerun_redoes_only_it(
     assert set(stored(store)["sessions"]) == ours  # the other shards are merged
 
     blocked.unlink()
-    again = cli(*args)
+    again = cli(*args, "-o", str(tmp_path / "ray.json"))
     assert again.code == 0, again.stderr
     # shards 0 and 2 start from the stores the first run brought back: nothing to redo
     total = len(reference["sessions"])
@@ -232,3 +234,10 @@ def test_a_shard_that_fails_is_named_and_a_rerun_redoes_only_it(
         held = sum(Shard(k, SHARDS).holds(s) for s in ours)
         assert done[f"shard {k}/{SHARDS}"].endswith(f": 0 new, {held} there")
     assert stored(store) == reference
+    # the summary JSON is the one a process writes of the same run (the reference, copied
+    # so the fixture's store stays as it was), to the byte
+    one = tmp_path / "one.sqlite"
+    shutil.copyfile(sharded.reference, one)
+    summarised = cli(*sharded.eval_args(one), "-o", str(tmp_path / "one.json"))
+    assert summarised.code == 0, summarised.stderr
+    assert (tmp_path / "ray.json").read_text() == (tmp_path / "one.json").read_text()
