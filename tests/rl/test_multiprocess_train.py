@@ -1,29 +1,32 @@
 """`therapygym train` under `accelerate launch --num_processes 2` on CPU (gloo), for real:
 two GRPO steps of the embedded model with the shipped DDP config, each rank with its own
-in-process patient and judge (one llama.cpp thread each, so two ranks fit two cores),
-starting with an empty conversion cache as on a new machine (`models/dequantised.py`).
+in-process patient (the embedded model, one llama.cpp thread each, so two ranks fit two
+cores), starting with an empty conversion cache as on a new machine
+(`models/dequantised.py`).
 
 What several processes must not break: every rank's sessions reach the one store (the
 main process writes them all), none overwrites another's (ids carry the rank), the ids are
 the ones the config fixes (so a rerun or a resume finds them again), and the adapter and
 rewards.jsonl are written once.
 
-The reward is CTRS alone (`no-safety`: the safety judge is not called): on one llama.cpp
-thread the CTRS call of a session costs ~75 s of CPU and the five per_group safety calls
-~105 s more, and the ranks' plumbing is the same either way. Measured with the safety judge
-(clinical): 19 min 19 s on this shared 2-core box at load 8, 15.4 CPU-minutes (about 7 min
-on 2 idle cores); without it about 4 min on 2 idle cores (2 x 75 s judging per rank, ~60 s
-to start and dequantise the policy)."""
+The judge is a scripted local server (`tinylm.transcript_judge`: CTRS scores hashed from
+the transcript, nothing unsafe) giving the shipped clinical reward, CTRS and the five
+per_group safety calls. The embedded model as judge cost about 75 s of CPU per session for
+CTRS alone on one llama.cpp thread, some 150 s of this test's 3 minutes in CI, and a rank
+calls a judge server as it calls any model; the embedded judge in process is what the
+GRPO smoke run (tests/rl/test_train_smoke.py) holds."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from launched import RANKS, ROOT, launch_command, launch_env
+from tinylm import transcript_judge
 
 from therapygym.models.dequantised import is_converted
 from therapygym.store import RunStore
@@ -33,19 +36,16 @@ pytestmark = pytest.mark.slow
 STEPS = 2
 
 
-def _config(tmp_path: Path) -> Path:
+def _config(tmp_path: Path, judge: str) -> Path:
     """configs/train-smoke.yaml made as small as a run can be: one therapist turn per
-    session, one rollout per rank per step, short judge answers, the CTRS judge alone."""
+    session, one rollout per rank per step, the judge at `judge`."""
     config = yaml.safe_load((ROOT / "configs" / "train-smoke.yaml").read_text())
     config.update(
         run_id="train-2proc",
         patient_model="local:smollm2?threads=1",
-        judge="local:smollm2?threads=1",
+        judge=judge,
         session={"max_turns": 2, "max_tokens": 16, "temperature": 0.7},
         turn_tokens=16,
-        judge_rationale_chars=20,
-        judge_examples=False,
-        reward_weights="no-safety",
         output_dir=str(tmp_path / "out"),
     )
     # 2 ranks x 1 rollout = one prompt's group of 2 generations per step
@@ -62,10 +62,13 @@ def _config(tmp_path: Path) -> Path:
 
 
 @pytest.mark.timeout(1500)
-def test_two_processes_store_every_rollout_once_and_save_once(tmp_path: Path) -> None:
+def test_two_processes_store_every_rollout_once_and_save_once(
+    tmp_path: Path, openai_server: Any, server_spec: Any
+) -> None:
     store = tmp_path / "store.sqlite"
+    judge = server_spec(openai_server(transcript_judge))
     result = subprocess.run(
-        launch_command("ddp", _config(tmp_path), store),
+        launch_command("ddp", _config(tmp_path, judge), store),
         capture_output=True,
         text=True,
         timeout=1200,
@@ -101,7 +104,11 @@ def test_two_processes_store_every_rollout_once_and_save_once(tmp_path: Path) ->
         for t in sessions:
             assert [turn.speaker for turn in t.turns] == ["patient", "therapist"]
             assert "total" in t.meta["reward"]
-        judged = {r.session_id for r in db.scores("train-2proc")}
-        assert judged == expected  # every rank's score records came with its sessions
+        scores = list(db.scores("train-2proc"))
+        # every rank's score records came with its sessions, for both rubrics
+        assert {r.session_id for r in scores} == expected
+        assert {(r.session_id, r.rubric_id) for r in scores} == {
+            (sid, rubric) for sid in expected for rubric in ("ctrs", "safety")
+        }
     finally:
         db.close()
