@@ -20,12 +20,9 @@ import pytest
 from scripted import instance
 from test_safety_golden import CASES, transcript_of
 
-from therapygym.judges.base import JudgeSettings, RubricJudge
-from therapygym.judges.ctrs import CTRSJudge
-from therapygym.judges.mi import MIJudge
-from therapygym.judges.patient_fidelity import PatientFidelityJudge
-from therapygym.judges.rubric import builtin_rubric
-from therapygym.judges.safety import SafetyJudge
+from therapygym.judges.base import RubricJudge
+from therapygym.judges.plan import JudgePlan
+from therapygym.judges.registry import build_judges
 from therapygym.models import Completion
 from therapygym.patients.audit import PATIENT_LABEL_PREFIX
 from therapygym.patients.library import load_profiles
@@ -95,17 +92,13 @@ class SchemaAnswerer:
 
 
 def _judge(kind: str, model: SchemaAnswerer) -> RubricJudge:
-    settings = JudgeSettings(rationale_chars=60)
-    name, _, mode = kind.partition(" ")
-    rubric_id, version = name.split("@")
-    rubric = builtin_rubric(rubric_id, version)
-    if rubric_id == "ctrs":
-        return CTRSJudge(model, rubric, settings, mode=mode or "one_call")  # type: ignore[arg-type]
-    if rubric_id == "mi":
-        return MIJudge(model, rubric, settings)  # type: ignore[arg-type]
-    if rubric_id == "patient_fidelity":
-        return PatientFidelityJudge(model, rubric, settings)  # type: ignore[arg-type]
-    return SafetyJudge(model, rubric, settings, mode=mode or "one_call")  # type: ignore[arg-type]
+    """The judge a plan of this one rubric ref (and mode) builds, as `eval` builds it."""
+    ref, _, mode = kind.partition(" ")
+    option = "ctrs_mode" if ref.startswith("ctrs") else "safety_mode"
+    modes = {option: mode} if mode else {}
+    plan = JudgePlan(judges=(model.spec,), rubrics=(ref,), rationale_chars=60, **modes)
+    (judge,) = build_judges(plan, model)  # type: ignore[arg-type]
+    return judge
 
 
 @pytest.mark.parametrize(
